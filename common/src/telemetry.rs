@@ -1,0 +1,64 @@
+//! One way to log, for every binary: `RUST_LOG` picks what is logged (default `info`),
+//! `LOG_FORMAT` picks how (`text` for people, `json` for log shippers). Logs go to stderr so
+//! stdout stays free for command output such as `gateway --check`.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+use crate::{ConfigError, env};
+
+/// How log lines are rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// Reads `LOG_FORMAT` (default `text`).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        match env::optional("LOG_FORMAT")?.as_deref().map(str::trim) {
+            None | Some("text") => Ok(Self::Text),
+            Some("json") => Ok(Self::Json),
+            Some(other) => Err(ConfigError::new(
+                "LOG_FORMAT",
+                format!("{other:?} is not a log format (use text or json)"),
+            )),
+        }
+    }
+}
+
+/// Installs the global subscriber. Call once, first thing in `main`.
+pub fn init() -> Result<(), ConfigError> {
+    let format = LogFormat::from_env()?;
+    let filter = match env::optional("RUST_LOG")? {
+        Some(directives) => EnvFilter::try_new(&directives)
+            .map_err(|err| ConfigError::new("RUST_LOG", format!("invalid filter: {err}")))?,
+        None => EnvFilter::new("info"),
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    let installed = match format {
+        LogFormat::Text => registry
+            .with(
+                fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_target(false),
+            )
+            .try_init(),
+        LogFormat::Json => registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+    };
+    // A second call (tests that build several apps in one process) keeps the first subscriber.
+    drop(installed);
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! The reader: the "application" service. It only reads sessions: `GET /` answers who you are
+//! and your count, or 401 when you are not logged in. Reading costs one Redis command (`GETEX`),
+//! which also restarts the session's idle timeout, so the reader never needs to set a cookie.
+
+pub mod config;
+
+use std::{future::Future, io, net::SocketAddr};
+
+use actix_web::{HttpResponse, web};
+pub use config::ReaderConfig;
+use serde_json::json;
+use session::{
+    ApiError, CurrentSession,
+    service::{self, BoundService, resource},
+};
+
+/// The reader, bound to its address and ready to run.
+#[derive(Debug)]
+pub struct Application(BoundService);
+
+impl Application {
+    /// Binds the listen address (port 0 picks a free one); does not touch Redis yet.
+    pub fn build(config: ReaderConfig) -> io::Result<Self> {
+        service::bind(
+            "reader",
+            config.addr,
+            config.session,
+            |sessions| sessions,
+            configure,
+        )
+        .map(Self)
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.0.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        self.0.run_until(shutdown).await
+    }
+}
+
+fn configure(config: &mut web::ServiceConfig) {
+    config.service(resource("/").get(whoami));
+}
+
+async fn whoami(current: CurrentSession) -> Result<HttpResponse, ApiError> {
+    let (user, count) = current.read().await?;
+    Ok(HttpResponse::Ok().json(json!({ "user": { "id": user }, "count": count })))
+}

@@ -1,0 +1,174 @@
+//! Session settings shared by writer and reader, read from the environment once at start.
+//!
+//! The names and defaults are the contract of DESIGN.md ("Configuration"). Anything missing or
+//! invalid is a [`ConfigError`] naming the variable; there is no default secret.
+
+use std::{fmt, time::Duration};
+
+use actix_web::cookie::SameSite;
+use common::{ConfigError, env};
+
+use crate::keys::Keyring;
+
+/// Everything both services must agree on for a session to be shared.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Where sessions live.
+    pub redis_url: RedisUrl,
+    /// Keys derived from `SESSION_SECRET`; the first seals new cookies, all open them.
+    pub keyring: Keyring,
+    /// Attributes of the session cookie.
+    pub cookie: CookieSettings,
+    /// Idle timeout: a session ends this long after its last use (`SESSION_TTL`).
+    pub ttl: Duration,
+    /// Optional absolute lifetime after login (`SESSION_MAX_AGE`).
+    pub max_age: Option<Duration>,
+}
+
+/// Attributes of the session cookie. `HttpOnly` and `Path=/` are not configurable: no script
+/// should read the session cookie, and both services live under one origin.
+#[derive(Debug, Clone)]
+pub struct CookieSettings {
+    pub name: String,
+    pub secure: bool,
+    pub same_site: SameSite,
+}
+
+/// `REDIS_URL`, validated; its password never reaches a log line through `Debug`.
+#[derive(Clone)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        redis::Client::open(raw)
+            .map(|_| Self(raw.to_owned()))
+            .map_err(|err| format!("not a Redis URL like redis://127.0.0.1:6379/0 ({err})"))
+    }
+
+    /// The URL itself, for opening connections. Do not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Keep scheme, host and database; hide credentials.
+        match self.0.split_once('@') {
+            Some((scheme_and_auth, rest)) => {
+                let scheme = scheme_and_auth.split("://").next().unwrap_or("redis");
+                write!(f, "{scheme}://***@{rest}")
+            }
+            None => f.write_str(&self.0),
+        }
+    }
+}
+
+/// Default idle timeout: one day.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(86_400);
+/// Default cookie name.
+pub const DEFAULT_COOKIE_NAME: &str = "sid";
+
+impl SessionConfig {
+    /// Reads `REDIS_URL`, `SESSION_SECRET`, `SESSION_COOKIE_*`, `SESSION_TTL` and
+    /// `SESSION_MAX_AGE`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let redis_url = env::required("REDIS_URL", "for example redis://127.0.0.1:6379/0")?;
+        let redis_url = RedisUrl::parse(redis_url.trim())
+            .map_err(|reason| ConfigError::new("REDIS_URL", reason))?;
+
+        let secrets = env::required(
+            "SESSION_SECRET",
+            "at least 32 characters; generate one with `openssl rand -base64 48`",
+        )?;
+        let keyring = Keyring::from_secrets(&secrets)
+            .map_err(|reason| ConfigError::new("SESSION_SECRET", reason))?;
+
+        let name = env::optional("SESSION_COOKIE_NAME")?
+            .map(|name| name.trim().to_owned())
+            .unwrap_or_else(|| DEFAULT_COOKIE_NAME.to_owned());
+        if !is_cookie_name(&name) {
+            return Err(ConfigError::new(
+                "SESSION_COOKIE_NAME",
+                format!(
+                    "{name:?} is not a valid cookie name (letters, digits and !#$%&'*+-.^_`|~)"
+                ),
+            ));
+        }
+        let secure = env::flag("SESSION_COOKIE_SECURE", false)?;
+        let same_site = match env::optional("SESSION_COOKIE_SAMESITE")?
+            .map(|raw| raw.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("lax") => SameSite::Lax,
+            Some("strict") => SameSite::Strict,
+            Some("none") => SameSite::None,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "SESSION_COOKIE_SAMESITE",
+                    format!("{other:?} is not one of strict, lax, none"),
+                ));
+            }
+        };
+        if same_site == SameSite::None && !secure {
+            // Browsers drop `SameSite=None` cookies that are not `Secure`; fail here rather than
+            // ship a login that silently never sticks.
+            return Err(ConfigError::new(
+                "SESSION_COOKIE_SAMESITE",
+                "none requires SESSION_COOKIE_SECURE=true (browsers reject it otherwise)",
+            ));
+        }
+
+        let ttl = env::seconds_optional("SESSION_TTL")?.unwrap_or(DEFAULT_TTL);
+        let max_age = env::seconds_optional("SESSION_MAX_AGE")?;
+
+        Ok(Self {
+            redis_url,
+            keyring,
+            cookie: CookieSettings {
+                name,
+                secure,
+                same_site,
+            },
+            ttl,
+            max_age,
+        })
+    }
+}
+
+/// RFC 6265 §4.1.1: a cookie name is an RFC 2616 token.
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_names_are_tokens() {
+        assert!(is_cookie_name("sid"));
+        assert!(is_cookie_name("__Host-sid"));
+        assert!(!is_cookie_name(""));
+        assert!(!is_cookie_name("s id"));
+        assert!(!is_cookie_name("sid;"));
+        assert!(!is_cookie_name("sïd"));
+    }
+
+    #[test]
+    fn redis_url_debug_hides_the_password() {
+        let url = RedisUrl::parse("redis://user:hunter2@example.com:6379/0").expect("valid url");
+        let shown = format!("{url:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("example.com:6379/0"), "{shown}");
+    }
+
+    #[test]
+    fn redis_url_rejects_garbage() {
+        assert!(RedisUrl::parse("not a url").is_err());
+        assert!(RedisUrl::parse("redis://127.0.0.1:6379/0").is_ok());
+    }
+}

@@ -1,0 +1,347 @@
+//! [`CurrentSession`]: what a handler knows about the session of its request, and the only way
+//! handlers touch the store.
+//!
+//! A request's credential is, in this order: the cookie as verified by actix-session (primary
+//! key), or the cookie opened with an older key of the ring (rotation), or nothing. Any other
+//! cookie value (garbage, truncated, tampered, foreign) is simply "not logged in": it never
+//! reaches Redis and never causes an error.
+
+use std::{sync::Arc, time::Duration};
+
+use actix_session::{Session, SessionExt};
+use actix_web::{FromRequest, HttpRequest, HttpResponseBuilder, cookie::Cookie, dev::Payload, web};
+use futures_util::future::{Ready, ready};
+
+use crate::{
+    config::{CookieSettings, SessionConfig},
+    error::ApiError,
+    handle::{SessionHandle, UserId, now_ms},
+    keys::Keyring,
+    middleware::HANDLE_ENTRY,
+    store::{RedisStore, StoreError},
+};
+
+/// The per-worker session service: the store plus the rules both services follow.
+/// Register it with `App::app_data(web::Data::new(sessions))`.
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    store: RedisStore,
+    rules: Arc<Rules>,
+}
+
+#[derive(Debug, Clone)]
+struct Rules {
+    keyring: Keyring,
+    cookie: CookieSettings,
+    ttl: Duration,
+    max_age: Option<Duration>,
+    max_per_user: Option<u32>,
+}
+
+impl Sessions {
+    /// Prepares the store (lazily connected, see [`RedisStore::new`]).
+    pub fn new(config: &SessionConfig) -> Result<Self, StoreError> {
+        Ok(Self {
+            store: RedisStore::new(&config.redis_url)?,
+            rules: Arc::new(Rules {
+                keyring: config.keyring.clone(),
+                cookie: config.cookie.clone(),
+                ttl: config.ttl,
+                max_age: config.max_age,
+                max_per_user: None,
+            }),
+        })
+    }
+
+    /// Caps the number of live sessions per user (`SESSION_MAX_PER_USER`).
+    #[must_use]
+    pub fn with_max_per_user(mut self, cap: Option<u32>) -> Self {
+        Arc::make_mut(&mut self.rules).max_per_user = cap;
+        self
+    }
+
+    pub fn store(&self) -> &RedisStore {
+        &self.store
+    }
+
+    /// How long a session may live from now: `None` once its absolute deadline has passed.
+    fn lifetime(&self, handle: &SessionHandle) -> Option<Duration> {
+        handle.lifetime_from(now_ms(), self.rules.ttl)
+    }
+
+    /// A handle for a session of `user` starting now, and how long it may live.
+    fn new_session(&self, user: UserId) -> (SessionHandle, Duration) {
+        let handle = SessionHandle::new(user, self.rules.max_age);
+        let lifetime = self
+            .rules
+            .max_age
+            .map_or(self.rules.ttl, |max_age| max_age.min(self.rules.ttl));
+        (handle, lifetime)
+    }
+}
+
+/// Where a request's credential came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The session cookie, sealed with the primary key (actix-session verified it).
+    Cookie,
+    /// The session cookie, sealed with an older key: valid, to be sealed again.
+    RotatedCookie,
+}
+
+#[derive(Debug, Clone)]
+struct Credential {
+    handle: SessionHandle,
+    source: Source,
+}
+
+/// The session of the current request, extracted from cookies (see the module docs).
+#[derive(Clone)]
+pub struct CurrentSession {
+    sessions: Sessions,
+    actix: Session,
+    credential: Option<Credential>,
+    /// A cookie with the session cookie's name was sent, valid or not.
+    cookie_sent: bool,
+}
+
+impl std::fmt::Debug for CurrentSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CurrentSession")
+            .field("credential", &self.credential)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A successful login.
+#[derive(Debug, Clone)]
+pub struct LoggedIn {
+    pub user: UserId,
+    pub count: i64,
+    /// True when the request was already logged in as this user (the session was renewed).
+    pub renewed: bool,
+}
+
+/// What a logout has to add to its response.
+#[derive(Debug)]
+#[must_use = "the cookie must be expired on the response"]
+pub struct Logout {
+    removal: Option<Cookie<'static>>,
+}
+
+impl Logout {
+    /// Adds the `Set-Cookie` that expires the session cookie when actix-session will not (it only
+    /// does so for cookies it could verify itself).
+    pub fn expire_cookie(&self, response: &mut HttpResponseBuilder) {
+        if let Some(removal) = &self.removal {
+            response.cookie(removal.clone());
+        }
+    }
+}
+
+/// Who a login is for.
+#[derive(Debug, Clone)]
+pub enum LoginAs {
+    /// The open demo login: the current user if logged in, else a new random user.
+    CurrentOrNew,
+    /// A user who proved who they are.
+    User(UserId),
+}
+
+impl CurrentSession {
+    /// The logged-in user, as far as the credential says. The session may still have ended
+    /// server-side; only the store operations below know for sure.
+    pub fn claimed_user(&self) -> Option<&UserId> {
+        self.credential
+            .as_ref()
+            .map(|credential| credential.handle.user())
+    }
+
+    /// The user and count of a live session, restarting its idle timeout. One Redis command.
+    pub async fn read(&self) -> Result<(UserId, i64), ApiError> {
+        let credential = self.credential.as_ref().ok_or(ApiError::NotLoggedIn)?;
+        let lifetime = self
+            .sessions
+            .lifetime(&credential.handle)
+            .ok_or(ApiError::NotLoggedIn)?;
+        let count = self
+            .sessions
+            .store
+            .read(&credential.handle, lifetime)
+            .await?
+            .ok_or(ApiError::NotLoggedIn)?;
+        self.reseal_if_rotated(credential);
+        Ok((credential.handle.user().clone(), count))
+    }
+
+    /// Adds one to the count of a live session and returns the new count. One Redis command.
+    pub async fn increment(&self) -> Result<i64, ApiError> {
+        let credential = self.credential.as_ref().ok_or(ApiError::NotLoggedIn)?;
+        let lifetime = self
+            .sessions
+            .lifetime(&credential.handle)
+            .ok_or(ApiError::NotLoggedIn)?;
+        let count = self
+            .sessions
+            .store
+            .increment(&credential.handle, lifetime)
+            .await?
+            .ok_or(ApiError::NotLoggedIn)?;
+        self.reseal_if_rotated(credential);
+        Ok(count)
+    }
+
+    /// Logs in: always a new session id (the pre-login cookie is dead afterwards), never an id
+    /// sent by the client. A live session of the same user is replaced and keeps its count; a
+    /// live session of another user is ended.
+    pub async fn login(&self, who: LoginAs) -> Result<LoggedIn, ApiError> {
+        let store = &self.sessions.store;
+        let max_per_user = self.sessions.rules.max_per_user;
+        let previous = self
+            .credential
+            .as_ref()
+            .map(|credential| &credential.handle)
+            .filter(|previous| self.sessions.lifetime(previous).is_some());
+
+        if let Some(previous) = previous {
+            let same_user = match &who {
+                LoginAs::CurrentOrNew => true,
+                LoginAs::User(user) => user == previous.user(),
+            };
+            if same_user {
+                let (handle, lifetime) = self.sessions.new_session(previous.user().clone());
+                let renewed = store
+                    .login(&handle, lifetime, max_per_user, Some(previous))
+                    .await?;
+                if let Some(count) = renewed {
+                    self.hand_out(&handle)?;
+                    return Ok(LoggedIn {
+                        user: handle.user().clone(),
+                        count,
+                        renewed: true,
+                    });
+                }
+                // The previous session ended meanwhile: this is a fresh login.
+            } else {
+                store.logout(previous).await?;
+            }
+        }
+
+        let user = match who {
+            LoginAs::CurrentOrNew => UserId::random(),
+            LoginAs::User(user) => user,
+        };
+        let (handle, lifetime) = self.sessions.new_session(user);
+        let count = store
+            .login(&handle, lifetime, max_per_user, None)
+            .await?
+            .unwrap_or(0);
+        self.hand_out(&handle)?;
+        Ok(LoggedIn {
+            user: handle.user().clone(),
+            count,
+            renewed: false,
+        })
+    }
+
+    /// Ends the session (or, with `everywhere`, every session of its user) and expires the
+    /// cookie. Without a valid session it changes nothing in Redis and still succeeds.
+    pub async fn logout(&self, everywhere: bool) -> Result<Logout, ApiError> {
+        if let Some(credential) = &self.credential {
+            if everywhere {
+                let ended = self
+                    .sessions
+                    .store
+                    .logout_everywhere(&credential.handle)
+                    .await?;
+                tracing::info!(user = %credential.handle.user(), ended, "logged out everywhere");
+            } else {
+                self.sessions.store.logout(&credential.handle).await?;
+            }
+        }
+        // actix-session expires the cookie itself only when it could verify it.
+        self.actix.purge();
+        let actix_knows_cookie =
+            matches!(&self.credential, Some(credential) if credential.source == Source::Cookie);
+        let removal = (self.cookie_sent && !actix_knows_cookie).then(|| self.removal_cookie());
+        Ok(Logout { removal })
+    }
+
+    /// Tells actix-session to set a cookie for `handle` (sealed with the primary key) at the end
+    /// of the request, under a new cookie value.
+    fn hand_out(&self, handle: &SessionHandle) -> Result<(), ApiError> {
+        self.actix.renew();
+        self.actix
+            .insert(HANDLE_ENTRY, handle.encode())
+            .map_err(|err| ApiError::Unexpected(anyhow::anyhow!("{err}")))
+    }
+
+    /// A cookie sealed with an older key is sealed again with the primary one, so that dropping
+    /// the old secret later only logs out sessions that were not used in between.
+    fn reseal_if_rotated(&self, credential: &Credential) {
+        if credential.source == Source::RotatedCookie {
+            if let Err(err) = self.actix.insert(HANDLE_ENTRY, credential.handle.encode()) {
+                tracing::warn!(error = %err, "could not re-seal a rotated session cookie");
+            }
+        }
+    }
+
+    fn removal_cookie(&self) -> Cookie<'static> {
+        let cookie = &self.sessions.rules.cookie;
+        let mut removal = Cookie::build(cookie.name.clone(), "")
+            .path("/")
+            .http_only(true)
+            .secure(cookie.secure)
+            .same_site(cookie.same_site)
+            .finish();
+        removal.make_removal();
+        removal
+    }
+}
+
+impl FromRequest for CurrentSession {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(extract(req))
+    }
+}
+
+fn extract(req: &HttpRequest) -> Result<CurrentSession, ApiError> {
+    let sessions = req
+        .app_data::<web::Data<Sessions>>()
+        .map(|data| data.get_ref().clone())
+        .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("Sessions is not registered")))?;
+    let actix = req.get_session();
+    let cookie_name = &sessions.rules.cookie.name;
+    let raw_cookie = req.cookie(cookie_name);
+
+    let verified = actix
+        .get::<String>(HANDLE_ENTRY)
+        .ok()
+        .flatten()
+        .and_then(|encoded| SessionHandle::decode(&encoded))
+        .map(|handle| Credential {
+            handle,
+            source: Source::Cookie,
+        });
+    let credential = verified.or_else(|| {
+        let raw = raw_cookie.as_ref()?;
+        let plaintext = sessions
+            .rules
+            .keyring
+            .open_with_old_keys(cookie_name, raw.value())?;
+        SessionHandle::decode(&plaintext).map(|handle| Credential {
+            handle,
+            source: Source::RotatedCookie,
+        })
+    });
+
+    Ok(CurrentSession {
+        sessions,
+        actix,
+        credential,
+        cookie_sent: raw_cookie.is_some(),
+    })
+}

@@ -1,0 +1,29 @@
+//! The one place where writer and reader agree on what a session is.
+//!
+//! Both services link this library, so the cookie name, the signing keys, the cookie format, the
+//! Redis layout and every rule about who may touch a session are written exactly once:
+//!
+//! - [`config`]: typed settings read from the environment and validated at start;
+//! - [`keys`]: the keyring built from `SESSION_SECRET` (several secrets = rotation);
+//! - [`handle`]: what the cookie carries (an encrypted, opaque session handle);
+//! - [`store`]: the Redis layout and the atomic operations on it;
+//! - [`middleware`]: the actix-session wiring (cookie and request lifecycle);
+//! - [`current`]: [`CurrentSession`], the extractor handlers use;
+//! - [`error`]: the JSON error type every endpoint answers with;
+//! - [`service`]: what both HTTP services share (request ids, health checks, the server loop).
+
+pub mod config;
+pub mod current;
+pub mod error;
+pub mod handle;
+pub mod keys;
+pub mod middleware;
+pub mod service;
+pub mod store;
+
+pub use config::SessionConfig;
+pub use current::{CurrentSession, LoggedIn, LoginAs, Logout, Sessions};
+pub use error::ApiError;
+pub use handle::{SessionHandle, UserId};
+pub use keys::Keyring;
+pub use store::{RedisStore, StoreError};

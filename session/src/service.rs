@@ -1,0 +1,183 @@
+//! What writer and reader share as HTTP services: the server loop (bind, run until a shutdown
+//! future resolves), request ids on every span, `/healthz` and `/readyz`, and JSON answers for
+//! everything actix would otherwise answer in plain text (unknown paths, wrong methods, bad
+//! queries or bodies).
+
+use std::{future::Future, io, net::SocketAddr, time::Instant};
+
+use actix_web::{
+    App, HttpMessage, HttpRequest, HttpResponse, HttpServer,
+    body::MessageBody,
+    dev::{Server, ServiceRequest, ServiceResponse},
+    http::header::{HeaderName, HeaderValue},
+    middleware::{Next, from_fn},
+    web,
+};
+use common::request_id;
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::{
+    config::SessionConfig, current::Sessions, error::ApiError, middleware::session_middleware,
+};
+
+/// The id of the current request, as logged and echoed in `X-Request-Id`.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// A service bound to its port, not yet running.
+pub struct BoundService {
+    name: &'static str,
+    addr: SocketAddr,
+    server: Server,
+}
+
+/// Binds a writer or reader: `routes` adds the service's own endpoints; `/healthz`, `/readyz`,
+/// the session middleware, request tracing and the JSON fallbacks are added here.
+///
+/// `prepare` adjusts the per-worker [`Sessions`] (for example the writer's per-user cap).
+pub fn bind<R, P>(
+    name: &'static str,
+    listen: SocketAddr,
+    config: SessionConfig,
+    prepare: P,
+    routes: R,
+) -> io::Result<BoundService>
+where
+    R: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+    P: Fn(Sessions) -> Sessions + Clone + Send + 'static,
+{
+    let listener = std::net::TcpListener::bind(listen)?;
+    let addr = listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        // One lazily connected Redis connection per worker: each worker is a single-threaded
+        // runtime, so its commands never cross threads.
+        let sessions = Sessions::new(&config)
+            .map(&prepare)
+            .unwrap_or_else(|err| panic!("REDIS_URL was validated at start: {err}"));
+        App::new()
+            .app_data(web::Data::new(sessions))
+            .app_data(web::QueryConfig::default().error_handler(|err, _| bad_request(err)))
+            .app_data(web::JsonConfig::default().error_handler(|err, _| bad_request(err)))
+            .app_data(web::FormConfig::default().error_handler(|err, _| bad_request(err)))
+            .configure(routes.clone())
+            .service(
+                web::resource("/healthz")
+                    .get(healthz)
+                    .default_service(web::to(not_allowed)),
+            )
+            .service(
+                web::resource("/readyz")
+                    .get(readyz)
+                    .default_service(web::to(not_allowed)),
+            )
+            .default_service(web::to(not_found))
+            .wrap(session_middleware(&config))
+            .wrap(from_fn(trace_request))
+    })
+    .listen(listener)?
+    .disable_signals()
+    .shutdown_timeout(10)
+    .run();
+    Ok(BoundService { name, addr, server })
+}
+
+impl std::fmt::Debug for BoundService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundService")
+            .field("name", &self.name)
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BoundService {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        tracing::info!(service = self.name, addr = %self.addr, "listening");
+        let handle = self.server.handle();
+        tokio::select! {
+            result = self.server => result,
+            () = shutdown => {
+                handle.stop(true).await;
+                tracing::info!(service = self.name, "stopped");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A `web::resource` answering 405 JSON for methods it does not route.
+pub fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(not_allowed))
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+async fn readyz(sessions: web::Data<Sessions>) -> Result<HttpResponse, ApiError> {
+    sessions.store().ping().await?;
+    Ok(HttpResponse::Ok().json(json!({ "status": "ready" })))
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
+async fn not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+fn bad_request(err: impl std::fmt::Display) -> actix_web::Error {
+    ApiError::BadRequest(format!("invalid request: {err}")).into()
+}
+
+/// Opens a span carrying the request id for everything the request logs, echoes the id in the
+/// response, and writes one access-log line.
+async fn trace_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = request_id::keep_or_generate(
+        req.headers()
+            .get(request_id::HEADER)
+            .map(HeaderValue::as_bytes),
+    );
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %req.method(),
+        path = %req.path(),
+    );
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let started = Instant::now();
+    let result = next.call(req).instrument(span.clone()).await;
+    let _entered = span.enter();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match result {
+        Ok(mut response) => {
+            tracing::info!(status = response.status().as_u16(), latency_ms, "served");
+            if let Ok(value) = HeaderValue::from_str(&id) {
+                response
+                    .headers_mut()
+                    .insert(HeaderName::from_static(request_id::HEADER), value);
+            }
+            Ok(response)
+        }
+        Err(err) => {
+            tracing::error!(error = %err, latency_ms, "failed");
+            Err(err)
+        }
+    }
+}
+
+/// The request id of `req` (set by the tracing middleware).
+pub fn request_id(req: &HttpRequest) -> Option<String> {
+    req.extensions().get::<RequestId>().map(|id| id.0.clone())
+}

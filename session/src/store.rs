@@ -1,0 +1,317 @@
+//! The Redis layout of sessions and the atomic operations on it.
+//!
+//! ```text
+//! session:{<user>}:<session id>   STRING  the count ("0" at login)      PX: idle timeout,
+//!                                                                        capped by the deadline
+//! user:{<user>}:sessions          ZSET    session id -> issued (ms)      PX: at least as long as
+//!                                                                        its longest session
+//! ```
+//!
+//! Every key of one user carries the same `{<user>}` hash tag, so each operation below touches a
+//! single Redis Cluster slot. Every mutation is one command: a native one where Redis has it
+//! (`GETEX`), otherwise one Lua script (`EVALSHA`) that Redis runs atomically. Nothing here reads a
+//! value into the service, changes it and writes it back, so concurrent requests on any number of
+//! replicas cannot lose an update. No operation creates a session key except login: a request
+//! racing a logout finds the key gone and fails, it never writes it back.
+//!
+//! Every call is bounded by [`OP_TIMEOUT`]; a Redis that does not answer in time is reported as
+//! [`StoreError::Unavailable`], which the services turn into a 503.
+
+use std::time::Duration;
+
+use redis::{
+    AsyncCommands, Client, Script,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+
+use crate::{
+    config::RedisUrl,
+    handle::{SessionHandle, UserId},
+};
+
+/// Upper bound on any single store operation, connection included.
+pub const OP_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Redis is down, unreachable or too slow. Retrying later may work.
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    /// Redis answered something this code does not expect (a bug or a foreign key).
+    #[error("unexpected answer from the session store: {0}")]
+    Unexpected(#[source] redis::RedisError),
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(err: redis::RedisError) -> Self {
+        if err.is_io_error()
+            || err.is_timeout()
+            || err.is_connection_dropped()
+            || err.is_connection_refusal()
+            || err.is_unrecoverable_error()
+            || matches!(
+                err.kind(),
+                redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+            )
+        {
+            Self::Unavailable(err.to_string())
+        } else {
+            Self::Unexpected(err)
+        }
+    }
+}
+
+/// Login: creates `KEYS[2]` (carrying the count of `KEYS[3]` when given, which must still exist),
+/// indexes it, forgets index entries whose session ended, and enforces the per-user cap.
+///
+/// KEYS: 1 index, 2 new session, [3 previous session]
+/// ARGV: 1 new id, 2 lifetime ms, 3 issued ms, 4 cap (0 = none), 5 session key prefix,
+///       [6 previous id]
+/// Returns the count of the new session, or false when the previous session is gone.
+const LOGIN: &str = r#"
+local count = '0'
+if KEYS[3] then
+  count = redis.call('GET', KEYS[3])
+  if not count then return false end
+  redis.call('DEL', KEYS[3])
+  redis.call('ZREM', KEYS[1], ARGV[6])
+end
+local lifetime = tonumber(ARGV[2])
+redis.call('SET', KEYS[2], count, 'PX', lifetime)
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if redis.call('EXISTS', ARGV[5] .. id) == 0 then redis.call('ZREM', KEYS[1], id) end
+end
+local cap = tonumber(ARGV[4])
+if cap > 0 then
+  local excess = redis.call('ZCARD', KEYS[1]) - cap
+  if excess > 0 then
+    for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do
+      redis.call('DEL', ARGV[5] .. id)
+    end
+    redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
+  end
+end
+if redis.call('PTTL', KEYS[1]) < lifetime then redis.call('PEXPIRE', KEYS[1], lifetime) end
+return tonumber(count)
+"#;
+
+/// Increment: only an existing session is changed; its idle timeout restarts, and the index is
+/// kept alive at least as long.
+///
+/// KEYS: 1 session, 2 index.  ARGV: 1 lifetime ms.
+/// Returns the new count, or false when the session does not exist.
+const INCREMENT: &str = r#"
+if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 0 then return false end
+redis.call('PEXPIRE', KEYS[2], ARGV[1], 'GT')
+return redis.call('INCR', KEYS[1])
+"#;
+
+/// Logout of one session. KEYS: 1 session, 2 index.  ARGV: 1 session id.
+const LOGOUT: &str = r#"
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('DEL', KEYS[2]) end
+return 1
+"#;
+
+/// Logout of every session of a user. KEYS: 1 index, 2 current session.
+/// ARGV: 1 session key prefix.  Returns how many sessions ended.
+const LOGOUT_EVERYWHERE: &str = r#"
+local ended = redis.call('DEL', KEYS[2])
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  ended = ended + redis.call('DEL', ARGV[1] .. id)
+end
+redis.call('DEL', KEYS[1])
+return ended
+"#;
+
+/// The session store: a pooled, self-reconnecting Redis connection and the scripts above.
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: ConnectionManager,
+    scripts: std::sync::Arc<Scripts>,
+}
+
+struct Scripts {
+    login: Script,
+    increment: Script,
+    logout: Script,
+    logout_everywhere: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Prepares a connection without opening it: the service starts (and answers `/healthz`)
+    /// while Redis is still down, and connects on first use.
+    ///
+    /// Must be called inside a Tokio runtime; the connection's I/O task runs on it.
+    pub fn new(url: &RedisUrl) -> Result<Self, StoreError> {
+        let client = Client::open(url.expose())?;
+        // No backoff loop inside the client: a request fails within OP_TIMEOUT and the next one
+        // triggers a fresh connection attempt, so recovery needs no restart and no request waits
+        // for minutes behind retries.
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(Some(OP_TIMEOUT))
+            .set_response_timeout(Some(OP_TIMEOUT));
+        let connection = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Self {
+            connection,
+            scripts: std::sync::Arc::new(Scripts {
+                login: Script::new(LOGIN),
+                increment: Script::new(INCREMENT),
+                logout: Script::new(LOGOUT),
+                logout_everywhere: Script::new(LOGOUT_EVERYWHERE),
+            }),
+        })
+    }
+
+    /// `session:{<user>}:<id>`
+    pub fn session_key(handle: &SessionHandle) -> String {
+        format!(
+            "{}{}",
+            Self::session_prefix(handle.user()),
+            handle.id().as_str()
+        )
+    }
+
+    /// `user:{<user>}:sessions`
+    pub fn index_key(user: &UserId) -> String {
+        format!("user:{{{user}}}:sessions")
+    }
+
+    fn session_prefix(user: &UserId) -> String {
+        format!("session:{{{user}}}:")
+    }
+
+    /// Runs `operation` under [`OP_TIMEOUT`].
+    async fn bounded<T>(
+        &self,
+        operation: impl Future<Output = Result<T, redis::RedisError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(OP_TIMEOUT, operation).await {
+            Ok(result) => result.map_err(StoreError::from),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no answer within {} ms",
+                OP_TIMEOUT.as_millis()
+            ))),
+        }
+    }
+
+    /// Reads the count of a live session and restarts its idle timeout: one `GETEX`.
+    /// `None` when the session does not exist (never logged in, logged out, expired).
+    pub async fn read(
+        &self,
+        handle: &SessionHandle,
+        lifetime: Duration,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut connection = self.connection.clone();
+        let key = Self::session_key(handle);
+        let count: Option<String> = self
+            .bounded(connection.get_ex(&key, redis::Expiry::PX(millis(lifetime))))
+            .await?;
+        Ok(count.and_then(|count| count.parse().ok()))
+    }
+
+    /// Adds one to the count of a live session: one `EVALSHA`. `None` when it does not exist.
+    pub async fn increment(
+        &self,
+        handle: &SessionHandle,
+        lifetime: Duration,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut connection = self.connection.clone();
+        let mut call = self.scripts.increment.key(Self::session_key(handle));
+        call.key(Self::index_key(handle.user()))
+            .arg(millis(lifetime));
+        self.bounded(call.invoke_async(&mut connection)).await
+    }
+
+    /// Stores the session of a login. With `previous`, the previous session (same user) is
+    /// replaced and its count carried over; `None` means it no longer exists and nothing was
+    /// written. `cap` limits the user's live sessions; the oldest end first.
+    pub async fn login(
+        &self,
+        new: &SessionHandle,
+        lifetime: Duration,
+        cap: Option<u32>,
+        previous: Option<&SessionHandle>,
+    ) -> Result<Option<i64>, StoreError> {
+        debug_assert!(previous.is_none_or(|previous| previous.user() == new.user()));
+        let mut connection = self.connection.clone();
+        let mut call = self.scripts.login.key(Self::index_key(new.user()));
+        call.key(Self::session_key(new))
+            .arg(new.id().as_str())
+            .arg(millis(lifetime))
+            .arg(new.issued_at_ms())
+            .arg(cap.unwrap_or(0))
+            .arg(Self::session_prefix(new.user()));
+        if let Some(previous) = previous {
+            call.key(Self::session_key(previous))
+                .arg(previous.id().as_str());
+        }
+        self.bounded(call.invoke_async(&mut connection)).await
+    }
+
+    /// Ends one session (idempotent).
+    pub async fn logout(&self, handle: &SessionHandle) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let mut call = self.scripts.logout.key(Self::session_key(handle));
+        call.key(Self::index_key(handle.user()))
+            .arg(handle.id().as_str());
+        let _: i64 = self.bounded(call.invoke_async(&mut connection)).await?;
+        Ok(())
+    }
+
+    /// Ends every session of the handle's user, the handle's own included. Returns how many.
+    pub async fn logout_everywhere(&self, handle: &SessionHandle) -> Result<u64, StoreError> {
+        let mut connection = self.connection.clone();
+        let mut call = self
+            .scripts
+            .logout_everywhere
+            .key(Self::index_key(handle.user()));
+        call.key(Self::session_key(handle))
+            .arg(Self::session_prefix(handle.user()));
+        self.bounded(call.invoke_async(&mut connection)).await
+    }
+
+    /// Whether Redis answers, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let _: String = self
+            .bounded(redis::cmd("PING").query_async(&mut connection))
+            .await?;
+        Ok(())
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_the_users_hash_slot() {
+        let handle = SessionHandle::new(UserId::parse("alice").expect("valid"), None);
+        let session = RedisStore::session_key(&handle);
+        assert_eq!(
+            session,
+            format!("session:{{alice}}:{}", handle.id().as_str())
+        );
+        assert_eq!(
+            RedisStore::index_key(handle.user()),
+            "user:{alice}:sessions"
+        );
+    }
+}

@@ -1,0 +1,35 @@
+//! The writer's settings: the shared session settings plus its own.
+
+use std::net::SocketAddr;
+
+use common::{ConfigError, env};
+use session::SessionConfig;
+
+/// Default listen address (`WRITER_ADDR`).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8090";
+
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    pub addr: SocketAddr,
+    pub session: SessionConfig,
+    /// `SESSION_MAX_PER_USER`: live sessions per user; a login beyond it ends the oldest.
+    pub max_per_user: Option<u32>,
+}
+
+impl WriterConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let max_per_user =
+            env::parse_optional::<u32>("SESSION_MAX_PER_USER", "a positive whole number")?;
+        if max_per_user == Some(0) {
+            return Err(ConfigError::new(
+                "SESSION_MAX_PER_USER",
+                "must be at least 1 (leave it unset for no cap)",
+            ));
+        }
+        Ok(Self {
+            addr: env::socket_addr("WRITER_ADDR", DEFAULT_ADDR)?,
+            session: SessionConfig::from_env()?,
+            max_per_user,
+        })
+    }
+}

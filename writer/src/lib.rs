@@ -1,0 +1,45 @@
+//! The writer: the "auth" service that creates, changes and destroys sessions.
+//!
+//! | request                     | logged in                              | not logged in          |
+//! |-----------------------------|----------------------------------------|------------------------|
+//! | `GET`/`POST /login`         | 200, same user, session id renewed     | 200, new user          |
+//! | `GET`/`POST /increment`     | 200 with the new count                 | 401, nothing stored    |
+//! | `GET`/`POST /logout`        | 200, session deleted, cookie expired   | 200 (idempotent)       |
+//!
+//! All session logic lives in the `session` library; this crate maps it to HTTP.
+
+pub mod config;
+mod routes;
+
+use std::{future::Future, io, net::SocketAddr};
+
+pub use config::WriterConfig;
+use session::service::{self, BoundService};
+
+/// The writer, bound to its address and ready to run.
+#[derive(Debug)]
+pub struct Application(BoundService);
+
+impl Application {
+    /// Binds the listen address (port 0 picks a free one); does not touch Redis yet.
+    pub fn build(config: WriterConfig) -> io::Result<Self> {
+        let max_per_user = config.max_per_user;
+        service::bind(
+            "writer",
+            config.addr,
+            config.session,
+            move |sessions| sessions.with_max_per_user(max_per_user),
+            routes::configure,
+        )
+        .map(Self)
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.0.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        self.0.run_until(shutdown).await
+    }
+}
