@@ -1,1 +1,57 @@
-fn main() {}
+//! `gateway`: serves the routes of `GATEWAY_ROUTES` (default `routes.toml`) until Ctrl-C or
+//! SIGTERM; `gateway --check [FILE]` only validates a routes file.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::Parser;
+use gateway::{Gateway, GatewayConfig};
+
+/// Path-based reverse proxy driven by routes.toml (see README).
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    /// Validate a routes file (default: GATEWAY_ROUTES or routes.toml) and exit: 0 valid,
+    /// 1 invalid.
+    #[arg(long, value_name = "FILE", num_args = 0..=1)]
+    check: Option<Option<PathBuf>>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match common::startup("gateway", GatewayConfig::from_env) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    if let Some(file) = cli.check {
+        return check(&file.unwrap_or(config.routes));
+    }
+    match Gateway::build(config).await {
+        Ok(gateway) => {
+            gateway.run_until(common::shutdown::signal()).await;
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("gateway: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(file: &std::path::Path) -> ExitCode {
+    match gateway::routes::load(file) {
+        Ok(table) => {
+            println!(
+                "{}: OK ({} routes, {} upstreams)",
+                file.display(),
+                table.routes.len(),
+                table.upstreams.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            ExitCode::FAILURE
+        }
+    }
+}

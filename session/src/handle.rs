@@ -171,7 +171,7 @@ impl SessionHandle {
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|elapsed| millis(elapsed))
+        .map(millis)
         .unwrap_or(0)
 }
 

@@ -1,0 +1,297 @@
+//! Header rules of a transparent proxy (RFC 9110 §7.6).
+//!
+//! - Hop-by-hop headers describe one connection and never cross the proxy: the fixed list below
+//!   plus every header named in `Connection` (§7.6.1). Applied in both directions.
+//! - `Via` records the proxy (§7.6.3).
+//! - `X-Forwarded-For/-Proto/-Host` tell upstreams about the original request. They are only
+//!   believed when the peer is a configured trusted proxy; otherwise a client could claim any
+//!   address, so the gateway replaces them.
+//! - `Host` is preserved: upstreams see the host the client asked for.
+
+use std::net::IpAddr;
+
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Version,
+    header::{CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VIA},
+};
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static(common::request_id::HEADER);
+
+/// Headers that are hop-by-hop whatever `Connection` says (RFC 9110 §7.6.1, plus the
+/// non-standard `Keep-Alive`/`Proxy-Connection` still sent by old clients, and the
+/// `Proxy-Authenticate`/`Proxy-Authorization` pair addressed to proxies, RFC 9110 §11.7).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes every hop-by-hop header: those named in `Connection`, then the fixed list.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Whether the client accepts trailers (`TE: trailers`, RFC 9110 §10.1.4). `TE` itself is
+/// hop-by-hop, so the proxy re-sends just that token upstream.
+pub fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("trailers"))
+}
+
+/// What the gateway knows about the connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub addr: IpAddr,
+    /// Whether `addr` is in `trusted_proxies`.
+    pub trusted: bool,
+}
+
+/// Rewrites the headers of a request about to be sent upstream.
+pub fn prepare_request(
+    headers: &mut HeaderMap,
+    version: Version,
+    authority: Option<&str>,
+    peer: Peer,
+    request_id: &HeaderValue,
+) {
+    let trailers = accepts_trailers(headers);
+    // Host: kept as sent. HTTP/2 clients send `:authority` instead; carry it over as Host.
+    let host = headers
+        .get(HOST)
+        .cloned()
+        .or_else(|| authority.and_then(|authority| HeaderValue::from_str(authority).ok()));
+
+    remove_hop_by_hop(headers);
+    if trailers {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
+
+    let client = peer.addr.to_string();
+    let forwarded_for = match previous_values(headers, &X_FORWARDED_FOR) {
+        Some(chain) if peer.trusted => format!("{chain}, {client}"),
+        _ => client,
+    };
+    set(headers, &X_FORWARDED_FOR, &forwarded_for);
+
+    if !(peer.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    if !(peer.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        headers.remove(&X_FORWARDED_HOST);
+        if let Some(host) = &host {
+            headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+        }
+    }
+    if let Some(host) = host {
+        headers.insert(HOST, host);
+    }
+    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+    add_via(headers, version);
+}
+
+/// Rewrites the headers of an upstream response about to be sent to the client.
+pub fn prepare_response(headers: &mut HeaderMap, version: Version, request_id: &HeaderValue) {
+    remove_hop_by_hop(headers);
+    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+    add_via(headers, version);
+}
+
+/// Whether a request frames its body ambiguously: both `Content-Length` and
+/// `Transfer-Encoding` (RFC 9112 §6.3: a request smuggling vector; refuse it).
+pub fn has_conflicting_framing(headers: &HeaderMap) -> bool {
+    headers.contains_key(http::header::CONTENT_LENGTH) && headers.contains_key(TRANSFER_ENCODING)
+}
+
+/// Whether the request asks for a protocol switch (WebSocket and friends).
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE)
+}
+
+/// Whether the response declares trailers.
+pub fn declares_trailers(headers: &HeaderMap) -> bool {
+    headers.contains_key(TRAILER)
+}
+
+fn add_via(headers: &mut HeaderMap, version: Version) {
+    let protocol = match version {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "1.1",
+    };
+    headers.append(
+        VIA,
+        HeaderValue::from_str(&format!("{protocol} gateway"))
+            .unwrap_or_else(|_| HeaderValue::from_static("1.1 gateway")),
+    );
+}
+
+/// All values of `name`, joined with ", " (several header lines mean one list).
+fn previous_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
+fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
+    match HeaderValue::from_str(value) {
+        Ok(value) => {
+            headers.insert(name.clone(), value);
+        }
+        Err(_) => {
+            headers.remove(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_str(value).expect("value"),
+            );
+        }
+        headers
+    }
+
+    fn peer(trusted: bool) -> Peer {
+        Peer {
+            addr: "203.0.113.7".parse().expect("ip"),
+            trusted,
+        }
+    }
+
+    fn id() -> HeaderValue {
+        HeaderValue::from_static("req-1")
+    }
+
+    #[test]
+    fn removes_fixed_and_connection_named_headers() {
+        let mut headers = map(&[
+            ("connection", "keep-alive, X-Secret-Hop"),
+            ("connection", "x-other"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret-hop", "1"),
+            ("x-other", "2"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "gzip"),
+            ("trailer", "x-checksum"),
+            ("proxy-authorization", "Basic x"),
+            ("x-kept", "yes"),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+        ]);
+        remove_hop_by_hop(&mut headers);
+        let names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-kept", "set-cookie"]);
+        assert_eq!(headers.get_all("set-cookie").iter().count(), 2);
+    }
+
+    #[test]
+    fn untrusted_forwarding_headers_are_replaced() {
+        let mut headers = map(&[
+            ("host", "example.test"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.test"),
+        ]);
+        prepare_request(&mut headers, Version::HTTP_11, None, peer(false), &id());
+        assert_eq!(headers["x-forwarded-for"], "203.0.113.7");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+        assert_eq!(headers["x-forwarded-host"], "example.test");
+        assert_eq!(headers["host"], "example.test");
+        assert_eq!(headers["via"], "1.1 gateway");
+        assert_eq!(headers["x-request-id"], "req-1");
+    }
+
+    #[test]
+    fn trusted_forwarding_headers_are_appended_once() {
+        let mut headers = map(&[
+            ("host", "internal:8080"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "www.example.test"),
+            ("via", "1.1 edge"),
+        ]);
+        prepare_request(&mut headers, Version::HTTP_11, None, peer(true), &id());
+        assert_eq!(headers["x-forwarded-for"], "1.2.3.4, 10.0.0.1, 203.0.113.7");
+        assert_eq!(headers.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert_eq!(headers["x-forwarded-host"], "www.example.test");
+        let via: Vec<_> = headers.get_all("via").iter().collect();
+        assert_eq!(via, ["1.1 edge", "1.1 gateway"]);
+    }
+
+    #[test]
+    fn http2_authority_becomes_host() {
+        let mut headers = HeaderMap::new();
+        prepare_request(
+            &mut headers,
+            Version::HTTP_2,
+            Some("example.test:8080"),
+            peer(false),
+            &id(),
+        );
+        assert_eq!(headers["host"], "example.test:8080");
+        assert_eq!(headers["x-forwarded-host"], "example.test:8080");
+        assert_eq!(headers["via"], "2 gateway");
+    }
+
+    #[test]
+    fn te_trailers_survives_other_te_values_do_not() {
+        let mut headers = map(&[("te", "gzip, trailers")]);
+        prepare_request(&mut headers, Version::HTTP_11, None, peer(false), &id());
+        assert_eq!(headers["te"], "trailers");
+        let mut headers = map(&[("te", "gzip")]);
+        prepare_request(&mut headers, Version::HTTP_11, None, peer(false), &id());
+        assert!(!headers.contains_key("te"));
+    }
+
+    #[test]
+    fn conflicting_framing_is_detected() {
+        assert!(has_conflicting_framing(&map(&[
+            ("content-length", "3"),
+            ("transfer-encoding", "chunked"),
+        ])));
+        assert!(!has_conflicting_framing(&map(&[("content-length", "3")])));
+    }
+}

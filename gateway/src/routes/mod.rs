@@ -1,0 +1,13 @@
+//! `routes.toml`: its schema, its validation and the immutable routing table built from it.
+//!
+//! Loading happens in two stages (as in rust-rpxy): [`file`] deserializes the raw TOML into
+//! structs that refuse unknown keys, then validates them into a [`RouteTable`]. Every error carries
+//! the file, the line and a reason. A table, once built, never changes: a reload builds a new one
+//! and swaps it in whole.
+
+mod file;
+mod interpolate;
+mod table;
+
+pub use file::{RoutesError, load, parse};
+pub use table::{Route, RouteTable, Settings, Target, Upstream};

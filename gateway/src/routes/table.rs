@@ -1,0 +1,278 @@
+//! The validated, immutable routing table and path matching.
+
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
+
+use http::uri::Authority;
+use ipnet::IpNet;
+use serde::Serialize;
+
+/// Gateway-wide options from the `[settings]` table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    /// Default time an upstream has to answer with response headers (per route: `timeout`).
+    #[serde(with = "humantime_serde_compat")]
+    pub request_timeout: Duration,
+    /// Time to open a TCP connection to an upstream target.
+    #[serde(with = "humantime_serde_compat")]
+    pub connect_timeout: Duration,
+    /// Peers whose `X-Forwarded-*` headers are believed (and appended to); everyone else's are
+    /// replaced.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(2),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl Settings {
+    pub fn is_trusted(&self, peer: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&peer))
+    }
+}
+
+/// One base URL of an upstream: `http://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Target {
+    #[serde(rename = "url")]
+    display: String,
+    #[serde(skip)]
+    pub authority: Authority,
+}
+
+impl Target {
+    /// Parses `http://host[:port][/]`; anything else (other schemes, paths, queries, user info)
+    /// is refused with a reason.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let uri: http::Uri = raw
+            .parse()
+            .map_err(|err| format!("{raw:?} is not a URL ({err})"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(format!(
+                "{raw:?} must start with http:// (the gateway talks plain HTTP to upstreams)"
+            ));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| format!("{raw:?} has no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(format!("{raw:?} must not contain user information"));
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(format!(
+                "{raw:?} must be just http://host:port (no path or query: requests keep their own)"
+            ));
+        }
+        Ok(Self {
+            display: format!("http://{authority}"),
+            authority,
+        })
+    }
+
+    /// `http://host:port`, for logs and errors.
+    pub fn url(&self) -> &str {
+        &self.display
+    }
+}
+
+/// A named group of targets.
+#[derive(Debug, Serialize)]
+pub struct Upstream {
+    pub name: String,
+    pub targets: Vec<Target>,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Serialize)]
+pub struct Route {
+    /// Normalised prefix: starts with `/`, no trailing `/` except for the root route.
+    pub path: String,
+    #[serde(serialize_with = "upstream_name")]
+    pub upstream: Arc<Upstream>,
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+}
+
+fn upstream_name<S: serde::Serializer>(upstream: &Arc<Upstream>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&upstream.name)
+}
+
+impl Route {
+    /// Whether this route's prefix matches `path` on a segment boundary: `/login` matches
+    /// `/login`, `/login/` and `/login/x`, never `/loginx`.
+    fn matches(&self, path: &str) -> bool {
+        match path.strip_prefix(self.path.as_str()) {
+            Some(rest) => rest.is_empty() || rest.starts_with('/') || self.path == "/",
+            None => false,
+        }
+    }
+}
+
+/// The routing table: routes ordered longest prefix first, so the first match is the most
+/// specific one whatever the order in the file.
+#[derive(Debug, Serialize)]
+pub struct RouteTable {
+    pub routes: Vec<Route>,
+    pub upstreams: BTreeMap<String, Arc<Upstream>>,
+    pub settings: Settings,
+}
+
+impl RouteTable {
+    pub(super) fn new(
+        mut routes: Vec<Route>,
+        upstreams: BTreeMap<String, Arc<Upstream>>,
+        settings: Settings,
+    ) -> Self {
+        routes.sort_by(|a, b| b.path.len().cmp(&a.path.len()).then(a.path.cmp(&b.path)));
+        Self {
+            routes,
+            upstreams,
+            settings,
+        }
+    }
+
+    /// The most specific route for a request path (the path only, no query).
+    ///
+    /// Percent-encoded unreserved characters are decoded before matching (RFC 3986 §6.2.2.2:
+    /// `/log%69n` *is* `/login`), so an encoding trick cannot send a request to another service.
+    pub fn route(&self, path: &str) -> Option<&Route> {
+        let normalized;
+        let path = if path.contains('%') {
+            normalized = decode_unreserved(path);
+            normalized.as_str()
+        } else {
+            path
+        };
+        self.routes.iter().find(|route| route.matches(path))
+    }
+}
+
+/// Decodes `%XX` sequences that stand for unreserved characters (`A-Z a-z 0-9 - . _ ~`); every
+/// other escape (`%2F`, `%20`, …) keeps its meaning and stays encoded.
+fn decode_unreserved(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(byte) = hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
+                if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                    out.push(byte);
+                    i += 3;
+                    continue;
+                }
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| path.to_owned())
+}
+
+/// Durations shown as `"30s"` in `/routes`.
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(paths: &[(&str, &str)]) -> RouteTable {
+        let mut upstreams = BTreeMap::new();
+        let routes = paths
+            .iter()
+            .map(|(path, name)| {
+                let upstream = upstreams
+                    .entry((*name).to_owned())
+                    .or_insert_with(|| {
+                        Arc::new(Upstream {
+                            name: (*name).to_owned(),
+                            targets: vec![Target::parse("http://127.0.0.1:1").expect("valid")],
+                        })
+                    })
+                    .clone();
+                Route {
+                    path: (*path).to_owned(),
+                    upstream,
+                    timeout: Duration::from_secs(1),
+                }
+            })
+            .collect();
+        RouteTable::new(routes, upstreams, Settings::default())
+    }
+
+    fn upstream_for<'a>(table: &'a RouteTable, path: &str) -> Option<&'a str> {
+        table.route(path).map(|route| route.upstream.name.as_str())
+    }
+
+    #[test]
+    fn matches_on_segment_boundaries() {
+        let t = table(&[("/login", "writer"), ("/", "reader")]);
+        assert_eq!(upstream_for(&t, "/login"), Some("writer"));
+        assert_eq!(upstream_for(&t, "/login/"), Some("writer"));
+        assert_eq!(upstream_for(&t, "/login/form"), Some("writer"));
+        assert_eq!(upstream_for(&t, "/loginx"), Some("reader"));
+        assert_eq!(upstream_for(&t, "/log"), Some("reader"));
+        assert_eq!(upstream_for(&t, "/"), Some("reader"));
+        assert_eq!(upstream_for(&t, "/anything/else"), Some("reader"));
+    }
+
+    #[test]
+    fn longest_prefix_wins_whatever_the_order() {
+        let t = table(&[("/", "root"), ("/api", "api"), ("/api/admin", "admin")]);
+        assert_eq!(upstream_for(&t, "/api/admin/users"), Some("admin"));
+        assert_eq!(upstream_for(&t, "/api/adminx"), Some("api"));
+        assert_eq!(upstream_for(&t, "/api"), Some("api"));
+        assert_eq!(upstream_for(&t, "/apix"), Some("root"));
+    }
+
+    #[test]
+    fn no_route_without_a_root() {
+        let t = table(&[("/login", "writer")]);
+        assert_eq!(upstream_for(&t, "/"), None);
+        assert_eq!(upstream_for(&t, "/other"), None);
+    }
+
+    #[test]
+    fn encoded_unreserved_characters_cannot_dodge_a_route() {
+        let t = table(&[("/login", "writer"), ("/", "reader")]);
+        assert_eq!(upstream_for(&t, "/log%69n"), Some("writer"));
+        assert_eq!(upstream_for(&t, "/%6C%6F%67%69%6E/x"), Some("writer"));
+        // An encoded slash is data, not a separator.
+        assert_eq!(upstream_for(&t, "/login%2Fx"), Some("reader"));
+        assert_eq!(upstream_for(&t, "/login%"), Some("reader"));
+        assert_eq!(upstream_for(&t, "/login%6"), Some("reader"));
+    }
+
+    #[test]
+    fn targets_must_be_plain_http_base_urls() {
+        assert_eq!(
+            Target::parse("http://writer:8090").map(|t| t.url().to_owned()),
+            Ok("http://writer:8090".to_owned())
+        );
+        assert!(Target::parse("http://127.0.0.1:8090/").is_ok());
+        for bad in [
+            "https://x:1",
+            "ftp://x",
+            "http://x:1/path",
+            "http://x:1/?q",
+            "x:1",
+            "http://u:p@x:1",
+            "not a url",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
