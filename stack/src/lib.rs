@@ -1,1 +1,14 @@
-//! placeholder
+//! Running the stack's processes: the local launcher (`cargo run`) and the end-to-end tests use
+//! the same pieces, so what the tests start is what a user starts.
+//!
+//! - [`process`]: a child process that is always stopped (SIGTERM, then SIGKILL) and reaped when
+//!   its guard is dropped, with its output prefixed, saved to a file or discarded;
+//! - [`redis`]: a `redis-server` of our own on a chosen port;
+//! - [`net`]: free ports and "is it answering yet" probes;
+//! - [`binaries`]: building the service binaries with the same cargo profile as the caller.
+
+pub mod binaries;
+pub mod launcher;
+pub mod net;
+pub mod process;
+pub mod redis;

@@ -1,0 +1,231 @@
+//! The local stack behind `cargo run`: Redis (ours, or `REDIS_URL`), writer, reader and gateway
+//! as separate processes, each waited for until it answers, all stopped on Ctrl-C.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use common::{ConfigError, env};
+
+use crate::{
+    binaries, net,
+    process::{Output, Spec, Supervised},
+    redis::{Persistence, RedisServer},
+};
+
+/// How long each part gets to answer after it starts.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Settings of a local run, from the environment (and `.env`).
+#[derive(Debug, Clone)]
+pub struct LaunchConfig {
+    /// `REDIS_URL`; unset = start our own `redis-server`.
+    pub redis_url: Option<String>,
+    /// `SESSION_SECRET`; unset = a development secret kept in `.data/session-secret`.
+    pub session_secret: Option<String>,
+    pub writer: SocketAddr,
+    pub reader: SocketAddr,
+    pub gateway: SocketAddr,
+    pub admin: SocketAddr,
+    /// `GATEWAY_ROUTES`, default `routes.toml` in the repository.
+    pub routes: PathBuf,
+    /// Where our Redis data and the development secret live (`.data`, git-ignored).
+    pub data_dir: PathBuf,
+}
+
+impl LaunchConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let root = binaries::workspace_root().unwrap_or_else(|| PathBuf::from("."));
+        Ok(Self {
+            redis_url: env::optional("REDIS_URL")?,
+            session_secret: env::optional("SESSION_SECRET")?,
+            writer: env::socket_addr("WRITER_ADDR", "127.0.0.1:8090")?,
+            reader: env::socket_addr("READER_ADDR", "127.0.0.1:8091")?,
+            gateway: env::socket_addr("GATEWAY_ADDR", "127.0.0.1:8080")?,
+            admin: env::socket_addr("GATEWAY_ADMIN_ADDR", "127.0.0.1:9090")?,
+            routes: env::optional("GATEWAY_ROUTES")?
+                .map_or_else(|| root.join("routes.toml"), PathBuf::from),
+            data_dir: root.join(".data"),
+        })
+    }
+}
+
+/// The running stack; dropping it stops every part, gateway first, Redis last.
+#[derive(Debug)]
+pub struct Stack {
+    // Field order is drop order.
+    pub gateway: Supervised,
+    pub writer: Supervised,
+    pub reader: Supervised,
+    pub redis: Option<RedisServer>,
+    pub url: String,
+}
+
+/// Prints a progress line of the launcher.
+fn say(message: impl AsRef<str>) {
+    eprintln!("stack   | {}", message.as_ref());
+}
+
+/// Starts everything and waits until every part answers.
+pub fn launch(config: &LaunchConfig) -> Result<Stack, String> {
+    for (variable, addr) in [
+        ("GATEWAY_ADDR", config.gateway),
+        ("GATEWAY_ADMIN_ADDR", config.admin),
+        ("WRITER_ADDR", config.writer),
+        ("READER_ADDR", config.reader),
+    ] {
+        if !net::is_free(addr) {
+            let mut suggestion = addr;
+            suggestion.set_port(addr.port().wrapping_add(100));
+            return Err(format!(
+                "port {} is already in use ({variable}={addr}): stop what uses it, or pick another port, e.g. `{variable}={suggestion} cargo run --release` (or set it in .env)",
+                addr.port()
+            ));
+        }
+    }
+
+    let secret = match &config.session_secret {
+        Some(secret) => secret.clone(),
+        None => development_secret(&config.data_dir)?,
+    };
+
+    let (redis, redis_url) = match &config.redis_url {
+        Some(url) => {
+            say(format!("redis   | using REDIS_URL ({})", redact(url)));
+            (None, url.clone())
+        }
+        None => {
+            let port = net::free_port().map_err(|err| format!("no free port for Redis: {err}"))?;
+            let dir = config.data_dir.join("redis");
+            say(format!(
+                "redis   | starting redis-server on 127.0.0.1:{port} (data in {})",
+                dir.display()
+            ));
+            let server = RedisServer::start(port, &dir, Persistence::AppendOnly, Output::Prefixed)?;
+            let url = server.url();
+            (Some(server), url)
+        }
+    };
+
+    say("building writer, reader and gateway…");
+    let bin = binaries::build(false)?;
+
+    let service = |name: &str| {
+        Spec::new(name, binaries::path(&bin, name))
+            .env("REDIS_URL", &redis_url)
+            .env("SESSION_SECRET", &secret)
+            .output(Output::Prefixed)
+    };
+    let writer = start(
+        service("writer").env("WRITER_ADDR", config.writer.to_string()),
+        config.writer,
+        "/healthz",
+    )?;
+    let reader = start(
+        service("reader").env("READER_ADDR", config.reader.to_string()),
+        config.reader,
+        "/healthz",
+    )?;
+    let gateway = start(
+        Spec::new("gateway", binaries::path(&bin, "gateway"))
+            .env("GATEWAY_ADDR", config.gateway.to_string())
+            .env("GATEWAY_ADMIN_ADDR", config.admin.to_string())
+            .env("GATEWAY_ROUTES", &config.routes)
+            .env("WRITER_URL", format!("http://{}", config.writer))
+            .env("READER_URL", format!("http://{}", config.reader))
+            .output(Output::Prefixed),
+        config.admin,
+        "/readyz",
+    )?;
+    say(format!(
+        "gateway | serving http://{} (admin http://{})",
+        config.gateway, config.admin
+    ));
+    Ok(Stack {
+        gateway,
+        writer,
+        reader,
+        redis,
+        url: format!("http://{}", config.gateway),
+    })
+}
+
+/// Starts one service and waits until `probe` answers 200 on `addr`.
+fn start(spec: Spec, addr: SocketAddr, probe: &str) -> Result<Supervised, String> {
+    let name = spec.name.clone();
+    let mut process = Supervised::spawn(spec).map_err(|err| err.to_string())?;
+    let ready = net::wait_until(READY_TIMEOUT, || {
+        process.try_wait().is_some()
+            || net::http_status(addr, probe, Duration::from_millis(500)) == Some(200)
+    });
+    if let Some(status) = process.try_wait() {
+        return Err(format!(
+            "{name} exited during start ({status}); see its log lines above"
+        ));
+    }
+    if !ready {
+        return Err(format!(
+            "{name} did not answer on {addr}{probe} within {READY_TIMEOUT:?}"
+        ));
+    }
+    say(format!("{name:7} | ready ({addr})"));
+    Ok(process)
+}
+
+/// The development secret in `<data>/session-secret`: generated once, then reused so restarts
+/// keep sessions. Never used when `SESSION_SECRET` is set.
+fn development_secret(data_dir: &Path) -> Result<String, String> {
+    let path = data_dir.join("session-secret");
+    if let Ok(secret) = std::fs::read_to_string(&path) {
+        let secret = secret.trim().to_owned();
+        if secret.len() >= 32 {
+            return Ok(secret);
+        }
+    }
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(data_dir)
+        .and_then(|()| write_private(&path, &secret))
+        .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+    say(format!(
+        "SESSION_SECRET is not set: generated a development secret in {} (set SESSION_SECRET for production)",
+        path.display()
+    ));
+    Ok(secret)
+}
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(content.as_bytes())
+}
+
+/// `redis://user:secret@host` → `redis://***@host`.
+fn redact(url: &str) -> String {
+    match url.split_once('@') {
+        Some((scheme_auth, host)) => {
+            let scheme = scheme_auth.split("://").next().unwrap_or("redis");
+            format!("{scheme}://***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+impl Stack {
+    /// Which part has exited, if any (with its status).
+    pub fn exited(&mut self) -> Option<(String, std::process::ExitStatus)> {
+        for process in [&mut self.gateway, &mut self.writer, &mut self.reader] {
+            if let Some(status) = process.try_wait() {
+                return Some((process.name().to_owned(), status));
+            }
+        }
+        None
+    }
+}

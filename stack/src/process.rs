@@ -1,0 +1,231 @@
+//! Supervised child processes.
+//!
+//! Every process started here is owned by a [`Supervised`] guard: dropping it sends SIGTERM,
+//! waits up to [`STOP_GRACE`] for a clean exit (services drain their requests), then SIGKILLs and
+//! reaps it. No process is ever found by name (`pkill`): only the PIDs we started are signalled.
+
+use std::{
+    ffi::OsString,
+    fs::File,
+    io::{BufRead, BufReader, Write},
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+
+/// How long a stopped process gets to exit before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Where a child's stdout and stderr go.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// To our stderr, each line prefixed with the process name (`writer  | …`).
+    Prefixed,
+    /// Appended to a file.
+    File(PathBuf),
+    /// Discarded.
+    Null,
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub name: String,
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub env: Vec<(String, OsString)>,
+    /// Variables removed from the inherited environment (so a developer's shell cannot leak
+    /// settings into a test).
+    pub env_remove: Vec<String>,
+    pub current_dir: Option<PathBuf>,
+    pub output: Output,
+}
+
+impl Spec {
+    pub fn new(name: impl Into<String>, program: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.into(),
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            env_remove: Vec::new(),
+            current_dir: None,
+            output: Output::Null,
+        }
+    }
+
+    #[must_use]
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    #[must_use]
+    pub fn env(mut self, name: &str, value: impl Into<OsString>) -> Self {
+        self.env.push((name.to_owned(), value.into()));
+        self
+    }
+
+    #[must_use]
+    pub fn env_remove(mut self, name: &str) -> Self {
+        self.env_remove.push(name.to_owned());
+        self
+    }
+
+    #[must_use]
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.current_dir = Some(dir.into());
+        self
+    }
+
+    #[must_use]
+    pub fn output(mut self, output: Output) -> Self {
+        self.output = output;
+        self
+    }
+}
+
+/// A running child process, stopped and reaped on drop.
+#[derive(Debug)]
+pub struct Supervised {
+    name: String,
+    child: Child,
+    spec: Spec,
+}
+
+impl Supervised {
+    /// Starts `spec`.
+    pub fn spawn(spec: Spec) -> std::io::Result<Self> {
+        let mut command = Command::new(&spec.program);
+        command.args(&spec.args).stdin(Stdio::null());
+        for name in &spec.env_remove {
+            command.env_remove(name);
+        }
+        command.envs(spec.env.iter().map(|(k, v)| (k, v)));
+        if let Some(dir) = &spec.current_dir {
+            command.current_dir(dir);
+        }
+        match &spec.output {
+            Output::Prefixed => {
+                command.stdout(Stdio::piped()).stderr(Stdio::piped());
+            }
+            Output::File(path) => {
+                let file = File::options().create(true).append(true).open(path)?;
+                command.stdout(file.try_clone()?).stderr(file);
+            }
+            Output::Null => {
+                command.stdout(Stdio::null()).stderr(Stdio::null());
+            }
+        }
+        let mut child = command.spawn().map_err(|err| {
+            std::io::Error::new(
+                err.kind(),
+                format!(
+                    "cannot start {} ({}): {err}",
+                    spec.name,
+                    spec.program.display()
+                ),
+            )
+        })?;
+        if let Output::Prefixed = spec.output {
+            let width = spec.name.len().max(7);
+            if let Some(stdout) = child.stdout.take() {
+                pump(format!("{:width$} | ", spec.name), stdout);
+            }
+            if let Some(stderr) = child.stderr.take() {
+                pump(format!("{:width$} | ", spec.name), stderr);
+            }
+        }
+        Ok(Self {
+            name: spec.name.clone(),
+            child,
+            spec,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status if the process has ended.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Waits up to `timeout` for the process to end by itself.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal (for example SIGHUP) to the process.
+    pub fn signal(&self, signal: Signal) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = kill(Pid::from_raw(pid), signal);
+        }
+    }
+
+    /// Stops the process: SIGTERM, up to [`STOP_GRACE`] to exit, then SIGKILL. Returns its exit
+    /// status (`None` if it had to be killed).
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        if let Some(status) = self.try_wait() {
+            return Some(status);
+        }
+        self.signal(Signal::SIGTERM);
+        if let Some(status) = self.wait_timeout(STOP_GRACE) {
+            return Some(status);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops the process and starts it again with the same spec.
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        self.stop();
+        let fresh = Self::spawn(self.spec.clone())?;
+        *self = fresh;
+        Ok(())
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Copies lines from `reader` to our stderr with `prefix`, on a thread of its own.
+fn pump(prefix: String, reader: impl std::io::Read + Send + 'static) {
+    thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "{prefix}{line}");
+        }
+    });
+}

@@ -1,0 +1,152 @@
+//! A `redis-server` of our own, on a port we choose.
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use crate::{
+    net,
+    process::{Output, Spec, Supervised},
+};
+
+/// How to install Redis, for the error a user sees when it is missing.
+pub const INSTALL_HINT: &str = "install it (Debian/Ubuntu: sudo apt-get install -y redis-server; macOS: brew install redis) or set REDIS_URL";
+
+/// Whether data survives a restart of this Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// Append-only file in the data directory (the local stack: restarts keep sessions).
+    AppendOnly,
+    /// Nothing on disk (tests).
+    None,
+}
+
+/// A running `redis-server`, stopped when dropped.
+#[derive(Debug)]
+pub struct RedisServer {
+    process: Supervised,
+    addr: SocketAddr,
+    dir: PathBuf,
+    persistence: Persistence,
+}
+
+impl RedisServer {
+    /// Finds `redis-server` on `PATH`.
+    pub fn binary() -> Option<PathBuf> {
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("redis-server"))
+            .find(|candidate| candidate.is_file())
+    }
+
+    /// Starts a server on 127.0.0.1:`port` with its files in `dir`, and waits until it answers.
+    pub fn start(
+        port: u16,
+        dir: &Path,
+        persistence: Persistence,
+        output: Output,
+    ) -> Result<Self, String> {
+        let binary =
+            Self::binary().ok_or_else(|| format!("redis-server is not on PATH: {INSTALL_HINT}"))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let process = Supervised::spawn(Self::spec(&binary, port, dir, persistence, output))
+            .map_err(|err| err.to_string())?;
+        let mut server = Self {
+            process,
+            addr,
+            dir: dir.to_owned(),
+            persistence,
+        };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    fn spec(
+        binary: &Path,
+        port: u16,
+        dir: &Path,
+        persistence: Persistence,
+        output: Output,
+    ) -> Spec {
+        let appendonly = match persistence {
+            Persistence::AppendOnly => "yes",
+            Persistence::None => "no",
+        };
+        Spec::new("redis", binary)
+            .args_from([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                appendonly,
+                "--protected-mode",
+                "yes",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .output(output)
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let addr = self.addr;
+        let answered = net::wait_until(Duration::from_secs(10), || {
+            net::redis_ping(addr, Duration::from_millis(200))
+        });
+        if answered {
+            return Ok(());
+        }
+        let status = self.process.try_wait();
+        Err(format!(
+            "redis-server on {addr} did not answer within 10 s{}",
+            status
+                .map(|s| format!(" (it exited: {s})"))
+                .unwrap_or_default()
+        ))
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `redis://127.0.0.1:<port>/0`
+    pub fn url(&self) -> String {
+        format!("redis://{}/0", self.addr)
+    }
+
+    /// Stops the server (as an outage would) without giving up its port or data directory.
+    pub fn stop(&mut self) {
+        self.process.stop();
+    }
+
+    /// Starts it again on the same port and directory; waits until it answers.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.process.restart().map_err(|err| err.to_string())?;
+        self.wait_ready()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn persistence(&self) -> Persistence {
+        self.persistence
+    }
+}
+
+impl Spec {
+    fn args_from<'a>(mut self, args: impl IntoIterator<Item = &'a str>) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+}

@@ -1,0 +1,127 @@
+//! Start-up with missing or invalid settings: one line naming the variable, a non-zero exit.
+
+use std::time::Duration;
+
+use stack::process::{Output, Supervised};
+
+use crate::helpers::{SECRET, service_spec};
+
+/// Runs `name` with `env` and returns (exit code, stderr) once it exits on its own.
+fn run(name: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("out.log");
+    let mut spec = service_spec(name, dir.path()).output(Output::File(log.clone()));
+    for (key, value) in env {
+        spec = spec.env(key, *value);
+    }
+    let mut process = Supervised::spawn(spec).expect("spawn");
+    let status = process
+        .wait_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("{name} should exit on bad settings"));
+    (status.code(), std::fs::read_to_string(log).expect("log"))
+}
+
+#[test]
+fn services_refuse_to_start_without_valid_settings() {
+    let redis = ("REDIS_URL", "redis://127.0.0.1:1/0");
+    let secret = ("SESSION_SECRET", SECRET);
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[secret], "REDIS_URL: is required"),
+        (&[redis], "SESSION_SECRET: is required"),
+        (
+            &[redis, ("SESSION_SECRET", "too-short")],
+            "SESSION_SECRET: the first secret is 9 bytes long",
+        ),
+        (
+            &[("REDIS_URL", "http://nope"), secret],
+            "REDIS_URL: not a Redis URL",
+        ),
+        (
+            &[redis, secret, ("SESSION_TTL", "soon")],
+            "SESSION_TTL: \"soon\" is not a whole number of seconds",
+        ),
+        (
+            &[redis, secret, ("SESSION_COOKIE_SAMESITE", "sometimes")],
+            "SESSION_COOKIE_SAMESITE: \"sometimes\" is not one of",
+        ),
+        (
+            &[redis, secret, ("SESSION_COOKIE_SAMESITE", "none")],
+            "none requires SESSION_COOKIE_SECURE=true",
+        ),
+        (
+            &[redis, secret, ("LOG_FORMAT", "xml")],
+            "LOG_FORMAT: \"xml\" is not a log format",
+        ),
+    ];
+    for name in ["writer", "reader"] {
+        for (env, expected) in cases {
+            let (code, stderr) = run(name, env);
+            assert_eq!(code, Some(2), "{name} {env:?}: {stderr}");
+            let lines: Vec<&str> = stderr.lines().collect();
+            assert_eq!(
+                lines.len(),
+                1,
+                "{name} {env:?}: exactly one line, got {stderr:?}"
+            );
+            assert!(
+                lines[0].starts_with(&format!("{name}: ")) && lines[0].contains(expected),
+                "{name} {env:?}: {stderr:?} should contain {expected:?}"
+            );
+        }
+    }
+    let (code, stderr) = run("writer", &[redis, secret, ("SESSION_MAX_PER_USER", "0")]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("SESSION_MAX_PER_USER: must be at least 1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn gateway_refuses_an_invalid_routes_file_with_file_line_and_reason() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let routes = dir.path().join("routes.toml");
+    std::fs::write(
+        &routes,
+        "[upstreams]\nwriter = [\"http://127.0.0.1:1\"]\n\n[[routes]]\npath = \"/\"\nupstream = \"nobody\"\n",
+    )
+    .expect("write");
+    let routes_str = routes.to_str().expect("utf-8 path");
+    let (code, stderr) = run(
+        "gateway",
+        &[
+            ("GATEWAY_ROUTES", routes_str),
+            ("GATEWAY_ADDR", "127.0.0.1:0"),
+            ("GATEWAY_ADMIN_ADDR", "127.0.0.1:0"),
+        ],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{routes_str}:6: upstream \"nobody\" is not defined"
+        )),
+        "{stderr}"
+    );
+
+    // `--check` says the same and exits 1; the shipped file passes.
+    let check = std::process::Command::new(crate::helpers::bin("gateway"))
+        .args(["--check", routes_str])
+        .output()
+        .expect("run --check");
+    assert_eq!(check.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&check.stderr).contains(":6: upstream \"nobody\""));
+    let shipped = stack::binaries::workspace_root()
+        .expect("root")
+        .join("routes.toml");
+    let check = std::process::Command::new(crate::helpers::bin("gateway"))
+        .arg("--check")
+        .arg(&shipped)
+        .output()
+        .expect("run --check");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(String::from_utf8_lossy(&check.stdout).contains("OK (4 routes, 2 upstreams)"));
+}

@@ -1,0 +1,332 @@
+//! The HTTP contract of DESIGN.md, walked through the gateway.
+
+use serde_json::json;
+
+use crate::helpers::{TestStack, json, session_cookie, set_cookies};
+
+const NOT_LOGGED_IN: &str = "Please go \"log in!\" (set up your session)";
+
+#[tokio::test]
+async fn login_count_increment_logout_walkthrough() {
+    let stack = TestStack::start();
+    let browser = stack.browser();
+
+    let login = browser
+        .get(stack.url("/login"))
+        .send()
+        .await
+        .expect("login");
+    let cookies = set_cookies(&login);
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let cookie = &cookies[0];
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(
+            cookie.contains(attribute),
+            "{attribute} missing in {cookie}"
+        );
+    }
+    assert!(
+        !cookie.contains("Secure"),
+        "Secure only when configured: {cookie}"
+    );
+    assert!(
+        !cookie.contains("Max-Age"),
+        "a browser-session cookie: {cookie}"
+    );
+    let (status, body) = json(login).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["message"], "you are now logged in");
+    let user = body["user"]["id"].as_str().expect("user id").to_owned();
+    assert!(!user.is_empty());
+
+    let (status, body) = json(browser.get(stack.url("/")).send().await.expect("read")).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({ "user": { "id": user }, "count": 0 }))
+    );
+
+    for expected in 1..=2 {
+        let response = browser
+            .post(stack.url("/increment"))
+            .send()
+            .await
+            .expect("increment");
+        let (status, body) = json(response).await;
+        assert_eq!(
+            (status, body),
+            (
+                200,
+                json!({ "message": "Incremented Count", "count": expected })
+            )
+        );
+    }
+    let (status, body) = json(browser.get(stack.url("/")).send().await.expect("read")).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({ "user": { "id": user }, "count": 2 }))
+    );
+
+    let logout = browser
+        .get(stack.url("/logout"))
+        .send()
+        .await
+        .expect("logout");
+    let expired = set_cookies(&logout);
+    assert!(
+        expired
+            .iter()
+            .any(|c| c.starts_with("sid=;") && c.contains("Max-Age=0")),
+        "logout expires the cookie: {expired:?}"
+    );
+    let (status, body) = json(logout).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({ "message": "logged out : count reset" }))
+    );
+
+    let (status, body) = json(browser.get(stack.url("/")).send().await.expect("read")).await;
+    assert_eq!(
+        (status, body),
+        (401, json!({ "message": NOT_LOGGED_IN, "login": "/login" }))
+    );
+    assert!(
+        stack.redis_keys().await.is_empty(),
+        "logout leaves nothing in Redis"
+    );
+}
+
+#[tokio::test]
+async fn anonymous_requests_are_401_and_store_nothing() {
+    let stack = TestStack::start();
+    let client = stack.client();
+    for (method, path) in [("GET", "/"), ("GET", "/increment"), ("POST", "/increment")] {
+        for cookie in [None, Some("sid=garbage"), Some("sid=")] {
+            let mut request = client.request(method.parse().expect("method"), stack.url(path));
+            if let Some(cookie) = cookie {
+                request = request.header("cookie", cookie);
+            }
+            let response = request.send().await.expect("request");
+            assert!(set_cookies(&response).is_empty(), "no cookie for strangers");
+            let (status, body) = json(response).await;
+            assert_eq!(
+                (status, body),
+                (401, json!({ "message": NOT_LOGGED_IN, "login": "/login" })),
+                "{method} {path} with {cookie:?}"
+            );
+        }
+    }
+    // Logging out without a session is fine and changes nothing.
+    let (status, body) = json(
+        client
+            .get(stack.url("/logout"))
+            .send()
+            .await
+            .expect("logout"),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({ "message": "logged out : count reset" }))
+    );
+    assert!(stack.redis_keys().await.is_empty(), "Redis stays empty");
+}
+
+#[tokio::test]
+async fn replaying_a_logged_out_cookie_gets_401() {
+    let stack = TestStack::start();
+    let client = stack.client();
+    let login = client.get(stack.url("/login")).send().await.expect("login");
+    let cookie = format!("sid={}", session_cookie(&login).expect("cookie"));
+    let read = client
+        .get(stack.url("/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(read.status(), 200);
+
+    let logout = client
+        .post(stack.url("/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(logout.status(), 200);
+    for path in ["/", "/increment"] {
+        let replay = client
+            .get(stack.url(path))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("replay");
+        assert_eq!(replay.status(), 401, "{path}");
+    }
+    assert!(
+        stack.redis_keys().await.is_empty(),
+        "the replay recreated nothing"
+    );
+}
+
+#[tokio::test]
+async fn login_renews_the_session_id_and_keeps_the_user() {
+    let stack = TestStack::start();
+    let client = stack.client();
+    let first = client.get(stack.url("/login")).send().await.expect("login");
+    let old_cookie = format!("sid={}", session_cookie(&first).expect("cookie"));
+    let (_, body) = json(first).await;
+    let user = body["user"]["id"].clone();
+    client
+        .get(stack.url("/increment"))
+        .header("cookie", &old_cookie)
+        .send()
+        .await
+        .expect("inc");
+
+    let again = client
+        .get(stack.url("/login"))
+        .header("cookie", &old_cookie)
+        .send()
+        .await
+        .expect("login");
+    let new_cookie = format!("sid={}", session_cookie(&again).expect("a new cookie"));
+    assert_ne!(new_cookie, old_cookie);
+    let (status, body) = json(again).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["user"]["id"], user, "same user as before");
+
+    let old = client
+        .get(stack.url("/"))
+        .header("cookie", &old_cookie)
+        .send()
+        .await
+        .expect("old");
+    assert_eq!(old.status(), 401, "the pre-login cookie is dead");
+    let (status, body) = json(
+        client
+            .get(stack.url("/"))
+            .header("cookie", &new_cookie)
+            .send()
+            .await
+            .expect("new"),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({ "user": { "id": user }, "count": 1 }))
+    );
+}
+
+#[tokio::test]
+async fn restarting_writer_and_reader_keeps_the_session() {
+    let mut stack = TestStack::start();
+    let browser = stack.browser();
+    let (_, body) = json(
+        browser
+            .get(stack.url("/login"))
+            .send()
+            .await
+            .expect("login"),
+    )
+    .await;
+    let user = body["user"]["id"].clone();
+    browser
+        .get(stack.url("/increment"))
+        .send()
+        .await
+        .expect("increment");
+
+    stack.restart_services();
+
+    let (status, body) = json(browser.get(stack.url("/")).send().await.expect("read")).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({ "user": { "id": user }, "count": 1 }))
+    );
+    let (status, body) = json(
+        browser
+            .get(stack.url("/increment"))
+            .send()
+            .await
+            .expect("inc"),
+    )
+    .await;
+    assert_eq!((status, body["count"].clone()), (200, json!(2)));
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let stack = TestStack::start();
+    let client = stack.client();
+    for addr in [stack.writer_addr, stack.reader_addr] {
+        for path in ["/healthz", "/readyz"] {
+            let response = client
+                .get(format!("http://{addr}{path}"))
+                .send()
+                .await
+                .expect("probe");
+            assert_eq!(response.status(), 200, "{addr}{path}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_answer_json() {
+    let stack = TestStack::start();
+    let client = stack.client();
+    let (status, body) = json(client.get(stack.url("/nope")).send().await.expect("404")).await;
+    assert_eq!((status, body), (404, json!({ "error": "not found" })));
+    let (status, body) = json(
+        client
+            .delete(stack.url("/login"))
+            .send()
+            .await
+            .expect("405"),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (405, json!({ "error": "method not allowed" }))
+    );
+    let (status, body) = json(
+        client
+            .get(stack.url("/logout?everywhere=maybe"))
+            .send()
+            .await
+            .expect("400"),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .starts_with("invalid request"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn request_ids_are_kept_or_generated_and_echoed() {
+    let stack = TestStack::start();
+    let client = stack.client();
+    let kept = client
+        .get(stack.url("/"))
+        .header("x-request-id", "trace-me-123")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(kept.headers()["x-request-id"], "trace-me-123");
+    let generated = client
+        .get(stack.url("/"))
+        .header("x-request-id", "bad id with spaces")
+        .send()
+        .await
+        .expect("request");
+    let id = generated.headers()["x-request-id"].to_str().expect("ascii");
+    assert_eq!(id.len(), 32, "{id}");
+    // The id reached the reader: its log line carries it.
+    let log = std::fs::read_to_string(stack.dir.path().join("reader.log")).unwrap_or_default();
+    if std::env::var_os("TEST_LOG").is_none() {
+        assert!(log.contains("trace-me-123"), "reader logged the request id");
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: a real `redis-server` on a free port, the real writer, reader and gateway
+//! binaries on free ports, real HTTP through the gateway. One test binary, one fresh stack per
+//! test. Set `TEST_LOG=1` to see every process's log lines.
+
+mod helpers;
+
+mod config;
+mod flow;
