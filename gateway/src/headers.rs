@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use http::{
     HeaderMap, HeaderName, HeaderValue, Version,
-    header::{CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VIA},
+    header::{CONNECTION, HOST, TE, TRAILER, UPGRADE, VIA},
 };
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -119,12 +119,6 @@ pub fn prepare_response(headers: &mut HeaderMap, version: Version, request_id: &
     remove_hop_by_hop(headers);
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
     add_via(headers, version);
-}
-
-/// Whether a request frames its body ambiguously: both `Content-Length` and
-/// `Transfer-Encoding` (RFC 9112 §6.3: a request smuggling vector; refuse it).
-pub fn has_conflicting_framing(headers: &HeaderMap) -> bool {
-    headers.contains_key(http::header::CONTENT_LENGTH) && headers.contains_key(TRANSFER_ENCODING)
 }
 
 /// Whether the request asks for a protocol switch (WebSocket and friends).
@@ -284,14 +278,5 @@ mod tests {
         let mut headers = map(&[("te", "gzip")]);
         prepare_request(&mut headers, Version::HTTP_11, None, peer(false), &id());
         assert!(!headers.contains_key("te"));
-    }
-
-    #[test]
-    fn conflicting_framing_is_detected() {
-        assert!(has_conflicting_framing(&map(&[
-            ("content-length", "3"),
-            ("transfer-encoding", "chunked"),
-        ])));
-        assert!(!has_conflicting_framing(&map(&[("content-length", "3")])));
     }
 }

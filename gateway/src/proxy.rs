@@ -166,11 +166,6 @@ async fn forward(
         .route(request.uri().path())
         .ok_or(GatewayError::NoRoute)?;
     served.route = Some(route.path.clone());
-    if headers::has_conflicting_framing(request.headers()) {
-        return Err(GatewayError::BadRequest(
-            "request has both Content-Length and Transfer-Encoding",
-        ));
-    }
     let target = generation.pick(route);
     served.target = Some(target.url().to_owned());
 

@@ -1,0 +1,131 @@
+//! Failures become JSON with the right status: no route 404, unreachable 502, slow 504.
+
+use serde_json::json;
+
+use crate::helpers::{Probe, TestGateway, client, json};
+
+#[tokio::test]
+async fn no_route_is_404_json() {
+    let probe = Probe::start().await;
+    let routes = format!(
+        "[upstreams]\nprobe = [\"{}\"]\n[[routes]]\npath = \"/only\"\nupstream = \"probe\"\n",
+        probe.url()
+    );
+    let gateway = TestGateway::start(&routes).await;
+    let response = client()
+        .get(gateway.url("/elsewhere"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    let (status, body) = json(response).await;
+    assert_eq!(
+        (status, body),
+        (
+            404,
+            json!({ "error": "no route for this path", "request_id": id })
+        )
+    );
+}
+
+#[tokio::test]
+async fn unreachable_upstream_is_502_json() {
+    // A port nobody listens on: bind one, then close it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let routes = format!(
+        "[upstreams]\ngone = [\"http://{closed}\"]\n[[routes]]\npath = \"/\"\nupstream = \"gone\"\n"
+    );
+    let gateway = TestGateway::start(&routes).await;
+    let (status, body) = json(
+        client()
+            .get(gateway.url("/"))
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(status, 502);
+    assert_eq!(body["error"], "upstream unavailable");
+}
+
+#[tokio::test]
+async fn slow_upstream_is_504_json_after_the_route_timeout() {
+    let probe = Probe::start().await;
+    let routes = format!(
+        "[upstreams]\nprobe = [\"{}\"]\n[[routes]]\npath = \"/\"\nupstream = \"probe\"\ntimeout = \"300ms\"\n",
+        probe.url()
+    );
+    let gateway = TestGateway::start(&routes).await;
+    let started = std::time::Instant::now();
+    let (status, body) = json(
+        client()
+            .get(gateway.url("/slow"))
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(status, 504);
+    assert_eq!(body["error"], "upstream timed out");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "answered at the timeout"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_dying_mid_response_breaks_that_response_only() {
+    let probe = Probe::start().await;
+    let gateway = TestGateway::start(&crate::helpers::routes_to(&probe)).await;
+    let response = client()
+        .get(gateway.url("/die"))
+        .send()
+        .await
+        .expect("headers arrive");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.bytes().await.is_err(),
+        "a truncated body must not look complete to the client"
+    );
+    // The gateway keeps serving.
+    let again = client()
+        .get(gateway.url("/echo"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(again.status(), 200);
+}
+
+#[tokio::test]
+async fn admin_endpoints_answer_on_their_own_port() {
+    let probe = Probe::start().await;
+    let gateway = TestGateway::start(&crate::helpers::routes_to(&probe)).await;
+    let admin = |path: &str| format!("http://{}{path}", gateway.admin);
+    for path in ["/healthz", "/readyz"] {
+        let response = client().get(admin(path)).send().await.expect("admin");
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let (status, routes) = json(client().get(admin("/routes")).send().await.expect("routes")).await;
+    assert_eq!(status, 200);
+    assert_eq!(routes["generation"], 1);
+    assert_eq!(routes["table"]["routes"][0]["path"], "/");
+    assert_eq!(routes["table"]["routes"][0]["upstream"], "probe");
+    // The admin endpoints are not reachable through the public port.
+    let public = client()
+        .get(gateway.url("/routes"))
+        .send()
+        .await
+        .expect("public");
+    let (_, echo) = json(public).await;
+    assert_eq!(
+        echo["path"], "/routes",
+        "the public port proxied it like any path"
+    );
+}

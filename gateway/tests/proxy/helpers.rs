@@ -1,0 +1,252 @@
+//! A probe upstream, an in-process gateway, and a raw HTTP client for requests no well-behaved
+//! client would send.
+
+use std::{convert::Infallible, net::SocketAddr, path::PathBuf, time::Duration};
+
+use bytes::Bytes;
+use gateway::{Gateway, GatewayConfig};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::{body::Frame, service::service_fn};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::oneshot,
+};
+
+type ProbeBody = BoxBody<Bytes, std::io::Error>;
+
+fn full(body: impl Into<Bytes>) -> ProbeBody {
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// An upstream that answers by path:
+/// - `/two-cookies`: two `Set-Cookie` headers;
+/// - `/hop`: hop-by-hop response headers;
+/// - `/slow`: answers after 3 s;
+/// - `/die`: promises 1000 bytes, sends 10, then closes the connection;
+/// - `/stream`: 5 chunks, 50 ms apart;
+/// - anything else: JSON describing the request (method, path, query, headers, body length).
+pub struct Probe {
+    pub addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Probe {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind probe");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, mut stopped) = oneshot::channel();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
+                    _ = &mut stopped => break,
+                };
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service_fn(answer))
+                        .await;
+                });
+            }
+        });
+        Self { addr, _stop: stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+async fn answer(
+    request: Request<hyper::body::Incoming>,
+) -> Result<Response<ProbeBody>, Infallible> {
+    let path = request.uri().path().to_owned();
+    let response = match path.as_str() {
+        "/two-cookies" => Response::builder()
+            .header("set-cookie", "a=1; Path=/")
+            .header("set-cookie", "b=2; Path=/; HttpOnly")
+            .body(full("two")),
+        "/hop" => Response::builder()
+            .header("connection", "x-upstream-hop")
+            .header("x-upstream-hop", "1")
+            .header("keep-alive", "timeout=5")
+            .header("proxy-connection", "keep-alive")
+            .header("x-upstream-kept", "1")
+            .body(full("hop")),
+        "/slow" => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Response::builder().body(full("slow"))
+        }
+        "/die" => {
+            // The upstream crashes mid-body: 10 of the promised 1000 bytes, then an error.
+            let chunks = futures_util::stream::unfold(0, |step| async move {
+                match step {
+                    0 => Some((Ok(Frame::data(Bytes::from_static(b"0123456789"))), 1)),
+                    1 => {
+                        // Let the headers and the first bytes reach the gateway first.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Some((Err(std::io::Error::other("upstream crashed")), 2))
+                    }
+                    _ => None,
+                }
+            });
+            Response::builder()
+                .header("content-length", "1000")
+                .body(StreamBody::new(chunks).boxed())
+        }
+        "/stream" => {
+            let chunks = futures_util::stream::unfold(0, |i| async move {
+                if i == 5 {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Some((
+                    Ok::<_, std::io::Error>(Frame::data(Bytes::from(format!("chunk{i};")))),
+                    i + 1,
+                ))
+            });
+            Response::builder().body(StreamBody::new(chunks).boxed())
+        }
+        _ => {
+            let method = request.method().to_string();
+            let query = request.uri().query().unwrap_or_default().to_owned();
+            let version = format!("{:?}", request.version());
+            let headers: Vec<(String, String)> = request
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("<binary>").to_owned()))
+                .collect();
+            let body = request
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let echo = json!({
+                "method": method,
+                "path": path,
+                "query": query,
+                "version": version,
+                "headers": headers,
+                "body_len": body.len(),
+            });
+            Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "application/json")
+                .body(full(echo.to_string()))
+        }
+    };
+    Ok(response.expect("valid response"))
+}
+
+/// A gateway running in this process, stopped when dropped.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub routes: PathBuf,
+    _dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestGateway {
+    /// Starts a gateway whose routes file is `routes` (may name `{probe}` for the probe's URL).
+    pub async fn start(routes: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("routes.toml");
+        std::fs::write(&path, routes).expect("write routes");
+        let gateway = Gateway::build(GatewayConfig {
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            admin_addr: "127.0.0.1:0".parse().expect("addr"),
+            routes: path.clone(),
+        })
+        .await
+        .expect("gateway starts");
+        let addr = gateway.local_addr().expect("addr");
+        let admin = gateway.admin_addr().expect("admin addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(gateway.run_until(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            admin,
+            routes: path,
+            _dir: dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops the gateway and waits until it has drained.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The usual test routes: everything to the probe.
+pub fn routes_to(probe: &Probe) -> String {
+    format!(
+        "[settings]\nrequest_timeout = \"1s\"\n\n[upstreams]\nprobe = [\"{}\"]\n\n[[routes]]\npath = \"/\"\nupstream = \"probe\"\n",
+        probe.url()
+    )
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// Status and JSON body.
+pub async fn json(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
+    )
+}
+
+/// The value of header `name` as the probe received it (first one), if any.
+pub fn received<'a>(echo: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
+    echo["headers"]
+        .as_array()
+        .expect("headers")
+        .iter()
+        .filter(|pair| pair[0] == name)
+        .map(|pair| pair[1].as_str().expect("value"))
+        .collect()
+}
+
+/// Sends raw bytes and returns everything the server answered until it closed (or 3 s).
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}

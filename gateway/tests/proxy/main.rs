@@ -1,0 +1,9 @@
+//! The gateway against a probe upstream that shows what it received: the gateway runs in-process
+//! (its app factory on port 0), the probe is a real HTTP server on another free port.
+
+mod helpers;
+
+mod errors;
+mod headers;
+mod reload;
+mod streaming;

@@ -1,0 +1,106 @@
+//! Editing routes.toml re-routes a running gateway; a broken edit changes nothing.
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::{Probe, TestGateway, client, json};
+
+async fn wait_for_status(gateway: &TestGateway, path: &str, expected: u16) -> Duration {
+    let started = Instant::now();
+    loop {
+        let status = client()
+            .get(gateway.url(path))
+            .send()
+            .await
+            .expect("request")
+            .status();
+        if status.as_u16() == expected {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{path} never answered {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn edits_apply_within_a_second_and_broken_files_are_ignored() {
+    let probe = Probe::start().await;
+    let only_a = format!(
+        "[upstreams]\nprobe = [\"{}\"]\n[[routes]]\npath = \"/a\"\nupstream = \"probe\"\n",
+        probe.url()
+    );
+    let gateway = TestGateway::start(&only_a).await;
+    assert_eq!(
+        client()
+            .get(gateway.url("/b"))
+            .send()
+            .await
+            .expect("b")
+            .status(),
+        404
+    );
+
+    // A valid edit: /b appears.
+    std::fs::write(
+        &gateway.routes,
+        format!("{only_a}[[routes]]\npath = \"/b\"\nupstream = \"probe\"\n"),
+    )
+    .expect("edit");
+    let took = wait_for_status(&gateway, "/b", 200).await;
+    assert!(took < Duration::from_secs(1), "live after {took:?}");
+
+    // A broken edit (unknown upstream) is refused: /a and /b keep working.
+    std::fs::write(
+        &gateway.routes,
+        "[upstreams]\nprobe = []\n[[routes]]\npath = \"/\"\nupstream = \"nope\"\n",
+    )
+    .expect("break");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for path in ["/a", "/b"] {
+        assert_eq!(
+            client()
+                .get(gateway.url(path))
+                .send()
+                .await
+                .expect("req")
+                .status(),
+            200,
+            "{path}"
+        );
+    }
+    let (_, routes) = json(
+        client()
+            .get(format!("http://{}/routes", gateway.admin))
+            .send()
+            .await
+            .expect("admin"),
+    )
+    .await;
+    assert_eq!(routes["generation"], 2, "{routes}");
+    assert_eq!(routes["reloads"]["failed"], 1, "{routes}");
+
+    // Replacing the file (new inode, as editors and bind mounts do) is seen too.
+    let replacement = gateway.routes.with_extension("new");
+    std::fs::write(
+        &replacement,
+        format!(
+            "[upstreams]\nprobe = [\"{}\"]\n[[routes]]\npath = \"/c\"\nupstream = \"probe\"\n",
+            probe.url()
+        ),
+    )
+    .expect("write replacement");
+    std::fs::rename(&replacement, &gateway.routes).expect("rename over");
+    wait_for_status(&gateway, "/c", 200).await;
+    assert_eq!(
+        client()
+            .get(gateway.url("/a"))
+            .send()
+            .await
+            .expect("a")
+            .status(),
+        404
+    );
+    gateway.shutdown().await;
+}
