@@ -31,7 +31,8 @@ pub struct LaunchConfig {
     pub admin: SocketAddr,
     /// `GATEWAY_ROUTES`, default `routes.toml` in the repository.
     pub routes: PathBuf,
-    /// Where our Redis data and the development secret live (`.data`, git-ignored).
+    /// Where our Redis data and the development secret live: `STACK_DATA_DIR`, default `.data`
+    /// in the repository (git-ignored).
     pub data_dir: PathBuf,
 }
 
@@ -47,7 +48,8 @@ impl LaunchConfig {
             admin: env::socket_addr("GATEWAY_ADMIN_ADDR", "127.0.0.1:9090")?,
             routes: env::optional("GATEWAY_ROUTES")?
                 .map_or_else(|| root.join("routes.toml"), PathBuf::from),
-            data_dir: root.join(".data"),
+            data_dir: env::optional("STACK_DATA_DIR")?
+                .map_or_else(|| root.join(".data"), PathBuf::from),
         })
     }
 }
@@ -86,6 +88,12 @@ pub fn launch(config: &LaunchConfig) -> Result<Stack, String> {
         }
     }
 
+    if config.redis_url.is_none() && RedisServer::binary().is_none() {
+        return Err(format!(
+            "redis-server is not on PATH and REDIS_URL is not set: {}",
+            crate::redis::INSTALL_HINT
+        ));
+    }
     let secret = match &config.session_secret {
         Some(secret) => secret.clone(),
         None => development_secret(&config.data_dir)?,

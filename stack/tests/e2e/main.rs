@@ -6,3 +6,4 @@ mod helpers;
 
 mod config;
 mod flow;
+mod launcher;

@@ -1,0 +1,187 @@
+//! `cargo run`: the launcher starts the stack, serves the flow, keeps sessions across a full
+//! restart, stops everything on Ctrl-C, and explains what it cannot do.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use nix::sys::signal::Signal;
+use serde_json::json;
+use stack::{
+    net,
+    process::{Output, Spec, Supervised},
+};
+
+use crate::helpers::{json, session_cookie};
+
+const LAUNCHER: &str = env!("CARGO_BIN_EXE_stack");
+
+struct Ports {
+    writer: SocketAddr,
+    reader: SocketAddr,
+    gateway: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Ports {
+    fn free() -> Self {
+        let port = || SocketAddr::from(([127, 0, 0, 1], net::free_port().expect("free port")));
+        Self {
+            writer: port(),
+            reader: port(),
+            gateway: port(),
+            admin: port(),
+        }
+    }
+}
+
+fn launcher(data: &Path, ports: &Ports, log: &Path) -> Spec {
+    let mut spec = Spec::new("stack", LAUNCHER)
+        .env("STACK_DATA_DIR", data)
+        .env("WRITER_ADDR", ports.writer.to_string())
+        .env("READER_ADDR", ports.reader.to_string())
+        .env("GATEWAY_ADDR", ports.gateway.to_string())
+        .env("GATEWAY_ADMIN_ADDR", ports.admin.to_string())
+        .current_dir(data)
+        .output(Output::File(log.to_owned()));
+    for variable in [
+        "REDIS_URL",
+        "SESSION_SECRET",
+        "GATEWAY_ROUTES",
+        "SESSION_TTL",
+        "SESSION_MAX_AGE",
+    ] {
+        spec = spec.env_remove(variable);
+    }
+    spec
+}
+
+/// Waits until the launcher says the stack is up (after the given number of earlier starts
+/// logged to the same file) and the gateway answers.
+fn wait_for_gateway(process: &mut Supervised, ports: &Ports, log: &Path, starts_before: usize) {
+    let up = net::wait_until(Duration::from_secs(120), || {
+        let said = std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches("The stack is up")
+            .count();
+        process.try_wait().is_some()
+            || (said > starts_before
+                && net::http_status(ports.gateway, "/", Duration::from_millis(300)) == Some(401))
+    });
+    assert!(
+        up && process.try_wait().is_none(),
+        "the stack did not come up: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+#[tokio::test]
+async fn cargo_run_serves_the_flow_and_a_restart_keeps_the_session() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let log = data.path().join("launcher.log");
+    let ports = Ports::free();
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("http://{}{path}", ports.gateway);
+
+    let mut stack = Supervised::spawn(launcher(data.path(), &ports, &log)).expect("launch");
+    wait_for_gateway(&mut stack, &ports, &log, 0);
+    let output = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        output.contains(&format!("Open http://{}/login", ports.gateway)),
+        "{output}"
+    );
+    assert!(
+        output.contains("generated a development secret"),
+        "{output}"
+    );
+    for part in ["writer  | ", "reader  | ", "gateway | "] {
+        assert!(
+            output.contains(part),
+            "log lines are prefixed with {part:?}"
+        );
+    }
+
+    let login = client.get(url("/login")).send().await.expect("login");
+    let cookie = format!("sid={}", session_cookie(&login).expect("cookie"));
+    let (_, body) = json(login).await;
+    let user = body["user"]["id"].clone();
+    client
+        .get(url("/increment"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("increment");
+
+    // Ctrl-C stops everything, cleanly.
+    stack.signal(Signal::SIGINT);
+    let status = stack
+        .wait_timeout(Duration::from_secs(20))
+        .expect("the launcher exits");
+    assert!(status.success(), "{status}");
+    for addr in [ports.gateway, ports.writer, ports.reader, ports.admin] {
+        assert!(net::is_free(addr), "{addr} is still bound after Ctrl-C");
+    }
+
+    // Same data directory: same secret, same Redis data, same session.
+    let mut stack = Supervised::spawn(launcher(data.path(), &ports, &log)).expect("relaunch");
+    wait_for_gateway(&mut stack, &ports, &log, 1);
+    // A new client: the old one's pooled connections died with the first stack.
+    let client = reqwest::Client::new();
+    let (status, body) = json(
+        client
+            .get(url("/"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("read"),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({ "user": { "id": user }, "count": 1 }))
+    );
+    stack.stop();
+}
+
+#[test]
+fn without_redis_it_says_how_to_install_it() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let log = data.path().join("launcher.log");
+    let spec = launcher(data.path(), &Ports::free(), &log).env("PATH", data.path());
+    let mut process = Supervised::spawn(spec).expect("launch");
+    let status = process
+        .wait_timeout(Duration::from_secs(10))
+        .expect("exits");
+    assert!(!status.success());
+    let output = std::fs::read_to_string(&log).expect("log");
+    assert!(output.contains("redis-server is not on PATH"), "{output}");
+    assert!(
+        output.contains("apt-get install -y redis-server"),
+        "{output}"
+    );
+    assert!(
+        !data.path().join("session-secret").exists(),
+        "nothing written on failure"
+    );
+}
+
+#[test]
+fn a_port_in_use_is_named_with_its_variable() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let log = data.path().join("launcher.log");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut ports = Ports::free();
+    ports.gateway = taken.local_addr().expect("addr");
+    let mut process = Supervised::spawn(launcher(data.path(), &ports, &log)).expect("launch");
+    let status = process
+        .wait_timeout(Duration::from_secs(10))
+        .expect("exits");
+    assert!(!status.success());
+    let output = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        output.contains(&format!(
+            "port {} is already in use (GATEWAY_ADDR={})",
+            ports.gateway.port(),
+            ports.gateway
+        )),
+        "{output}"
+    );
+}
