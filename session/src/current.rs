@@ -42,7 +42,7 @@ impl Sessions {
     /// Prepares the store (lazily connected, see [`RedisStore::new`]).
     pub fn new(config: &SessionConfig) -> Result<Self, StoreError> {
         Ok(Self {
-            store: RedisStore::new(&config.redis_url)?,
+            store: RedisStore::new(&config.redis_url, config.ttl)?,
             rules: Arc::new(Rules {
                 keyring: config.keyring.clone(),
                 cookie: config.cookie.clone(),

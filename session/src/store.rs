@@ -7,6 +7,13 @@
 //!                                                                        its longest session
 //! ```
 //!
+//! The index must outlive every session it lists, or "log out everywhere" and the per-user cap
+//! would miss sessions. Writes (login, increment) extend it by the session's lifetime plus one
+//! idle timeout of slack. A read is one `GETEX`, which cannot touch a second key; the slack means
+//! a read only has to extend the index when a session has been kept alive by reads alone for
+//! longer than the slack. The store remembers how far it extended each index, so that second
+//! command happens at most once per idle timeout per session and worker.
+//!
 //! Every key of one user carries the same `{<user>}` hash tag, so each operation below touches a
 //! single Redis Cluster slot. Every mutation is one command: a native one where Redis has it
 //! (`GETEX`), otherwise one Lua script (`EVALSHA`) that Redis runs atomically. Nothing here reads a
@@ -17,7 +24,11 @@
 //! Every call is bounded by [`OP_TIMEOUT`]; a Redis that does not answer in time is reported as
 //! [`StoreError::Unavailable`], which the services turn into a 503.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use redis::{
     AsyncCommands, Client, Script,
@@ -26,7 +37,7 @@ use redis::{
 
 use crate::{
     config::RedisUrl,
-    handle::{SessionHandle, UserId},
+    handle::{SessionHandle, UserId, now_ms},
 };
 
 /// Upper bound on any single store operation, connection included.
@@ -67,7 +78,7 @@ impl From<redis::RedisError> for StoreError {
 ///
 /// KEYS: 1 index, 2 new session, [3 previous session]
 /// ARGV: 1 new id, 2 lifetime ms, 3 issued ms, 4 cap (0 = none), 5 session key prefix,
-///       [6 previous id]
+///       6 index lifetime ms, [7 previous id]
 /// Returns the count of the new session, or false when the previous session is gone.
 const LOGIN: &str = r#"
 local count = '0'
@@ -75,7 +86,7 @@ if KEYS[3] then
   count = redis.call('GET', KEYS[3])
   if not count then return false end
   redis.call('DEL', KEYS[3])
-  redis.call('ZREM', KEYS[1], ARGV[6])
+  redis.call('ZREM', KEYS[1], ARGV[7])
 end
 local lifetime = tonumber(ARGV[2])
 redis.call('SET', KEYS[2], count, 'PX', lifetime)
@@ -93,18 +104,19 @@ if cap > 0 then
     redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
   end
 end
-if redis.call('PTTL', KEYS[1]) < lifetime then redis.call('PEXPIRE', KEYS[1], lifetime) end
+local index_lifetime = tonumber(ARGV[6])
+if redis.call('PTTL', KEYS[1]) < index_lifetime then redis.call('PEXPIRE', KEYS[1], index_lifetime) end
 return tonumber(count)
 "#;
 
 /// Increment: only an existing session is changed; its idle timeout restarts, and the index is
 /// kept alive at least as long.
 ///
-/// KEYS: 1 session, 2 index.  ARGV: 1 lifetime ms.
+/// KEYS: 1 session, 2 index.  ARGV: 1 lifetime ms, 2 index lifetime ms.
 /// Returns the new count, or false when the session does not exist.
 const INCREMENT: &str = r#"
 if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 0 then return false end
-redis.call('PEXPIRE', KEYS[2], ARGV[1], 'GT')
+redis.call('PEXPIRE', KEYS[2], ARGV[2], 'GT')
 return redis.call('INCR', KEYS[1])
 "#;
 
@@ -131,8 +143,15 @@ return ended
 #[derive(Clone)]
 pub struct RedisStore {
     connection: ConnectionManager,
-    scripts: std::sync::Arc<Scripts>,
+    scripts: Arc<Scripts>,
+    /// Slack added to index lifetimes: the idle timeout.
+    index_slack: Duration,
+    /// Per index key: how far (Unix ms) this store has extended it, at least.
+    index_extended: Arc<Mutex<HashMap<String, u64>>>,
 }
+
+/// Entries kept in `index_extended` before expired ones are pruned.
+const INDEX_MEMORY_LIMIT: usize = 10_000;
 
 struct Scripts {
     login: Script,
@@ -151,8 +170,10 @@ impl RedisStore {
     /// Prepares a connection without opening it: the service starts (and answers `/healthz`)
     /// while Redis is still down, and connects on first use.
     ///
+    /// `ttl` is the idle timeout; it is also the slack by which indexes outlive their sessions.
+    ///
     /// Must be called inside a Tokio runtime; the connection's I/O task runs on it.
-    pub fn new(url: &RedisUrl) -> Result<Self, StoreError> {
+    pub fn new(url: &RedisUrl, ttl: Duration) -> Result<Self, StoreError> {
         let client = Client::open(url.expose())?;
         // No backoff loop inside the client: a request fails within OP_TIMEOUT and the next one
         // triggers a fresh connection attempt, so recovery needs no restart and no request waits
@@ -164,12 +185,14 @@ impl RedisStore {
         let connection = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(Self {
             connection,
-            scripts: std::sync::Arc::new(Scripts {
+            scripts: Arc::new(Scripts {
                 login: Script::new(LOGIN),
                 increment: Script::new(INCREMENT),
                 logout: Script::new(LOGOUT),
                 logout_everywhere: Script::new(LOGOUT_EVERYWHERE),
             }),
+            index_slack: ttl,
+            index_extended: Arc::default(),
         })
     }
 
@@ -191,12 +214,26 @@ impl RedisStore {
         format!("session:{{{user}}}:")
     }
 
-    /// Runs `operation` under [`OP_TIMEOUT`].
-    async fn bounded<T>(
-        &self,
-        operation: impl Future<Output = Result<T, redis::RedisError>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(OP_TIMEOUT, operation).await {
+    /// Runs `operation` on the shared connection under [`OP_TIMEOUT`], sending it a second
+    /// time when `retry` allows it for the error of the first attempt.
+    ///
+    /// The retry is what makes recovery seamless: after an outage the first command finds the
+    /// connection broken (which starts a reconnect) and would fail although Redis is back.
+    async fn run<T, F, Fut>(&self, retry: Retry, operation: F) -> Result<T, StoreError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<T, redis::RedisError>>,
+    {
+        let attempts = async {
+            match operation(self.connection.clone()).await {
+                Err(err) if retry.allows(&err) => {
+                    tracing::debug!(error = %err, "retrying a Redis command on a new connection");
+                    operation(self.connection.clone()).await
+                }
+                result => result,
+            }
+        };
+        match tokio::time::timeout(OP_TIMEOUT, attempts).await {
             Ok(result) => result.map_err(StoreError::from),
             Err(_) => Err(StoreError::Unavailable(format!(
                 "no answer within {} ms",
@@ -207,17 +244,80 @@ impl RedisStore {
 
     /// Reads the count of a live session and restarts its idle timeout: one `GETEX`.
     /// `None` when the session does not exist (never logged in, logged out, expired).
+    ///
+    /// Only for a session kept alive by reads for longer than the idle timeout does a read also
+    /// extend the user's index (see the module docs), at most once per idle timeout.
     pub async fn read(
         &self,
         handle: &SessionHandle,
         lifetime: Duration,
     ) -> Result<Option<i64>, StoreError> {
-        let mut connection = self.connection.clone();
         let key = Self::session_key(handle);
         let count: Option<String> = self
-            .bounded(connection.get_ex(&key, redis::Expiry::PX(millis(lifetime))))
+            .run(Retry::Idempotent, |mut connection| {
+                let key = &key;
+                async move {
+                    connection
+                        .get_ex(key, redis::Expiry::PX(millis(lifetime)))
+                        .await
+                }
+            })
             .await?;
-        Ok(count.and_then(|count| count.parse().ok()))
+        let Some(count) = count else {
+            return Ok(None);
+        };
+        self.keep_index_alive(handle, lifetime).await;
+        Ok(count.parse().ok())
+    }
+
+    /// Extends the user's index when the session, just extended to `now + lifetime`, could
+    /// otherwise outlive it. A failure is logged, not returned: the read itself succeeded.
+    async fn keep_index_alive(&self, handle: &SessionHandle, lifetime: Duration) {
+        let now = now_ms();
+        let session_end = now.saturating_add(millis(lifetime));
+        let index = Self::index_key(handle.user());
+        // Login extended the index to issued + its lifetime at login + slack (the idle timeout
+        // then, capped by the deadline); a later extension by this store may be further.
+        let issued = handle.issued_at_ms();
+        let at_login = issued
+            .saturating_add(
+                handle
+                    .lifetime_from(issued, self.index_slack)
+                    .map_or(0, millis),
+            )
+            .saturating_add(millis(self.index_slack));
+        let known = {
+            let extended = self
+                .index_extended
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            extended.get(&index).copied().unwrap_or(0).max(at_login)
+        };
+        if session_end <= known {
+            return;
+        }
+        let index_lifetime = lifetime + self.index_slack;
+        let mut extend = redis::cmd("PEXPIRE");
+        extend.arg(&index).arg(millis(index_lifetime)).arg("GT");
+        let extended: Result<bool, _> = self
+            .run(Retry::Idempotent, |mut connection| {
+                let extend = &extend;
+                async move { extend.query_async(&mut connection).await }
+            })
+            .await;
+        match extended {
+            Ok(_) => {
+                let mut memory = self
+                    .index_extended
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if memory.len() >= INDEX_MEMORY_LIMIT {
+                    memory.retain(|_, until| *until > now);
+                }
+                memory.insert(index, now.saturating_add(millis(index_lifetime)));
+            }
+            Err(err) => tracing::warn!(error = %err, "could not extend a session index"),
+        }
     }
 
     /// Adds one to the count of a live session: one `EVALSHA`. `None` when it does not exist.
@@ -226,11 +326,11 @@ impl RedisStore {
         handle: &SessionHandle,
         lifetime: Duration,
     ) -> Result<Option<i64>, StoreError> {
-        let mut connection = self.connection.clone();
         let mut call = self.scripts.increment.key(Self::session_key(handle));
         call.key(Self::index_key(handle.user()))
-            .arg(millis(lifetime));
-        self.bounded(call.invoke_async(&mut connection)).await
+            .arg(millis(lifetime))
+            .arg(millis(lifetime + self.index_slack));
+        self.invoke(&call).await
     }
 
     /// Stores the session of a login. With `previous`, the previous session (same user) is
@@ -244,50 +344,81 @@ impl RedisStore {
         previous: Option<&SessionHandle>,
     ) -> Result<Option<i64>, StoreError> {
         debug_assert!(previous.is_none_or(|previous| previous.user() == new.user()));
-        let mut connection = self.connection.clone();
         let mut call = self.scripts.login.key(Self::index_key(new.user()));
         call.key(Self::session_key(new))
             .arg(new.id().as_str())
             .arg(millis(lifetime))
             .arg(new.issued_at_ms())
             .arg(cap.unwrap_or(0))
-            .arg(Self::session_prefix(new.user()));
+            .arg(Self::session_prefix(new.user()))
+            .arg(millis(lifetime + self.index_slack));
         if let Some(previous) = previous {
             call.key(Self::session_key(previous))
                 .arg(previous.id().as_str());
         }
-        self.bounded(call.invoke_async(&mut connection)).await
+        self.invoke(&call).await
     }
 
     /// Ends one session (idempotent).
     pub async fn logout(&self, handle: &SessionHandle) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
         let mut call = self.scripts.logout.key(Self::session_key(handle));
         call.key(Self::index_key(handle.user()))
             .arg(handle.id().as_str());
-        let _: i64 = self.bounded(call.invoke_async(&mut connection)).await?;
+        let _: i64 = self.invoke(&call).await?;
         Ok(())
     }
 
     /// Ends every session of the handle's user, the handle's own included. Returns how many.
     pub async fn logout_everywhere(&self, handle: &SessionHandle) -> Result<u64, StoreError> {
-        let mut connection = self.connection.clone();
         let mut call = self
             .scripts
             .logout_everywhere
             .key(Self::index_key(handle.user()));
         call.key(Self::session_key(handle))
             .arg(Self::session_prefix(handle.user()));
-        self.bounded(call.invoke_async(&mut connection)).await
+        self.invoke(&call).await
     }
 
     /// Whether Redis answers, for `/readyz`.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
         let _: String = self
-            .bounded(redis::cmd("PING").query_async(&mut connection))
+            .run(Retry::Idempotent, |mut connection| async move {
+                redis::cmd("PING").query_async(&mut connection).await
+            })
             .await?;
         Ok(())
+    }
+
+    /// Runs a prepared script call: `EVALSHA`, or `SCRIPT LOAD` + `EVALSHA` the first time on
+    /// a server. Scripts change data, so they are only retried when unsent.
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        call: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        self.run(Retry::IfUnsent, |mut connection| async move {
+            call.invoke_async(&mut connection).await
+        })
+        .await
+    }
+}
+
+/// When a failed command may be sent a second time.
+#[derive(Debug, Clone, Copy)]
+enum Retry {
+    /// Reads and expiry extensions: sending them twice changes nothing.
+    Idempotent,
+    /// Scripts: only when the connection was refused, so the command cannot have run.
+    IfUnsent,
+}
+
+impl Retry {
+    fn allows(self, err: &redis::RedisError) -> bool {
+        match self {
+            Self::Idempotent => {
+                err.is_connection_refusal() || err.is_connection_dropped() || err.is_io_error()
+            }
+            Self::IfUnsent => err.is_connection_refusal(),
+        }
     }
 }
 

@@ -206,10 +206,19 @@ impl Supervised {
 
     /// Stops the process and starts it again with the same spec.
     pub fn restart(&mut self) -> std::io::Result<()> {
+        self.restart_with(self.spec.clone())
+    }
+
+    /// Stops the process and starts `spec` in its place.
+    pub fn restart_with(&mut self, spec: Spec) -> std::io::Result<()> {
         self.stop();
-        let fresh = Self::spawn(self.spec.clone())?;
-        *self = fresh;
+        *self = Self::spawn(spec)?;
         Ok(())
+    }
+
+    /// What this process was started with.
+    pub fn spec(&self) -> &Spec {
+        &self.spec
     }
 }
 

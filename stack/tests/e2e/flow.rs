@@ -257,7 +257,7 @@ async fn restarting_writer_and_reader_keeps_the_session() {
 async fn health_and_readiness() {
     let stack = TestStack::start();
     let client = stack.client();
-    for addr in [stack.writer_addr, stack.reader_addr] {
+    for addr in [stack.writer_addrs[0], stack.reader_addr] {
         for path in ["/healthz", "/readyz"] {
             let response = client
                 .get(format!("http://{addr}{path}"))

@@ -68,23 +68,48 @@ fn localhost(port: u16) -> SocketAddr {
 }
 
 /// Extra settings for a stack.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
-    /// Extra environment for writer and reader (for example `SESSION_TTL`).
+    /// How many writer processes (the gateway balances over them).
+    pub writers: usize,
+    /// Extra environment for writers and reader (for example `SESSION_TTL`).
     pub session_env: Vec<(String, String)>,
 }
 
-/// Redis, writer, reader and gateway, wired together.
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            writers: 1,
+            session_env: Vec::new(),
+        }
+    }
+}
+
+impl Options {
+    #[must_use]
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.session_env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    #[must_use]
+    pub fn writers(mut self, writers: usize) -> Self {
+        self.writers = writers;
+        self
+    }
+}
+
+/// Redis, writer(s), reader and gateway, wired together.
 #[derive(Debug)]
 pub struct TestStack {
     // Drop order: gateway, services, Redis, then the directory.
     #[allow(dead_code, reason = "held so the gateway stops with the stack")]
     pub gateway: Supervised,
-    pub writer: Supervised,
+    pub writers: Vec<Supervised>,
     pub reader: Supervised,
     pub redis: RedisServer,
     pub gateway_addr: SocketAddr,
-    pub writer_addr: SocketAddr,
+    pub writer_addrs: Vec<SocketAddr>,
     pub reader_addr: SocketAddr,
     pub dir: tempfile::TempDir,
 }
@@ -105,11 +130,9 @@ impl TestStack {
         )
         .expect("redis-server starts (is it installed?)");
 
-        let (writer_addr, reader_addr) = (localhost(port()), localhost(port()));
-        let (gateway_addr, admin_addr) = (localhost(port()), localhost(port()));
-
-        let session = |name: &str, addr_var: &str, addr: SocketAddr| {
+        let session = |name: &str, addr_var: &str, addr: SocketAddr, log: &str| {
             let mut spec = service_spec(name, dir.path())
+                .output(output(dir.path(), log))
                 .env("REDIS_URL", redis.url())
                 .env("SESSION_SECRET", SECRET)
                 .env(addr_var, addr.to_string());
@@ -118,39 +141,49 @@ impl TestStack {
             }
             spec
         };
-        let writer = spawn_ready(
-            session("writer", "WRITER_ADDR", writer_addr),
-            writer_addr,
-            "/healthz",
-        );
+        let writer_addrs: Vec<SocketAddr> =
+            (0..options.writers).map(|_| localhost(port())).collect();
+        let writers = writer_addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| {
+                let log = if i == 0 {
+                    "writer".to_owned()
+                } else {
+                    format!("writer{}", i + 1)
+                };
+                spawn_ready(
+                    session("writer", "WRITER_ADDR", *addr, &log),
+                    *addr,
+                    "/healthz",
+                )
+            })
+            .collect();
+        let reader_addr = localhost(port());
         let reader = spawn_ready(
-            session("reader", "READER_ADDR", reader_addr),
+            session("reader", "READER_ADDR", reader_addr, "reader"),
             reader_addr,
             "/healthz",
         );
 
+        let (gateway_addr, admin_addr) = (localhost(port()), localhost(port()));
         let routes = dir.path().join("routes.toml");
-        let shipped = binaries::workspace_root()
-            .expect("workspace root")
-            .join("routes.toml");
-        std::fs::copy(&shipped, &routes).expect("copy the shipped routes.toml");
+        std::fs::write(&routes, routes_file(&writer_addrs, reader_addr)).expect("routes.toml");
         let gateway = spawn_ready(
             service_spec("gateway", dir.path())
                 .env("GATEWAY_ADDR", gateway_addr.to_string())
                 .env("GATEWAY_ADMIN_ADDR", admin_addr.to_string())
-                .env("GATEWAY_ROUTES", &routes)
-                .env("WRITER_URL", format!("http://{writer_addr}"))
-                .env("READER_URL", format!("http://{reader_addr}")),
+                .env("GATEWAY_ROUTES", &routes),
             admin_addr,
             "/readyz",
         );
         Self {
             gateway,
-            writer,
+            writers,
             reader,
             redis,
             gateway_addr,
-            writer_addr,
+            writer_addrs,
             reader_addr,
             dir,
         }
@@ -197,13 +230,26 @@ impl TestStack {
             .expect("KEYS")
     }
 
-    /// Restarts writer and reader (SIGTERM, start again, wait until they answer).
+    /// Restarts every writer and the reader (SIGTERM, start again, wait until they answer).
     pub fn restart_services(&mut self) {
-        for (process, addr) in [
-            (&mut self.writer, self.writer_addr),
-            (&mut self.reader, self.reader_addr),
-        ] {
-            process.restart().expect("restart");
+        self.restart_services_with(&[]);
+    }
+
+    /// Restarts every writer and the reader with extra (overriding) environment.
+    pub fn restart_services_with(&mut self, env: &[(&str, &str)]) {
+        let addrs: Vec<SocketAddr> = self
+            .writer_addrs
+            .iter()
+            .copied()
+            .chain([self.reader_addr])
+            .collect();
+        let processes = self.writers.iter_mut().chain([&mut self.reader]);
+        for (process, addr) in processes.zip(addrs) {
+            let mut spec = process.spec().clone();
+            for (key, value) in env {
+                spec = spec.env(key, *value);
+            }
+            process.restart_with(spec).expect("restart");
             assert!(
                 net::wait_until(Duration::from_secs(20), || {
                     net::http_status(addr, "/healthz", Duration::from_millis(300)) == Some(200)
@@ -213,6 +259,25 @@ impl TestStack {
             );
         }
     }
+}
+
+/// A routes file sending writer paths to `writers` (balanced) and the rest to `reader`.
+fn routes_file(writers: &[SocketAddr], reader: SocketAddr) -> String {
+    let targets: Vec<String> = writers
+        .iter()
+        .map(|addr| format!("\"http://{addr}\""))
+        .collect();
+    let mut file = format!(
+        "[upstreams]\nwriter = [{}]\nreader = [\"http://{reader}\"]\n",
+        targets.join(", ")
+    );
+    for path in ["/login", "/increment", "/logout"] {
+        file.push_str(&format!(
+            "\n[[routes]]\npath = \"{path}\"\nupstream = \"writer\"\n"
+        ));
+    }
+    file.push_str("\n[[routes]]\npath = \"/\"\nupstream = \"reader\"\n");
+    file
 }
 
 /// Starts `spec` and waits until `probe` answers 200 on `addr`.
@@ -238,6 +303,37 @@ pub async fn json(response: reqwest::Response) -> (u16, serde_json::Value) {
     (status, body)
 }
 
+/// `(name, value)` of a Redis `INFO` section, e.g. `commandstats` or `stats`.
+pub async fn redis_info(stack: &TestStack, section: &str) -> Vec<(String, String)> {
+    let mut connection = stack.redis().await;
+    let info: String = redis::cmd("INFO")
+        .arg(section)
+        .query_async(&mut connection)
+        .await
+        .expect("INFO");
+    info.lines()
+        .filter_map(|line| line.trim().split_once(':'))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Calls of each command so far (`INFO commandstats`), e.g. `getex` → 3.
+pub async fn command_calls(stack: &TestStack) -> std::collections::HashMap<String, u64> {
+    redis_info(stack, "commandstats")
+        .await
+        .into_iter()
+        .filter_map(|(name, stats)| {
+            let command = name.strip_prefix("cmdstat_")?.to_owned();
+            let calls = stats
+                .split(',')
+                .find_map(|field| field.strip_prefix("calls="))?
+                .parse()
+                .ok()?;
+            Some((command, calls))
+        })
+        .collect()
+}
+
 /// The value of the session cookie set by `response` (`None` if it sets none).
 pub fn session_cookie(response: &reqwest::Response) -> Option<String> {
     set_cookies(response).into_iter().find_map(|cookie| {
@@ -255,4 +351,22 @@ pub fn set_cookies(response: &reqwest::Response) -> Vec<String> {
         .iter()
         .map(|value| value.to_str().expect("ascii").to_owned())
         .collect()
+}
+
+/// Polls an async condition every 50 ms until it holds or `timeout` passes.
+pub async fn wait_async<F, Fut>(timeout: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

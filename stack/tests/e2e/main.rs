@@ -7,3 +7,4 @@ mod helpers;
 mod config;
 mod flow;
 mod launcher;
+mod rules;

@@ -1,0 +1,559 @@
+//! The session rules of DESIGN.md, each against a real redis-server and the real services.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt, stream};
+use serde_json::json;
+use session::{Keyring, SessionHandle, UserId};
+
+use crate::helpers::{
+    Options, SECRET, TestStack, command_calls, json, redis_info, session_cookie, set_cookies,
+};
+
+const NOT_LOGGED_IN: &str = "Please go \"log in!\" (set up your session)";
+
+/// Logs in through the gateway; returns the `Cookie` header value and the user id.
+async fn login(stack: &TestStack) -> (String, String) {
+    let response = stack
+        .client()
+        .get(stack.url("/login"))
+        .send()
+        .await
+        .expect("login");
+    let cookie = format!(
+        "sid={}",
+        session_cookie(&response).expect("a session cookie")
+    );
+    let (status, body) = json(response).await;
+    assert_eq!(status, 200);
+    (cookie, body["user"]["id"].as_str().expect("id").to_owned())
+}
+
+async fn get(stack: &TestStack, path: &str, cookie: &str) -> reqwest::Response {
+    stack
+        .client()
+        .get(stack.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("request")
+}
+
+#[tokio::test]
+async fn concurrent_increments_over_two_writers_lose_no_update() {
+    const N: i64 = 240;
+    const CLIENTS: usize = 48;
+    let stack = TestStack::start_with(Options::default().writers(2));
+    let (cookie, user) = login(&stack).await;
+    let client = stack.client();
+
+    let counts: Vec<i64> = stream::iter(0..N)
+        .map(|_| {
+            let request = client
+                .post(stack.url("/increment"))
+                .header("cookie", &cookie);
+            async move {
+                let response = request.send().await.expect("increment");
+                assert!(
+                    set_cookies(&response).is_empty(),
+                    "an increment sets no cookie"
+                );
+                let (status, body) = json(response).await;
+                assert_eq!(status, 200, "{body}");
+                body["count"].as_i64().expect("count")
+            }
+        })
+        .buffer_unordered(CLIENTS)
+        .collect()
+        .await;
+
+    let mut sorted = counts.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        (1..=N).collect::<Vec<_>>(),
+        "every increment got its own count"
+    );
+    let (status, body) = json(get(&stack, "/", &cookie).await).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({ "user": { "id": user }, "count": N }))
+    );
+    for log in ["writer.log", "writer2.log"] {
+        let text = std::fs::read_to_string(stack.dir.path().join(log)).unwrap_or_default();
+        if std::env::var_os("TEST_LOG").is_none() {
+            assert!(
+                text.contains("path=/increment"),
+                "{log} served increments too"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn requests_racing_a_logout_never_bring_the_session_back() {
+    let stack = TestStack::start_with(Options::default().writers(2));
+    let client = stack.client();
+    for round in 0..5 {
+        let (cookie, _) = login(&stack).await;
+        let racers = stream::iter(0..60)
+            .map(|i| {
+                let path = match i % 3 {
+                    0 => "/",
+                    _ => "/increment",
+                };
+                let request = client.post(stack.url(path)).header("cookie", &cookie);
+                let request = if path == "/" {
+                    client.get(stack.url(path)).header("cookie", &cookie)
+                } else {
+                    request
+                };
+                async move {
+                    let response = request.send().await.expect("racer");
+                    let cookies = set_cookies(&response);
+                    (response.status().as_u16(), cookies)
+                }
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>();
+        let logout = async {
+            tokio::time::sleep(Duration::from_millis(5 * round)).await;
+            client
+                .get(stack.url("/logout"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .expect("logout")
+        };
+        let (results, logout) = tokio::join!(racers, logout);
+        assert_eq!(logout.status(), 200);
+        for (status, cookies) in results {
+            assert!(
+                status == 200 || status == 401,
+                "round {round}: status {status}"
+            );
+            assert!(
+                cookies.is_empty(),
+                "round {round}: a racer handed out a cookie: {cookies:?}"
+            );
+        }
+        let after = get(&stack, "/", &cookie).await;
+        assert_eq!(after.status(), 401, "round {round}: the session came back");
+        let inc = get(&stack, "/increment", &cookie).await;
+        assert_eq!(inc.status(), 401, "round {round}");
+        assert!(
+            stack.redis_keys().await.is_empty(),
+            "round {round}: {:?}",
+            stack.redis_keys().await
+        );
+    }
+}
+
+/// Cookie values that are not a session: each is answered 401 and costs no Redis command.
+fn bad_cookies(valid: &str) -> Vec<(String, String)> {
+    let value = valid.strip_prefix("sid=").expect("sid cookie");
+    let mut flipped = value.as_bytes().to_vec();
+    let middle = flipped.len() / 2;
+    flipped[middle] = if flipped[middle] == b'A' { b'B' } else { b'A' };
+    let other_key = Keyring::from_secrets("another-secret-another-secret-another-1").expect("key");
+    let foreign = other_key.seal("sid", &SessionHandle::new(UserId::random(), None).encode());
+    vec![
+        ("empty".into(), "sid=".into()),
+        ("garbage".into(), "sid=garbage".into()),
+        (
+            "truncated".into(),
+            format!("sid={}", &value[..value.len() / 2]),
+        ),
+        (
+            "one byte flipped".into(),
+            format!("sid={}", String::from_utf8(flipped).expect("ascii")),
+        ),
+        ("4 KB".into(), format!("sid={}", "A".repeat(4096))),
+        (
+            "percent-encoded non-ASCII".into(),
+            "sid=%C3%A9t%C3%A9%F0%9F%8D%AA".into(),
+        ),
+        (
+            "duplicated name".into(),
+            "sid=garbage; sid=other-garbage".into(),
+        ),
+        (
+            "sealed with another secret".into(),
+            format!("sid={foreign}"),
+        ),
+        ("no value".into(), "sid".into()),
+    ]
+}
+
+#[tokio::test]
+async fn bad_cookies_are_not_logged_in_and_never_reach_redis() {
+    let stack = TestStack::start();
+    let (valid, _) = login(&stack).await;
+    let keys_before = stack.redis_keys().await;
+    let total = |info: Vec<(String, String)>| -> u64 {
+        info.into_iter()
+            .find(|(k, _)| k == "total_commands_processed")
+            .and_then(|(_, v)| v.parse().ok())
+            .expect("total_commands_processed")
+    };
+    let before = total(redis_info(&stack, "stats").await);
+    let mut requests = 0;
+    for (what, cookie) in bad_cookies(&valid) {
+        for (method, path) in [("GET", "/"), ("POST", "/increment"), ("GET", "/increment")] {
+            let response = stack
+                .client()
+                .request(method.parse().expect("method"), stack.url(path))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .expect("request");
+            requests += 1;
+            assert!(
+                set_cookies(&response).is_empty(),
+                "{what}: no cookie for strangers"
+            );
+            let (status, body) = json(response).await;
+            assert_eq!(
+                (status, body),
+                (401, json!({ "message": NOT_LOGGED_IN, "login": "/login" })),
+                "{what} on {method} {path}"
+            );
+        }
+    }
+    // Non-ASCII bytes straight in the header (obs-text): still just "not logged in".
+    let raw = reqwest::header::HeaderValue::from_bytes(b"sid=\xc3\xa9\xff\xfe").expect("obs-text");
+    let response = stack
+        .client()
+        .get(stack.url("/"))
+        .header("cookie", raw)
+        .send()
+        .await
+        .expect("raw");
+    assert_eq!(response.status(), 401);
+
+    let after = total(redis_info(&stack, "stats").await);
+    // The only commands in between are the first INFO call itself.
+    assert_eq!(
+        after - before,
+        1,
+        "{requests} requests with bad cookies reached Redis"
+    );
+    assert_eq!(
+        stack.redis_keys().await,
+        keys_before,
+        "nothing created or changed"
+    );
+}
+
+#[tokio::test]
+async fn a_planted_or_unknown_session_id_is_never_adopted() {
+    let stack = TestStack::start();
+    let keyring = Keyring::from_secrets(SECRET).expect("test secret");
+    let planted = SessionHandle::new(UserId::random(), None);
+    let cookie = format!("sid={}", keyring.seal("sid", &planted.encode()));
+
+    let response = get(&stack, "/", &cookie).await;
+    assert_eq!(
+        response.status(),
+        401,
+        "a well-formed id nobody logged in with is not a session"
+    );
+    let login = get(&stack, "/login", &cookie).await;
+    let new_cookie = session_cookie(&login).expect("a cookie");
+    let opened = keyring
+        .open("sid", &decode_cookie(&new_cookie))
+        .expect("sealed by us");
+    let handle = SessionHandle::decode(&opened.plaintext).expect("a handle");
+    assert_ne!(handle.id(), planted.id(), "the server chose a new id");
+    assert_ne!(
+        handle.user(),
+        planted.user(),
+        "the stale cookie's user was not adopted"
+    );
+    let keys = stack.redis_keys().await;
+    assert!(
+        keys.iter().all(|key| !key.contains(planted.id().as_str())),
+        "{keys:?}"
+    );
+}
+
+/// actix-session percent-encodes `/` and `=` in the cookie it sets.
+fn decode_cookie(value: &str) -> String {
+    value
+        .replace("%2F", "/")
+        .replace("%3D", "=")
+        .replace("%2B", "+")
+}
+
+#[tokio::test]
+async fn idle_sessions_expire_and_each_use_extends_them() {
+    let stack = TestStack::start_with(Options::default().env("SESSION_TTL", "2"));
+    let (cookie, _) = login(&stack).await;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let read = get(&stack, "/", &cookie).await;
+        assert!(
+            set_cookies(&read).is_empty(),
+            "the reader needs no cookie to keep a session"
+        );
+        assert_eq!(
+            read.status(),
+            200,
+            "used within the idle timeout: still alive"
+        );
+    }
+    // 3.6 s after login, alive; now leave it idle.
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    assert_eq!(
+        get(&stack, "/", &cookie).await.status(),
+        401,
+        "idle longer than SESSION_TTL"
+    );
+    assert!(
+        stack
+            .redis_keys()
+            .await
+            .iter()
+            .all(|key| !key.starts_with("session:"))
+    );
+}
+
+#[tokio::test]
+async fn the_absolute_lifetime_caps_every_extension() {
+    let stack = TestStack::start_with(
+        Options::default()
+            .env("SESSION_TTL", "2")
+            .env("SESSION_MAX_AGE", "3"),
+    );
+    let (cookie, _) = login(&stack).await;
+    let started = Instant::now();
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(get(&stack, "/increment", &cookie).await.status(), 200);
+    }
+    tokio::time::sleep(
+        Duration::from_secs(3).saturating_sub(started.elapsed()) + Duration::from_millis(300),
+    )
+    .await;
+    assert_eq!(
+        get(&stack, "/", &cookie).await.status(),
+        401,
+        "past SESSION_MAX_AGE"
+    );
+}
+
+#[tokio::test]
+async fn a_read_and_an_increment_each_cost_one_redis_command() {
+    const N: usize = 10;
+    let stack = TestStack::start();
+    let (cookie, _) = login(&stack).await;
+    // Warm up: the first script call on a connection also loads the script.
+    get(&stack, "/increment", &cookie).await;
+    get(&stack, "/", &cookie).await;
+
+    let client = redis::Client::open(stack.redis.url()).expect("url");
+    let mut monitor = client.get_async_monitor().await.expect("MONITOR");
+    let before = command_calls(&stack).await;
+    for _ in 0..N {
+        assert_eq!(get(&stack, "/", &cookie).await.status(), 200);
+    }
+    let middle = command_calls(&stack).await;
+    for _ in 0..N {
+        assert_eq!(get(&stack, "/increment", &cookie).await.status(), 200);
+    }
+    let after = command_calls(&stack).await;
+
+    let calls = |stats: &std::collections::HashMap<String, u64>, name: &str| {
+        stats.get(name).copied().unwrap_or(0)
+    };
+    // Reads: GETEX only (INFO is the test's own command).
+    let reads: u64 = middle
+        .iter()
+        .filter(|(name, _)| name.as_str() != "info")
+        .map(|(_, n)| n)
+        .sum::<u64>()
+        - before
+            .iter()
+            .filter(|(name, _)| name.as_str() != "info")
+            .map(|(_, n)| n)
+            .sum::<u64>();
+    assert_eq!(calls(&middle, "getex") - calls(&before, "getex"), N as u64);
+    assert_eq!(reads, N as u64, "{N} reads = {N} commands in all");
+    assert_eq!(
+        calls(&after, "evalsha") - calls(&middle, "evalsha"),
+        N as u64,
+        "one script per increment"
+    );
+
+    // What the services sent, as seen by MONITOR: one command per request, scripts' inner
+    // calls aside.
+    let lines: Vec<String> = monitor
+        .on_message::<String>()
+        .take_until(tokio::time::sleep(Duration::from_millis(500)))
+        .collect()
+        .await;
+    let sent: Vec<&String> = lines
+        .iter()
+        .filter(|line| {
+            !line.contains("[0 lua]") && !line.contains("\"info\"") && !line.contains("\"INFO\"")
+        })
+        .collect();
+    assert_eq!(sent.len(), 2 * N, "{sent:#?}");
+    assert_eq!(
+        sent.iter()
+            .filter(|l| l.to_lowercase().contains("\"getex\""))
+            .count(),
+        N
+    );
+    assert_eq!(
+        sent.iter()
+            .filter(|l| l.to_lowercase().contains("\"evalsha\""))
+            .count(),
+        N
+    );
+}
+
+#[tokio::test]
+async fn a_session_kept_alive_by_reads_keeps_its_index_alive() {
+    let stack = TestStack::start_with(Options::default().env("SESSION_TTL", "1"));
+    let (cookie, user) = login(&stack).await;
+    let index = format!("user:{{{user}}}:sessions");
+    let mut connection = stack.redis().await;
+    // Reads only, for 3.5 idle timeouts: longer than the index's slack.
+    for _ in 0..7 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(get(&stack, "/", &cookie).await.status(), 200);
+        let keys = stack.redis_keys().await;
+        let session = keys
+            .iter()
+            .find(|k| k.starts_with("session:"))
+            .expect("session key")
+            .clone();
+        let session_ttl: i64 = redis::cmd("PTTL")
+            .arg(&session)
+            .query_async(&mut connection)
+            .await
+            .expect("pttl");
+        let index_ttl: i64 = redis::cmd("PTTL")
+            .arg(&index)
+            .query_async(&mut connection)
+            .await
+            .expect("pttl");
+        assert!(
+            index_ttl >= session_ttl,
+            "index {index_ttl} ms < session {session_ttl} ms"
+        );
+    }
+}
+
+#[tokio::test]
+async fn with_redis_down_services_answer_503_fast_and_recover_by_themselves() {
+    let mut stack = TestStack::start();
+    let (cookie, _) = login(&stack).await;
+    stack.redis.stop();
+
+    for (path, with_cookie) in [
+        ("/", true),
+        ("/increment", true),
+        ("/login", false),
+        ("/login", true),
+        ("/logout", true),
+    ] {
+        let started = Instant::now();
+        let cookie = if with_cookie { cookie.as_str() } else { "" };
+        let response = get(&stack, path, cookie).await;
+        let elapsed = started.elapsed();
+        let (status, body) = json(response).await;
+        assert_eq!(
+            (status, body),
+            (503, json!({ "error": "session store unavailable" })),
+            "{path} (cookie: {with_cookie})"
+        );
+        assert!(elapsed < Duration::from_secs(2), "{path} took {elapsed:?}");
+    }
+    let client = stack.client();
+    for addr in [stack.writer_addrs[0], stack.reader_addr] {
+        let health = client
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .expect("healthz");
+        assert_eq!(health.status(), 200, "{addr} is alive");
+        let ready = client
+            .get(format!("http://{addr}/readyz"))
+            .send()
+            .await
+            .expect("readyz");
+        assert_eq!(ready.status(), 503, "{addr} is not ready");
+    }
+
+    stack.redis.restart().expect("redis comes back");
+    let recovered = crate::helpers::wait_async(Duration::from_secs(5), || async {
+        get(&stack, "/login", "").await.status() == 200
+    })
+    .await;
+    assert!(recovered, "the writer recovers without a restart");
+    let (cookie, user) = login(&stack).await;
+    let (status, body) = json(get(&stack, "/", &cookie).await).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({ "user": { "id": user }, "count": 0 }))
+    );
+    for addr in [stack.writer_addrs[0], stack.reader_addr] {
+        let ready = client
+            .get(format!("http://{addr}/readyz"))
+            .send()
+            .await
+            .expect("readyz");
+        assert_eq!(ready.status(), 200, "{addr} is ready again");
+    }
+}
+
+#[tokio::test]
+async fn rotating_the_secret_keeps_sessions_that_are_used() {
+    const OLD: &str = SECRET;
+    const NEW: &str = "the-new-secret-the-new-secret-the-new-0002";
+    let mut stack = TestStack::start();
+    let (used, user) = login(&stack).await;
+    let (unused, _) = login(&stack).await;
+
+    // Rotation: new first, old still accepted.
+    stack.restart_services_with(&[("SESSION_SECRET", &format!("{NEW},{OLD}"))]);
+    let read = get(&stack, "/", &used).await;
+    let resealed = format!(
+        "sid={}",
+        session_cookie(&read).expect("the old cookie is sealed again")
+    );
+    let (status, body) = json(read).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({ "user": { "id": user }, "count": 0 }))
+    );
+    let new_key = Keyring::from_secrets(NEW).expect("key");
+    let value = decode_cookie(resealed.strip_prefix("sid=").expect("sid"));
+    assert!(
+        new_key.open("sid", &value).is_some(),
+        "resealed with the new secret"
+    );
+    let (fresh, _) = login(&stack).await;
+    let fresh_value = decode_cookie(fresh.strip_prefix("sid=").expect("sid"));
+    assert!(
+        new_key.open("sid", &fresh_value).is_some(),
+        "new cookies use the new secret"
+    );
+
+    // The old secret is dropped: only the session never seen since is logged out.
+    stack.restart_services_with(&[("SESSION_SECRET", NEW)]);
+    let (status, body) = json(get(&stack, "/", &resealed).await).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({ "user": { "id": user }, "count": 0 }))
+    );
+    assert_eq!(get(&stack, "/", &fresh).await.status(), 200);
+    assert_eq!(get(&stack, "/", &unused).await.status(), 401);
+    assert_eq!(
+        get(&stack, "/", &used).await.status(),
+        401,
+        "the old cookie value itself is dead"
+    );
+}
