@@ -23,6 +23,20 @@ pub struct SessionConfig {
     pub ttl: Duration,
     /// Optional absolute lifetime after login (`SESSION_MAX_AGE`).
     pub max_age: Option<Duration>,
+    /// Where clients without cookies send their session (`SESSION_HEADER`).
+    pub header: HeaderSessions,
+}
+
+/// Which request header carries a session for clients that do not keep cookies (API and mobile
+/// clients). The value is the same sealed handle a cookie carries, with the same rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderSessions {
+    /// `Authorization: Session <token>` (the default).
+    Authorization,
+    /// `X-Session-Id: <token>`.
+    XSessionId,
+    /// Cookies only.
+    Disabled,
 }
 
 /// Attributes of the session cookie. `HttpOnly` and `Path=/` are not configurable: no script
@@ -70,8 +84,8 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(86_400);
 pub const DEFAULT_COOKIE_NAME: &str = "sid";
 
 impl SessionConfig {
-    /// Reads `REDIS_URL`, `SESSION_SECRET`, `SESSION_COOKIE_*`, `SESSION_TTL` and
-    /// `SESSION_MAX_AGE`.
+    /// Reads `REDIS_URL`, `SESSION_SECRET`, `SESSION_COOKIE_*`, `SESSION_TTL`,
+    /// `SESSION_MAX_AGE` and `SESSION_HEADER`.
     pub fn from_env() -> Result<Self, ConfigError> {
         let redis_url = env::required("REDIS_URL", "for example redis://127.0.0.1:6379/0")?;
         let redis_url = RedisUrl::parse(redis_url.trim())
@@ -121,6 +135,20 @@ impl SessionConfig {
 
         let ttl = env::seconds_optional("SESSION_TTL")?.unwrap_or(DEFAULT_TTL);
         let max_age = env::seconds_optional("SESSION_MAX_AGE")?;
+        let header = match env::optional("SESSION_HEADER")?
+            .map(|raw| raw.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("authorization") => HeaderSessions::Authorization,
+            Some("x-session-id") => HeaderSessions::XSessionId,
+            Some("none") => HeaderSessions::Disabled,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "SESSION_HEADER",
+                    format!("{other:?} is not one of authorization, x-session-id, none"),
+                ));
+            }
+        };
 
         Ok(Self {
             redis_url,
@@ -132,6 +160,7 @@ impl SessionConfig {
             },
             ttl,
             max_age,
+            header,
         })
     }
 }

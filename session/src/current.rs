@@ -1,19 +1,22 @@
 //! [`CurrentSession`]: what a handler knows about the session of its request, and the only way
 //! handlers touch the store.
 //!
-//! A request's credential is, in this order: the cookie as verified by actix-session (primary
-//! key), or the cookie opened with an older key of the ring (rotation), or nothing. Any other
-//! cookie value (garbage, truncated, tampered, foreign) is simply "not logged in": it never
-//! reaches Redis and never causes an error.
+//! A request's credential is, in this order: the session header when one is sent
+//! (`Authorization: Session <token>` or `X-Session-Id: <token>`, see [`HeaderSessions`]), else the
+//! cookie as verified by actix-session (primary key), else the cookie opened with an older key of
+//! the ring (rotation), else nothing. Any other value (garbage, truncated, tampered, foreign) is
+//! simply "not logged in": it never reaches Redis and never causes an error.
 
 use std::{sync::Arc, time::Duration};
 
 use actix_session::{Session, SessionExt};
-use actix_web::{FromRequest, HttpRequest, HttpResponseBuilder, cookie::Cookie, dev::Payload, web};
+use actix_web::{
+    FromRequest, HttpMessage, HttpRequest, HttpResponseBuilder, cookie::Cookie, dev::Payload, web,
+};
 use futures_util::future::{Ready, ready};
 
 use crate::{
-    config::{CookieSettings, SessionConfig},
+    config::{CookieSettings, HeaderSessions, SessionConfig},
     error::ApiError,
     handle::{SessionHandle, UserId, now_ms},
     keys::Keyring,
@@ -36,6 +39,7 @@ struct Rules {
     ttl: Duration,
     max_age: Option<Duration>,
     max_per_user: Option<u32>,
+    header: HeaderSessions,
 }
 
 impl Sessions {
@@ -49,6 +53,7 @@ impl Sessions {
                 ttl: config.ttl,
                 max_age: config.max_age,
                 max_per_user: None,
+                header: config.header,
             }),
         })
     }
@@ -87,7 +92,18 @@ enum Source {
     Cookie,
     /// The session cookie, sealed with an older key: valid, to be sealed again.
     RotatedCookie,
+    /// The session header; `rotated` when sealed with an older key.
+    Header { rotated: bool },
 }
+
+/// Response header carrying a header session's token sealed again with the current key, after
+/// a request that used a token sealed with an older one.
+pub const REFRESHED_TOKEN_HEADER: &str = "x-session-token";
+
+/// A token to send back in [`REFRESHED_TOKEN_HEADER`] (set by [`CurrentSession`], written into
+/// the response by the service middleware).
+#[derive(Debug, Clone)]
+pub struct RefreshedToken(pub String);
 
 #[derive(Debug, Clone)]
 struct Credential {
@@ -95,11 +111,13 @@ struct Credential {
     source: Source,
 }
 
-/// The session of the current request, extracted from cookies (see the module docs).
+/// The session of the current request, extracted from its header or cookie (see the module
+/// docs).
 #[derive(Clone)]
 pub struct CurrentSession {
     sessions: Sessions,
     actix: Session,
+    request: HttpRequest,
     credential: Option<Credential>,
     /// A cookie with the session cookie's name was sent, valid or not.
     cookie_sent: bool,
@@ -120,6 +138,18 @@ pub struct LoggedIn {
     pub count: i64,
     /// True when the request was already logged in as this user (the session was renewed).
     pub renewed: bool,
+    /// For a header session: the token to send in the session header from now on.
+    pub token: Option<String>,
+}
+
+/// How the client keeps its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// A cookie, set by the response (browsers).
+    Cookie,
+    /// A token in the login response's body, sent back in the session header (API and mobile
+    /// clients). No cookie is set.
+    Header,
 }
 
 /// What a logout has to add to its response.
@@ -149,6 +179,17 @@ pub enum LoginAs {
 }
 
 impl CurrentSession {
+    /// Whether the request's credential came in the session header (an API or mobile client).
+    pub fn uses_header(&self) -> bool {
+        matches!(
+            self.credential,
+            Some(Credential {
+                source: Source::Header { .. },
+                ..
+            })
+        )
+    }
+
     /// The logged-in user, as far as the credential says. The session may still have ended
     /// server-side; only the store operations below know for sure.
     pub fn claimed_user(&self) -> Option<&UserId> {
@@ -194,7 +235,7 @@ impl CurrentSession {
     /// Logs in: always a new session id (the pre-login cookie is dead afterwards), never an id
     /// sent by the client. A live session of the same user is replaced and keeps its count; a
     /// live session of another user is ended.
-    pub async fn login(&self, who: LoginAs) -> Result<LoggedIn, ApiError> {
+    pub async fn login(&self, who: LoginAs, transport: Transport) -> Result<LoggedIn, ApiError> {
         let store = &self.sessions.store;
         let max_per_user = self.sessions.rules.max_per_user;
         let previous = self
@@ -214,11 +255,12 @@ impl CurrentSession {
                     .login(&handle, lifetime, max_per_user, Some(previous))
                     .await?;
                 if let Some(count) = renewed {
-                    self.hand_out(&handle)?;
+                    let token = self.hand_out(&handle, transport)?;
                     return Ok(LoggedIn {
                         user: handle.user().clone(),
                         count,
                         renewed: true,
+                        token,
                     });
                 }
                 // The previous session ended meanwhile: this is a fresh login.
@@ -236,11 +278,12 @@ impl CurrentSession {
             .login(&handle, lifetime, max_per_user, None)
             .await?
             .unwrap_or(0);
-        self.hand_out(&handle)?;
+        let token = self.hand_out(&handle, transport)?;
         Ok(LoggedIn {
             user: handle.user().clone(),
             count,
             renewed: false,
+            token,
         })
     }
 
@@ -267,22 +310,44 @@ impl CurrentSession {
         Ok(Logout { removal })
     }
 
-    /// Tells actix-session to set a cookie for `handle` (sealed with the primary key) at the end
-    /// of the request, under a new cookie value.
-    fn hand_out(&self, handle: &SessionHandle) -> Result<(), ApiError> {
+    /// Hands the new session to the client: a token to return for a header session, else a
+    /// cookie set by actix-session at the end of the request (sealed with the primary key,
+    /// under a new cookie value).
+    fn hand_out(
+        &self,
+        handle: &SessionHandle,
+        transport: Transport,
+    ) -> Result<Option<String>, ApiError> {
+        if transport == Transport::Header {
+            return Ok(Some(self.seal(handle)));
+        }
         self.actix.renew();
         self.actix
             .insert(HANDLE_ENTRY, handle.encode())
-            .map_err(|err| ApiError::Unexpected(anyhow::anyhow!("{err}")))
+            .map_err(|err| ApiError::Unexpected(anyhow::anyhow!("{err}")))?;
+        Ok(None)
     }
 
-    /// A cookie sealed with an older key is sealed again with the primary one, so that dropping
-    /// the old secret later only logs out sessions that were not used in between.
+    fn seal(&self, handle: &SessionHandle) -> String {
+        let rules = &self.sessions.rules;
+        rules.keyring.seal(&rules.cookie.name, &handle.encode())
+    }
+
+    /// A credential sealed with an older key is sealed again with the primary one, so that
+    /// dropping the old secret later only logs out sessions that were not used in between:
+    /// a cookie is set again; a header client gets the new token in `X-Session-Token`.
     fn reseal_if_rotated(&self, credential: &Credential) {
-        if credential.source == Source::RotatedCookie {
-            if let Err(err) = self.actix.insert(HANDLE_ENTRY, credential.handle.encode()) {
-                tracing::warn!(error = %err, "could not re-seal a rotated session cookie");
+        match credential.source {
+            Source::RotatedCookie => {
+                if let Err(err) = self.actix.insert(HANDLE_ENTRY, credential.handle.encode()) {
+                    tracing::warn!(error = %err, "could not re-seal a rotated session cookie");
+                }
             }
+            Source::Header { rotated: true } => {
+                let token = self.seal(&credential.handle);
+                self.request.extensions_mut().insert(RefreshedToken(token));
+            }
+            Source::Cookie | Source::Header { rotated: false } => {}
         }
     }
 
@@ -314,34 +379,58 @@ fn extract(req: &HttpRequest) -> Result<CurrentSession, ApiError> {
         .map(|data| data.get_ref().clone())
         .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("Sessions is not registered")))?;
     let actix = req.get_session();
-    let cookie_name = &sessions.rules.cookie.name;
+    let rules = &sessions.rules;
+    let cookie_name = &rules.cookie.name;
     let raw_cookie = req.cookie(cookie_name);
 
-    let verified = actix
-        .get::<String>(HANDLE_ENTRY)
-        .ok()
-        .flatten()
-        .and_then(|encoded| SessionHandle::decode(&encoded))
-        .map(|handle| Credential {
-            handle,
-            source: Source::Cookie,
-        });
-    let credential = verified.or_else(|| {
-        let raw = raw_cookie.as_ref()?;
-        let plaintext = sessions
-            .rules
-            .keyring
-            .open_with_old_keys(cookie_name, raw.value())?;
-        SessionHandle::decode(&plaintext).map(|handle| Credential {
-            handle,
-            source: Source::RotatedCookie,
-        })
-    });
+    let credential = match header_token(req, rules.header) {
+        // A session header is explicit: when it is sent, it alone counts.
+        Some(token) => rules.keyring.open(cookie_name, token).and_then(|opened| {
+            SessionHandle::decode(&opened.plaintext).map(|handle| Credential {
+                handle,
+                source: Source::Header {
+                    rotated: opened.by_old_key,
+                },
+            })
+        }),
+        None => actix
+            .get::<String>(HANDLE_ENTRY)
+            .ok()
+            .flatten()
+            .and_then(|encoded| SessionHandle::decode(&encoded))
+            .map(|handle| Credential {
+                handle,
+                source: Source::Cookie,
+            })
+            .or_else(|| {
+                let raw = raw_cookie.as_ref()?;
+                let plaintext = rules.keyring.open_with_old_keys(cookie_name, raw.value())?;
+                SessionHandle::decode(&plaintext).map(|handle| Credential {
+                    handle,
+                    source: Source::RotatedCookie,
+                })
+            }),
+    };
 
     Ok(CurrentSession {
         sessions,
         actix,
+        request: req.clone(),
         credential,
         cookie_sent: raw_cookie.is_some(),
     })
+}
+
+/// The token of the session header, if the request sends one. `Authorization` headers of other
+/// schemes (`Basic`, `Bearer`, …) are not ours and are ignored.
+fn header_token(req: &HttpRequest, header: HeaderSessions) -> Option<&str> {
+    let value = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    match header {
+        HeaderSessions::Disabled => None,
+        HeaderSessions::XSessionId => value("x-session-id").map(str::trim),
+        HeaderSessions::Authorization => {
+            let (scheme, token) = value("authorization")?.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("session").then(|| token.trim())
+        }
+    }
 }

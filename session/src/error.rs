@@ -21,6 +21,12 @@ pub enum ApiError {
     /// The request itself is malformed (bad query or body).
     #[error("{0}")]
     BadRequest(String),
+    /// A login with a wrong username/password pair (which part is wrong is not said).
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    /// Too many failed logins for this user or client address.
+    #[error("too many failed logins, try again later")]
+    TooManyAttempts { retry_after: std::time::Duration },
     /// No endpoint at this path.
     #[error("not found")]
     NotFound,
@@ -49,6 +55,8 @@ impl ResponseError for ApiError {
         match self {
             Self::NotLoggedIn => StatusCode::UNAUTHORIZED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -68,14 +76,22 @@ impl ResponseError for ApiError {
                 tracing::error!(error = ?cause, "unexpected error");
                 json!({ "error": self.to_string() })
             }
-            Self::BadRequest(_) | Self::NotFound | Self::MethodNotAllowed => {
-                json!({ "error": self.to_string() })
-            }
+            Self::BadRequest(_)
+            | Self::InvalidCredentials
+            | Self::TooManyAttempts { .. }
+            | Self::NotFound
+            | Self::MethodNotAllowed => json!({ "error": self.to_string() }),
         };
         let mut response = HttpResponse::build(status);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        match self {
             // A hint for clients and load balancers; the store usually recovers within seconds.
-            response.insert_header(("retry-after", "1"));
+            Self::StoreUnavailable(_) => {
+                response.insert_header(("retry-after", "1"));
+            }
+            Self::TooManyAttempts { retry_after } => {
+                response.insert_header(("retry-after", retry_after.as_secs().max(1).to_string()));
+            }
+            _ => {}
         }
         response.json(body)
     }

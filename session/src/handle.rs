@@ -21,7 +21,7 @@ pub const MAX_USER_ID_LEN: usize = 64;
 
 /// A user id: `[A-Za-z0-9._@-]{1,64}`. The character set keeps it safe inside Redis key names
 /// (no `{`, `}` or `:`) and inside the handle.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct UserId(String);
 

@@ -20,9 +20,10 @@ pub mod keys;
 pub mod middleware;
 pub mod service;
 pub mod store;
+pub mod throttle;
 
 pub use config::SessionConfig;
-pub use current::{CurrentSession, LoggedIn, LoginAs, Logout, Sessions};
+pub use current::{CurrentSession, LoggedIn, LoginAs, Logout, Sessions, Transport};
 pub use error::ApiError;
 pub use handle::{SessionHandle, UserId};
 pub use keys::Keyring;

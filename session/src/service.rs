@@ -18,7 +18,10 @@ use serde_json::json;
 use tracing::Instrument;
 
 use crate::{
-    config::SessionConfig, current::Sessions, error::ApiError, middleware::session_middleware,
+    config::SessionConfig,
+    current::{REFRESHED_TOKEN_HEADER, RefreshedToken, Sessions},
+    error::ApiError,
+    middleware::session_middleware,
 };
 
 /// The id of the current request, as logged and echoed in `X-Request-Id`.
@@ -139,7 +142,7 @@ fn bad_request(err: impl std::fmt::Display) -> actix_web::Error {
 }
 
 /// Opens a span carrying the request id for everything the request logs, echoes the id in the
-/// response, and writes one access-log line.
+/// response (with a refreshed session token when there is one), and writes one access-log line.
 async fn trace_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -163,10 +166,17 @@ async fn trace_request(
     match result {
         Ok(mut response) => {
             tracing::info!(status = response.status().as_u16(), latency_ms, "served");
+            let refreshed = response
+                .request()
+                .extensions()
+                .get::<RefreshedToken>()
+                .cloned();
+            let headers = response.headers_mut();
             if let Ok(value) = HeaderValue::from_str(&id) {
-                response
-                    .headers_mut()
-                    .insert(HeaderName::from_static(request_id::HEADER), value);
+                headers.insert(HeaderName::from_static(request_id::HEADER), value);
+            }
+            if let Some(value) = refreshed.and_then(|token| HeaderValue::from_str(&token.0).ok()) {
+                headers.insert(HeaderName::from_static(REFRESHED_TOKEN_HEADER), value);
             }
             Ok(response)
         }

@@ -219,7 +219,7 @@ impl RedisStore {
     ///
     /// The retry is what makes recovery seamless: after an outage the first command finds the
     /// connection broken (which starts a reconnect) and would fail although Redis is back.
-    async fn run<T, F, Fut>(&self, retry: Retry, operation: F) -> Result<T, StoreError>
+    pub(crate) async fn run<T, F, Fut>(&self, retry: Retry, operation: F) -> Result<T, StoreError>
     where
         F: Fn(ConnectionManager) -> Fut,
         Fut: Future<Output = Result<T, redis::RedisError>>,
@@ -391,7 +391,7 @@ impl RedisStore {
 
     /// Runs a prepared script call: `EVALSHA`, or `SCRIPT LOAD` + `EVALSHA` the first time on
     /// a server. Scripts change data, so they are only retried when unsent.
-    async fn invoke<T: redis::FromRedisValue>(
+    pub(crate) async fn invoke<T: redis::FromRedisValue>(
         &self,
         call: &redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
@@ -404,7 +404,7 @@ impl RedisStore {
 
 /// When a failed command may be sent a second time.
 #[derive(Debug, Clone, Copy)]
-enum Retry {
+pub(crate) enum Retry {
     /// Reads and expiry extensions: sending them twice changes nothing.
     Idempotent,
     /// Scripts: only when the connection was refused, so the command cannot have run.

@@ -1,9 +1,11 @@
 //! The writer's settings: the shared session settings plus its own.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use common::{ConfigError, env};
 use session::SessionConfig;
+
+use crate::auth::Users;
 
 /// Default listen address (`WRITER_ADDR`).
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8090";
@@ -14,6 +16,8 @@ pub struct WriterConfig {
     pub session: SessionConfig,
     /// `SESSION_MAX_PER_USER`: live sessions per user; a login beyond it ends the oldest.
     pub max_per_user: Option<u32>,
+    /// `AUTH_USERS_FILE`: who may log in, with which password. `None` = the open demo login.
+    pub users: Option<Arc<Users>>,
 }
 
 impl WriterConfig {
@@ -26,10 +30,14 @@ impl WriterConfig {
                 "must be at least 1 (leave it unset for no cap)",
             ));
         }
+        let users = env::optional("AUTH_USERS_FILE")?
+            .map(|path| Users::load(&PathBuf::from(path.trim())).map(Arc::new))
+            .transpose()?;
         Ok(Self {
             addr: env::socket_addr("WRITER_ADDR", DEFAULT_ADDR)?,
             session: SessionConfig::from_env()?,
             max_per_user,
+            users,
         })
     }
 }

@@ -6,8 +6,10 @@
 //! | `GET`/`POST /increment`     | 200 with the new count                 | 401, nothing stored    |
 //! | `GET`/`POST /logout`        | 200, session deleted, cookie expired   | 200 (idempotent)       |
 //!
+//! With `AUTH_USERS_FILE`, `/login` wants a username and password instead (see [`auth`]).
 //! All session logic lives in the `session` library; this crate maps it to HTTP.
 
+pub mod auth;
 pub mod config;
 mod routes;
 
@@ -24,12 +26,15 @@ impl Application {
     /// Binds the listen address (port 0 picks a free one); does not touch Redis yet.
     pub fn build(config: WriterConfig) -> io::Result<Self> {
         let max_per_user = config.max_per_user;
+        let users = config.users;
         service::bind(
             "writer",
             config.addr,
             config.session,
             move |sessions| sessions.with_max_per_user(max_per_user),
-            routes::configure,
+            move |service: &mut actix_web::web::ServiceConfig| {
+                routes::configure(service, users.clone())
+            },
         )
         .map(Self)
     }

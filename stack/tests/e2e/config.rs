@@ -52,6 +52,10 @@ fn services_refuse_to_start_without_valid_settings() {
             &[redis, secret, ("LOG_FORMAT", "xml")],
             "LOG_FORMAT: \"xml\" is not a log format",
         ),
+        (
+            &[redis, secret, ("SESSION_HEADER", "cookie")],
+            "SESSION_HEADER: \"cookie\" is not one of",
+        ),
     ];
     for name in ["writer", "reader"] {
         for (env, expected) in cases {
@@ -73,6 +77,13 @@ fn services_refuse_to_start_without_valid_settings() {
     assert_eq!(code, Some(2));
     assert!(
         stderr.contains("SESSION_MAX_PER_USER: must be at least 1"),
+        "{stderr}"
+    );
+    let missing = ("AUTH_USERS_FILE", "/nonexistent/users.toml");
+    let (code, stderr) = run("writer", &[redis, secret, missing]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.starts_with("writer: AUTH_USERS_FILE: /nonexistent/users.toml: cannot read"),
         "{stderr}"
     );
 }

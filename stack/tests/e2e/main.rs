@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod accounts;
 mod config;
 mod flow;
 mod launcher;

@@ -1,0 +1,397 @@
+//! Real credentials (`AUTH_USERS_FILE`), logging out everywhere, the per-user cap, and sessions
+//! carried in a header instead of a cookie.
+
+use std::{io::Write, process::Stdio, time::Duration};
+
+use serde_json::json;
+
+use crate::helpers::{Options, TestStack, bin, json, session_cookie, set_cookies};
+
+/// `writer hash-password`, fed on stdin.
+fn hash(password: &str) -> String {
+    let mut child = std::process::Command::new(bin("writer"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("writer hash-password");
+    writeln!(child.stdin.take().expect("stdin"), "{password}").expect("write password");
+    let output = child.wait_with_output().expect("output");
+    assert!(output.status.success());
+    let hash = String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    hash
+}
+
+/// A stack whose writer knows alice ("wonderland") and bob ("builder").
+fn with_users(options: Options) -> (TestStack, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("users.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[users.alice]\npassword_hash = \"{}\"\n\n[users.bob]\npassword_hash = \"{}\"\n",
+            hash("wonderland"),
+            hash("builder")
+        ),
+    )
+    .expect("users file");
+    let stack =
+        TestStack::start_with(options.env("AUTH_USERS_FILE", file.to_str().expect("utf-8")));
+    (stack, dir)
+}
+
+async fn password_login(stack: &TestStack, user: &str, password: &str) -> reqwest::Response {
+    stack
+        .client()
+        .post(stack.url("/login"))
+        .json(&json!({ "username": user, "password": password }))
+        .send()
+        .await
+        .expect("login")
+}
+
+/// Logs `user` in on a new "device"; returns its cookie.
+async fn device(stack: &TestStack, user: &str, password: &str) -> String {
+    let response = password_login(stack, user, password).await;
+    assert_eq!(response.status(), 200);
+    format!("sid={}", session_cookie(&response).expect("cookie"))
+}
+
+async fn status(stack: &TestStack, path: &str, cookie: &str) -> u16 {
+    stack
+        .client()
+        .get(stack.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn credentials_log_in_and_a_wrong_pair_does_not_say_which_part() {
+    let (stack, _users) = with_users(Options::default());
+    let client = stack.client();
+
+    let ok = password_login(&stack, "alice", "wonderland").await;
+    let cookie = format!("sid={}", session_cookie(&ok).expect("cookie"));
+    let (status, body) = json(ok).await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({ "message": "you are now logged in", "user": { "id": "alice" } })
+        )
+    );
+    let (status, body) = json(
+        client
+            .get(stack.url("/"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("read"),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({ "user": { "id": "alice" }, "count": 0 }))
+    );
+
+    let wrong_password = json(password_login(&stack, "alice", "nope").await).await;
+    let unknown_user = json(password_login(&stack, "mallory", "wonderland").await).await;
+    let expected = (401, json!({ "error": "invalid username or password" }));
+    assert_eq!(wrong_password, expected);
+    assert_eq!(unknown_user, expected);
+
+    // A form works as well as JSON.
+    let form = client
+        .post(stack.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=bob&password=builder")
+        .send()
+        .await
+        .expect("form login");
+    let (status, body) = json(form).await;
+    assert_eq!((status, body["user"]["id"].clone()), (200, json!("bob")));
+
+    let empty = client
+        .post(stack.url("/login"))
+        .send()
+        .await
+        .expect("empty");
+    assert_eq!(empty.status(), 400);
+    let missing = client
+        .post(stack.url("/login"))
+        .json(&json!({ "username": "alice" }))
+        .send()
+        .await
+        .expect("missing");
+    assert_eq!(missing.status(), 400);
+
+    // GET /login is a form now, not an open door.
+    let page = client.get(stack.url("/login")).send().await.expect("form");
+    assert_eq!(page.status(), 200);
+    assert!(
+        set_cookies(&page).is_empty(),
+        "showing the form logs nobody in"
+    );
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_owned();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains("<form method=\"post\" action=\"/login\">"),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn repeated_failures_are_throttled_per_user() {
+    let (stack, _users) = with_users(Options::default());
+    for _ in 0..5 {
+        assert_eq!(password_login(&stack, "alice", "guess").await.status(), 401);
+    }
+    let blocked = password_login(&stack, "alice", "wonderland").await;
+    assert_eq!(blocked.status(), 429, "even the right password waits now");
+    let retry_after: u64 = blocked.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=900).contains(&retry_after), "{retry_after}");
+    let (_, body) = json(blocked).await;
+    assert_eq!(
+        body,
+        json!({ "error": "too many failed logins, try again later" })
+    );
+    // Another user from the same address is not locked out by alice's attacker.
+    assert_eq!(password_login(&stack, "bob", "builder").await.status(), 200);
+    let keys = stack.redis_keys().await;
+    assert!(
+        keys.contains(&"login-failures:{alice}".to_owned()),
+        "{keys:?}"
+    );
+}
+
+#[tokio::test]
+async fn repeated_failures_are_throttled_per_address() {
+    let (stack, _users) = with_users(Options::default());
+    // 20 failures spread over names (none reaches the per-user limit)…
+    for i in 0..20 {
+        let status = password_login(&stack, &format!("user{}", i % 5), "guess")
+            .await
+            .status();
+        assert_eq!(status, 401);
+    }
+    // …and this address is throttled, for every user.
+    assert_eq!(password_login(&stack, "bob", "builder").await.status(), 429);
+}
+
+#[tokio::test]
+async fn logging_out_everywhere_ends_every_device_of_the_user() {
+    let (stack, _users) = with_users(Options::default());
+    let phones: Vec<String> =
+        futures_util::future::join_all((0..3).map(|_| device(&stack, "alice", "wonderland"))).await;
+    let bob = device(&stack, "bob", "builder").await;
+    for phone in &phones {
+        assert_eq!(status(&stack, "/", phone).await, 200);
+    }
+
+    let response = stack
+        .client()
+        .post(stack.url("/logout?everywhere=true"))
+        .header("cookie", &phones[0])
+        .send()
+        .await
+        .expect("logout everywhere");
+    assert_eq!(response.status(), 200);
+    for phone in &phones {
+        assert_eq!(
+            status(&stack, "/", phone).await,
+            401,
+            "every alice session ended"
+        );
+    }
+    assert_eq!(status(&stack, "/", &bob).await, 200, "bob is not alice");
+    let keys = stack.redis_keys().await;
+    assert!(
+        !keys
+            .iter()
+            .any(|k| k.contains("{alice}") && !k.starts_with("login-failures")),
+        "{keys:?}"
+    );
+
+    // The GET form works too.
+    let again = device(&stack, "alice", "wonderland").await;
+    assert_eq!(status(&stack, "/logout?everywhere=true", &again).await, 200);
+    assert_eq!(status(&stack, "/", &again).await, 401);
+}
+
+#[tokio::test]
+async fn the_per_user_cap_ends_the_oldest_session() {
+    let (stack, _users) = with_users(Options::default().env("SESSION_MAX_PER_USER", "2"));
+    let mut devices = Vec::new();
+    for _ in 0..3 {
+        devices.push(device(&stack, "alice", "wonderland").await);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        status(&stack, "/", &devices[0]).await,
+        401,
+        "the oldest ended"
+    );
+    assert_eq!(status(&stack, "/", &devices[1]).await, 200);
+    assert_eq!(status(&stack, "/", &devices[2]).await, 200);
+    let mut redis = stack.redis().await;
+    let live: u64 = redis::cmd("ZCARD")
+        .arg("user:{alice}:sessions")
+        .query_async(&mut redis)
+        .await
+        .expect("zcard");
+    assert_eq!(live, 2);
+}
+
+#[tokio::test]
+async fn api_clients_keep_their_session_in_a_header() {
+    let stack = TestStack::start();
+    let client = stack.client();
+    let login = client
+        .post(stack.url("/login?session=header"))
+        .send()
+        .await
+        .expect("login");
+    assert!(
+        set_cookies(&login).is_empty(),
+        "a header client gets no cookie"
+    );
+    let (status, body) = json(login).await;
+    assert_eq!(status, 200);
+    let token = body["session"]
+        .as_str()
+        .expect("the token is in the body")
+        .to_owned();
+    let user = body["user"]["id"].clone();
+
+    let with = |path: &str| {
+        client
+            .get(stack.url(path))
+            .header("authorization", format!("Session {token}"))
+    };
+    let (status, body) = json(with("/increment").send().await.expect("increment")).await;
+    assert_eq!((status, body["count"].clone()), (200, json!(1)));
+    let (status, body) = json(with("/").send().await.expect("read")).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({ "user": { "id": user }, "count": 1 }))
+    );
+
+    // The header is explicit: another scheme is not a session, a bad token is 401.
+    let bearer = client
+        .get(stack.url("/"))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .expect("bearer");
+    assert_eq!(bearer.status(), 401);
+    let bad = client
+        .get(stack.url("/"))
+        .header("authorization", "Session garbage")
+        .send()
+        .await
+        .expect("bad");
+    assert_eq!(bad.status(), 401);
+
+    // Browsers never see the token: a cookie login has no "session" in its body.
+    let (_, body) = json(
+        client
+            .get(stack.url("/login"))
+            .send()
+            .await
+            .expect("cookie login"),
+    )
+    .await;
+    assert!(body.get("session").is_none(), "{body}");
+
+    assert_eq!(with("/logout").send().await.expect("logout").status(), 200);
+    assert_eq!(with("/").send().await.expect("after").status(), 401);
+}
+
+#[tokio::test]
+async fn the_session_header_is_configurable() {
+    let stack = TestStack::start_with(Options::default().env("SESSION_HEADER", "x-session-id"));
+    let client = stack.client();
+    let (_, body) = json(
+        client
+            .get(stack.url("/login?session=header"))
+            .send()
+            .await
+            .expect("login"),
+    )
+    .await;
+    let token = body["session"].as_str().expect("token").to_owned();
+    let read = client
+        .get(stack.url("/"))
+        .header("x-session-id", &token)
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(read.status(), 200);
+    let other = client
+        .get(stack.url("/"))
+        .header("authorization", format!("Session {token}"))
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(other.status(), 401, "only the configured header counts");
+}
+
+#[tokio::test]
+async fn a_header_token_from_an_old_secret_is_refreshed() {
+    const NEW: &str = "the-new-secret-the-new-secret-the-new-0002";
+    let mut stack = TestStack::start();
+    let client = stack.client();
+    let (_, body) = json(
+        client
+            .get(stack.url("/login?session=header"))
+            .send()
+            .await
+            .expect("login"),
+    )
+    .await;
+    let old_token = body["session"].as_str().expect("token").to_owned();
+
+    stack.restart_services_with(&[(
+        "SESSION_SECRET",
+        &format!("{NEW},{}", crate::helpers::SECRET),
+    )]);
+    let client = stack.client();
+    let read = client
+        .get(stack.url("/"))
+        .header("authorization", format!("Session {old_token}"))
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(read.status(), 200);
+    let new_token = read.headers()["x-session-token"]
+        .to_str()
+        .expect("refreshed token")
+        .to_owned();
+    assert_ne!(new_token, old_token);
+
+    stack.restart_services_with(&[("SESSION_SECRET", NEW)]);
+    let client = stack.client();
+    let with = |token: &str| {
+        client
+            .get(stack.url("/"))
+            .header("authorization", format!("Session {token}"))
+    };
+    assert_eq!(with(&new_token).send().await.expect("new").status(), 200);
+    assert_eq!(with(&old_token).send().await.expect("old").status(), 401);
+}
