@@ -385,14 +385,14 @@ fn extract(req: &HttpRequest) -> Result<CurrentSession, ApiError> {
 
     let credential = match header_token(req, rules.header) {
         // A session header is explicit: when it is sent, it alone counts.
-        Some(token) => rules.keyring.open(cookie_name, token).and_then(|opened| {
-            SessionHandle::decode(&opened.plaintext).map(|handle| Credential {
-                handle,
-                source: Source::Header {
-                    rotated: opened.by_old_key,
-                },
+        Some(token) => {
+            SessionHandle::open(&rules.keyring, cookie_name, token).map(|(handle, rotated)| {
+                Credential {
+                    handle,
+                    source: Source::Header { rotated },
+                }
             })
-        }),
+        }
         None => actix
             .get::<String>(HANDLE_ENTRY)
             .ok()
@@ -403,12 +403,14 @@ fn extract(req: &HttpRequest) -> Result<CurrentSession, ApiError> {
                 source: Source::Cookie,
             })
             .or_else(|| {
+                // actix-session knows only the primary key; an older one may still open it.
                 let raw = raw_cookie.as_ref()?;
-                let plaintext = rules.keyring.open_with_old_keys(cookie_name, raw.value())?;
-                SessionHandle::decode(&plaintext).map(|handle| Credential {
-                    handle,
-                    source: Source::RotatedCookie,
-                })
+                SessionHandle::open(&rules.keyring, cookie_name, raw.value())
+                    .filter(|(_, rotated)| *rotated)
+                    .map(|(handle, _)| Credential {
+                        handle,
+                        source: Source::RotatedCookie,
+                    })
             }),
     };
 

@@ -14,6 +14,8 @@ use std::{
 
 use rand::RngCore;
 
+use crate::keys::Keyring;
+
 /// Version tag of the handle format, so a future layout can coexist with cookies already out.
 const FORMAT: &str = "1";
 /// Longest accepted user id.
@@ -143,6 +145,15 @@ impl SessionHandle {
             self.deadline_ms.unwrap_or(0),
             self.user.0
         )
+    }
+
+    /// Opens a sealed handle (a cookie value or header token) with any key of `keyring`.
+    /// Returns the handle and whether an older key sealed it. `None` for anything that is not a
+    /// handle sealed by one of our keys: this is the whole trust boundary for credentials, and
+    /// the target of the `cookie` fuzzer.
+    pub fn open(keyring: &Keyring, name: &str, sealed: &str) -> Option<(Self, bool)> {
+        let opened = keyring.open(name, sealed)?;
+        Self::decode(&opened.plaintext).map(|handle| (handle, opened.by_old_key))
     }
 
     /// Parses [`encode`](Self::encode)'s output; anything else is `None`.
