@@ -1,22 +1,24 @@
-//! The admin listener (`GATEWAY_ADMIN_ADDR`, never the public port): liveness, readiness and
-//! the active routing table, for operators and orchestrators.
+//! The admin listener (`GATEWAY_ADMIN_ADDR`, never the public port):
 //!
-//! - `GET /healthz`: 200 while the process serves.
-//! - `GET /readyz`: 200 when a routing table is loaded.
-//! - `GET /routes`: the active table as JSON, with its generation.
+//! - `GET /healthz`: 200 while the process serves;
+//! - `GET /readyz`: 200 when a routing table is loaded and every upstream has a usable address,
+//!   else 503 naming the upstreams without one;
+//! - `GET /metrics`: Prometheus text format (see [`crate::metrics`]);
+//! - `GET /routes`: the active table as JSON, with its generation and reload counts.
 
-use std::{net::SocketAddr, sync::Arc, sync::atomic::Ordering};
+use std::{net::SocketAddr, sync::Arc};
 
-use http::{Method, Request, Response, StatusCode};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde_json::json;
 
-use crate::{Body, error::json_response, proxy::Proxy, reload::ReloadStats, server::Handler};
+use crate::{Body, error::json_response, proxy::Proxy, server::Handler};
 
 #[derive(Debug)]
 pub struct Admin {
     pub proxy: Arc<Proxy>,
-    pub reloads: Arc<ReloadStats>,
 }
 
 impl Handler for Admin {
@@ -35,23 +37,71 @@ impl Handler for Admin {
         let generation = self.proxy.current();
         match request.uri().path() {
             "/healthz" => json_response(StatusCode::OK, &json!({ "status": "ok" }), None),
-            "/readyz" => json_response(
-                StatusCode::OK,
-                &json!({ "status": "ready", "generation": generation.number }),
-                None,
-            ),
-            "/routes" => json_response(
-                StatusCode::OK,
-                &json!({
-                    "generation": generation.number,
-                    "reloads": {
-                        "succeeded": self.reloads.succeeded.load(Ordering::Relaxed),
-                        "failed": self.reloads.failed.load(Ordering::Relaxed),
-                    },
-                    "table": &generation.table,
-                }),
-                None,
-            ),
+            "/readyz" => {
+                let unready: Vec<&str> = generation
+                    .pools()
+                    .filter(|pool| !pool.endpoints().iter().any(|e| e.is_available()))
+                    .map(|pool| pool.upstream.name.as_str())
+                    .collect();
+                if unready.is_empty() {
+                    json_response(
+                        StatusCode::OK,
+                        &json!({ "status": "ready", "generation": generation.number }),
+                        None,
+                    )
+                } else {
+                    json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &json!({ "error": "no usable address", "upstreams": unready }),
+                        None,
+                    )
+                }
+            }
+            "/metrics" => {
+                let text = self.proxy.metrics.render(&generation);
+                let mut response = Response::new(
+                    Full::new(Bytes::from(text))
+                        .map_err(|never| match never {})
+                        .boxed(),
+                );
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                response
+            }
+            "/routes" => {
+                let (succeeded, failed) = self.proxy.metrics.reload_counts();
+                let upstreams: serde_json::Map<String, serde_json::Value> = generation
+                    .pools()
+                    .map(|pool| {
+                        let addresses: Vec<_> = pool
+                            .endpoints()
+                            .iter()
+                            .map(|e| {
+                                json!({
+                                    "target": e.target,
+                                    "address": e.addr.to_string(),
+                                    "available": e.is_available(),
+                                    "healthy": e.is_healthy(),
+                                    "in_flight": e.in_flight(),
+                                })
+                            })
+                            .collect();
+                        (pool.upstream.name.clone(), json!(addresses))
+                    })
+                    .collect();
+                json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "generation": generation.number,
+                        "reloads": { "succeeded": succeeded, "failed": failed },
+                        "table": &generation.table,
+                        "addresses": upstreams,
+                    }),
+                    None,
+                )
+            }
             _ => json_response(
                 StatusCode::NOT_FOUND,
                 &json!({ "error": "not found" }),

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use http::{
     HeaderMap, HeaderName, HeaderValue, Version,
-    header::{CONNECTION, HOST, TE, TRAILER, UPGRADE, VIA},
+    header::{CONNECTION, FORWARDED, HOST, TE, UPGRADE, VIA},
 };
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -72,14 +72,21 @@ pub struct Peer {
 }
 
 /// Rewrites the headers of a request about to be sent upstream.
+///
+/// `Expect: 100-continue` is answered by the gateway itself (hyper sends `100 Continue` when the
+/// body is first read), so it is not forwarded. With `forwarded`, an RFC 7239 `Forwarded`
+/// element is added as well.
 pub fn prepare_request(
     headers: &mut HeaderMap,
     version: Version,
     authority: Option<&str>,
     peer: Peer,
     request_id: &HeaderValue,
+    forwarded: bool,
 ) {
     let trailers = accepts_trailers(headers);
+    let upgrade = upgrade_protocol(headers);
+    headers.remove(http::header::EXPECT);
     // Host: kept as sent. HTTP/2 clients send `:authority` instead; carry it over as Host.
     let host = headers
         .get(HOST)
@@ -89,6 +96,16 @@ pub fn prepare_request(
     remove_hop_by_hop(headers);
     if trailers {
         headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
+    if let Some(protocol) = upgrade {
+        // A protocol switch (WebSocket) must reach the upstream to be agreed end to end.
+        headers.insert(UPGRADE, protocol);
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    if forwarded {
+        add_forwarded(headers, peer, host.as_ref());
+    } else if !peer.trusted {
+        headers.remove(FORWARDED);
     }
 
     let client = peer.addr.to_string();
@@ -114,21 +131,65 @@ pub fn prepare_request(
     add_via(headers, version);
 }
 
-/// Rewrites the headers of an upstream response about to be sent to the client.
-pub fn prepare_response(headers: &mut HeaderMap, version: Version, request_id: &HeaderValue) {
+/// Rewrites the headers of an upstream response about to be sent to the client. A
+/// `101 Switching Protocols` keeps its `Upgrade` and `Connection: upgrade`.
+pub fn prepare_response(
+    headers: &mut HeaderMap,
+    status: http::StatusCode,
+    version: Version,
+    request_id: &HeaderValue,
+) {
+    let upgrade = (status == http::StatusCode::SWITCHING_PROTOCOLS)
+        .then(|| headers.get(UPGRADE).cloned())
+        .flatten();
     remove_hop_by_hop(headers);
+    if let Some(protocol) = upgrade {
+        headers.insert(UPGRADE, protocol);
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    }
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
     add_via(headers, version);
 }
 
-/// Whether the request asks for a protocol switch (WebSocket and friends).
-pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(UPGRADE)
+/// The protocol a request asks to switch to (`Upgrade`, with `upgrade` among the `Connection`
+/// options, RFC 9110 §7.8), if any.
+pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asked = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    if asked {
+        headers.get(UPGRADE).cloned()
+    } else {
+        None
+    }
 }
 
-/// Whether the response declares trailers.
-pub fn declares_trailers(headers: &HeaderMap) -> bool {
-    headers.contains_key(TRAILER)
+/// Appends this hop to `Forwarded` (RFC 7239): the chain is kept from trusted proxies only.
+fn add_forwarded(headers: &mut HeaderMap, peer: Peer, host: Option<&HeaderValue>) {
+    let node = match peer.addr {
+        IpAddr::V4(ip) => ip.to_string(),
+        // IPv6 addresses are quoted and bracketed (RFC 7239 §6).
+        IpAddr::V6(ip) => format!("\"[{ip}]\""),
+    };
+    let mut element = format!("for={node};proto=http");
+    if let Some(host) = host.and_then(|h| h.to_str().ok()) {
+        if host
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b';' && b != b',')
+        {
+            element.push_str(&format!(";host={host}"));
+        } else {
+            element.push_str(&format!(";host=\"{}\"", host.replace(['"', '\\'], "")));
+        }
+    }
+    let value = match previous_values(headers, &FORWARDED) {
+        Some(chain) if peer.trusted => format!("{chain}, {element}"),
+        _ => element,
+    };
+    set(headers, &FORWARDED, &value);
 }
 
 fn add_via(headers: &mut HeaderMap, version: Version) {
@@ -227,7 +288,14 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("x-forwarded-host", "evil.test"),
         ]);
-        prepare_request(&mut headers, Version::HTTP_11, None, peer(false), &id());
+        prepare_request(
+            &mut headers,
+            Version::HTTP_11,
+            None,
+            peer(false),
+            &id(),
+            false,
+        );
         assert_eq!(headers["x-forwarded-for"], "203.0.113.7");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "example.test");
@@ -246,7 +314,14 @@ mod tests {
             ("x-forwarded-host", "www.example.test"),
             ("via", "1.1 edge"),
         ]);
-        prepare_request(&mut headers, Version::HTTP_11, None, peer(true), &id());
+        prepare_request(
+            &mut headers,
+            Version::HTTP_11,
+            None,
+            peer(true),
+            &id(),
+            false,
+        );
         assert_eq!(headers["x-forwarded-for"], "1.2.3.4, 10.0.0.1, 203.0.113.7");
         assert_eq!(headers.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(headers["x-forwarded-proto"], "https");
@@ -264,6 +339,7 @@ mod tests {
             Some("example.test:8080"),
             peer(false),
             &id(),
+            false,
         );
         assert_eq!(headers["host"], "example.test:8080");
         assert_eq!(headers["x-forwarded-host"], "example.test:8080");
@@ -271,12 +347,109 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_is_added_and_only_trusted_chains_are_kept() {
+        let mut headers = map(&[("host", "shop.test"), ("forwarded", "for=6.6.6.6")]);
+        prepare_request(
+            &mut headers,
+            Version::HTTP_11,
+            None,
+            peer(false),
+            &id(),
+            true,
+        );
+        assert_eq!(
+            headers["forwarded"],
+            "for=203.0.113.7;proto=http;host=shop.test"
+        );
+        let mut headers = map(&[("host", "shop.test"), ("forwarded", "for=10.0.0.1")]);
+        prepare_request(
+            &mut headers,
+            Version::HTTP_11,
+            None,
+            peer(true),
+            &id(),
+            true,
+        );
+        assert_eq!(
+            headers["forwarded"],
+            "for=10.0.0.1, for=203.0.113.7;proto=http;host=shop.test"
+        );
+        let mut headers = map(&[("forwarded", "for=6.6.6.6")]);
+        prepare_request(
+            &mut headers,
+            Version::HTTP_11,
+            None,
+            peer(false),
+            &id(),
+            false,
+        );
+        assert!(
+            !headers.contains_key("forwarded"),
+            "an untrusted claim is dropped"
+        );
+        let v6 = Peer {
+            addr: "2001:db8::1".parse().expect("ip"),
+            trusted: false,
+        };
+        let mut headers = HeaderMap::new();
+        prepare_request(&mut headers, Version::HTTP_11, None, v6, &id(), true);
+        assert_eq!(headers["forwarded"], "for=\"[2001:db8::1]\";proto=http");
+    }
+
+    #[test]
+    fn upgrades_keep_their_headers_and_expect_is_answered_here() {
+        let mut headers = map(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+            ("expect", "100-continue"),
+        ]);
+        prepare_request(
+            &mut headers,
+            Version::HTTP_11,
+            None,
+            peer(false),
+            &id(),
+            false,
+        );
+        assert_eq!(headers["upgrade"], "websocket");
+        assert_eq!(headers["connection"], "upgrade");
+        assert!(!headers.contains_key("expect"));
+        let mut plain = map(&[("upgrade", "h2c")]);
+        prepare_request(
+            &mut plain,
+            Version::HTTP_11,
+            None,
+            peer(false),
+            &id(),
+            false,
+        );
+        assert!(
+            !plain.contains_key("upgrade"),
+            "Upgrade without Connection: upgrade is dropped"
+        );
+    }
+
+    #[test]
     fn te_trailers_survives_other_te_values_do_not() {
         let mut headers = map(&[("te", "gzip, trailers")]);
-        prepare_request(&mut headers, Version::HTTP_11, None, peer(false), &id());
+        prepare_request(
+            &mut headers,
+            Version::HTTP_11,
+            None,
+            peer(false),
+            &id(),
+            false,
+        );
         assert_eq!(headers["te"], "trailers");
         let mut headers = map(&[("te", "gzip")]);
-        prepare_request(&mut headers, Version::HTTP_11, None, peer(false), &id());
+        prepare_request(
+            &mut headers,
+            Version::HTTP_11,
+            None,
+            peer(false),
+            &id(),
+            false,
+        );
         assert!(!headers.contains_key("te"));
     }
 }

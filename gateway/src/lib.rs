@@ -2,21 +2,33 @@
 //!
 //! - [`routes`]: the file's schema, validation and the immutable routing table;
 //! - [`proxy`]: forwarding one request (headers per RFC 9110, streamed bodies, pooled upstream
-//!   connections, 404/502/504 as JSON);
+//!   connections, retries, tunnels for upgrades, 404/413/502/504 as JSON);
+//! - [`upstream`]: addresses behind each upstream, balancing, passive and active health;
 //! - [`reload`]: live reloading of the file, swapping whole tables atomically;
 //! - [`server`]: connection handling (HTTP/1.1 and h2c) with graceful shutdown;
-//! - [`admin`]: the admin listener.
+//! - [`admin`]: the admin listener; [`metrics`]: what `/metrics` says;
+//! - [`cors`], [`headers`], [`body`]: CORS, header rules, body wrappers.
 
 pub mod admin;
+pub mod body;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod headers;
+pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod routes;
 pub mod server;
+pub mod upstream;
 
-use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 pub use config::GatewayConfig;
@@ -26,16 +38,17 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use crate::{
-    admin::Admin, proxy::Proxy, reload::ReloadStats, routes::RoutesError, server::Handler,
+    admin::Admin,
+    metrics::Metrics,
+    proxy::Proxy,
+    routes::RoutesError,
+    server::{ConnectionSettings, Handler},
 };
 
 /// Errors inside streamed bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of every request and response crossing the gateway.
 pub type Body = BoxBody<Bytes, BoxError>;
-
-/// How long shutdown waits for in-flight requests before closing their connections.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -58,12 +71,19 @@ pub struct Gateway {
     admin_listener: TcpListener,
     routes_path: PathBuf,
     proxy: Arc<Proxy>,
-    reloads: Arc<ReloadStats>,
 }
 
 impl Handler for Proxy {
     async fn call(self: Arc<Self>, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         self.handle(request, peer).await
+    }
+
+    fn connection_settings(&self) -> ConnectionSettings {
+        let settings = &self.current().table.settings;
+        ConnectionSettings {
+            idle_timeout: settings.idle_timeout,
+            max_header_bytes: settings.max_header_bytes,
+        }
     }
 }
 
@@ -82,12 +102,12 @@ impl Gateway {
         };
         let listener = bind(config.addr, "GATEWAY_ADDR").await?;
         let admin_listener = bind(config.admin_addr, "GATEWAY_ADMIN_ADDR").await?;
+        let proxy = Proxy::new(table, Arc::new(Metrics::default())).await;
         Ok(Self {
             listener,
             admin_listener,
             routes_path: config.routes,
-            proxy: Arc::new(Proxy::new(table)),
-            reloads: Arc::default(),
+            proxy: Arc::new(proxy),
         })
     }
 
@@ -99,8 +119,9 @@ impl Gateway {
         self.admin_listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, reloading the routes file as it changes; then drains
-    /// in-flight requests for at most [`SHUTDOWN_GRACE`].
+    /// Serves until `shutdown` resolves, reloading the routes file as it changes; then stops
+    /// accepting and gives in-flight requests and tunnels `shutdown_grace` (routes.toml) to
+    /// finish before closing them.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -115,19 +136,21 @@ impl Gateway {
         let watcher = tokio::spawn(reload::watch(
             self.routes_path.clone(),
             Arc::clone(&self.proxy),
-            Arc::clone(&self.reloads),
         ));
         let admin = tokio::spawn(server::serve(
             "admin",
             self.admin_listener,
             Arc::new(Admin {
                 proxy: Arc::clone(&self.proxy),
-                reloads: Arc::clone(&self.reloads),
             }),
-            stopped(stop_rx.clone()),
-            Duration::from_secs(1),
+            stopped(stop_rx),
+            || Duration::from_secs(1),
         ));
-        let public = server::serve(
+
+        // The drain deadline is taken when shutdown starts, from the routes in force then; the
+        // tunnels get what is left of it after the requests.
+        let deadline: Mutex<Option<Instant>> = Mutex::new(None);
+        server::serve(
             "public",
             self.listener,
             Arc::clone(&self.proxy),
@@ -135,10 +158,21 @@ impl Gateway {
                 shutdown.await;
                 let _ = stop_tx.send(true);
             },
-            SHUTDOWN_GRACE,
-        );
-        public.await;
+            || {
+                let grace = self.proxy.current().table.settings.shutdown_grace;
+                *deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + grace);
+                grace
+            },
+        )
+        .await;
         watcher.abort();
+        let left = deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map_or(Duration::ZERO, |deadline| {
+                deadline.saturating_duration_since(Instant::now())
+            });
+        self.proxy.drain_tunnels(left).await;
         let _ = admin.await;
     }
 }

@@ -36,15 +36,8 @@ enum Trigger {
     Signal,
 }
 
-/// Reload outcomes, for the admin metrics.
-#[derive(Debug, Default)]
-pub struct ReloadStats {
-    pub succeeded: std::sync::atomic::AtomicU64,
-    pub failed: std::sync::atomic::AtomicU64,
-}
-
 /// Watches `path` until the task is dropped, installing every valid new version into `proxy`.
-pub async fn watch(path: PathBuf, proxy: Arc<Proxy>, stats: Arc<ReloadStats>) {
+pub async fn watch(path: PathBuf, proxy: Arc<Proxy>) {
     let (events_tx, mut events) = mpsc::channel::<()>(16);
     let _watcher = directory_watcher(&path, events_tx)
         .inspect_err(|err| {
@@ -85,28 +78,26 @@ pub async fn watch(path: PathBuf, proxy: Arc<Proxy>, stats: Arc<ReloadStats>) {
                 reason: format!("cannot read: {err}"),
             })
             .and_then(|text| routes::parse(&path, &text, |name| std::env::var(name).ok()));
-        apply(&path, result, &proxy, &stats, trigger);
+        apply(&path, result, &proxy, trigger).await;
     }
 }
 
 /// Installs a validated table, or logs why the file was refused.
-fn apply(
+async fn apply(
     path: &Path,
     result: Result<routes::RouteTable, routes::RoutesError>,
     proxy: &Proxy,
-    stats: &ReloadStats,
     trigger: Trigger,
 ) {
-    use std::sync::atomic::Ordering::Relaxed;
     match result {
         Ok(table) => {
             let routes = table.routes.len();
-            let generation = proxy.install(table);
-            stats.succeeded.fetch_add(1, Relaxed);
+            let generation = proxy.install(table).await;
+            proxy.metrics.reloaded(true);
             tracing::info!(file = %path.display(), generation, routes, ?trigger, "routes reloaded");
         }
         Err(err) => {
-            stats.failed.fetch_add(1, Relaxed);
+            proxy.metrics.reloaded(false);
             tracing::error!(
                 file = %err.file.display(),
                 line = err.line,

@@ -14,9 +14,23 @@ use tokio::net::TcpListener;
 
 use crate::Body;
 
-/// How long a client may take to send a request's headers, and how long an idle keep-alive
-/// connection is kept open.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Limits applied to each new client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionSettings {
+    /// How long a client may take to send a request head, and may sit idle between requests.
+    pub idle_timeout: Duration,
+    /// Largest request head accepted (HTTP/1.1: 431 beyond it).
+    pub max_header_bytes: usize,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(30),
+            max_header_bytes: 16 * 1024,
+        }
+    }
+}
 
 /// Something that answers requests; the proxy and the admin endpoints both are.
 pub trait Handler: Send + Sync + 'static {
@@ -25,23 +39,22 @@ pub trait Handler: Send + Sync + 'static {
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> impl Future<Output = Response<Body>> + Send;
+
+    /// Limits for a connection accepted now (the proxy's follow routes.toml).
+    fn connection_settings(&self) -> ConnectionSettings {
+        ConnectionSettings::default()
+    }
 }
 
 /// Serves `handler` on `listener` until `shutdown` resolves, then stops accepting and waits up
-/// to `grace` for open connections to finish their requests.
+/// to `grace()` for open connections to finish their requests.
 pub async fn serve<H: Handler>(
     name: &'static str,
     listener: TcpListener,
     handler: Arc<H>,
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
+    grace: impl FnOnce() -> Duration,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
 
@@ -59,6 +72,17 @@ pub async fn serve<H: Handler>(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let settings = handler.connection_settings();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(settings.idle_timeout)
+            .max_buf_size(settings.max_header_bytes);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
         let handler = Arc::clone(&handler);
         let service = service_fn(move |request| {
             let handler = Arc::clone(&handler);
@@ -74,6 +98,7 @@ pub async fn serve<H: Handler>(
     }
 
     drop(listener);
+    let grace = grace();
     tracing::info!(listener = name, "stopped accepting; draining connections");
     match tokio::time::timeout(grace, graceful.shutdown()).await {
         Ok(()) => tracing::info!(listener = name, "all connections closed"),

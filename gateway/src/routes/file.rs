@@ -1,19 +1,26 @@
-//! Parsing and validating `routes.toml`.
+//! Parsing and validating `routes.toml` (the full schema is in the README):
 //!
 //! ```toml
-//! [settings]                               # optional
+//! [settings]                               # optional, every key optional
 //! request_timeout = "30s"
-//! connect_timeout = "2s"
 //! trusted_proxies = ["10.0.0.0/8"]
 //!
 //! [upstreams]
-//! writer = ["${WRITER_URL:-http://127.0.0.1:8090}"]
-//! reader = ["http://127.0.0.1:8091", "http://127.0.0.1:8092"]
+//! writer = ["${WRITER_URL:-http://127.0.0.1:8090}"]        # short form
+//!
+//! [upstreams.reader]                       # long form
+//! targets = ["http://127.0.0.1:8091", "http://127.0.0.1:8092"]
+//! balance = "round_robin"
+//! health_check = { path = "/healthz", interval = "5s" }
 //!
 //! [[routes]]
 //! path = "/login"
 //! upstream = "writer"
-//! timeout = "10s"                          # optional, overrides request_timeout
+//! timeout = "10s"
+//! max_body = "64KiB"
+//!
+//! [cors]
+//! origins = ["https://app.example.com"]
 //! ```
 
 use std::{
@@ -30,7 +37,7 @@ use toml::Spanned;
 
 use super::{
     interpolate::interpolate,
-    table::{Route, RouteTable, Settings, Target, Upstream},
+    table::{Balance, Cors, Eject, HealthCheck, Route, RouteTable, Settings, Target, Upstream},
 };
 
 /// A routes file that cannot be used, displayed as `file:line: reason`.
@@ -47,9 +54,11 @@ pub struct RoutesError {
 struct RawFile {
     #[serde(default)]
     settings: Option<Spanned<RawSettings>>,
-    upstreams: Spanned<BTreeMap<String, Spanned<Vec<Spanned<String>>>>>,
+    upstreams: Spanned<BTreeMap<String, Spanned<toml::Value>>>,
     #[serde(default)]
     routes: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    cors: Option<Spanned<RawCors>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,8 +66,38 @@ struct RawFile {
 struct RawSettings {
     request_timeout: Option<Spanned<String>>,
     connect_timeout: Option<Spanned<String>>,
+    idle_timeout: Option<Spanned<String>>,
+    shutdown_grace: Option<Spanned<String>>,
+    resolve_interval: Option<Spanned<String>>,
+    max_header_bytes: Option<Spanned<RawSize>>,
     #[serde(default)]
     trusted_proxies: Vec<Spanned<String>>,
+    forwarded: Option<bool>,
+}
+
+/// The long form of an upstream (the short form is just the `targets` array).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    targets: Vec<String>,
+    balance: Option<String>,
+    health_check: Option<RawHealthCheck>,
+    eject: Option<RawEject>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealthCheck {
+    path: String,
+    interval: Option<String>,
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEject {
+    failures: Option<u32>,
+    cooldown: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +106,23 @@ struct RawRoute {
     path: Spanned<String>,
     upstream: Spanned<String>,
     timeout: Option<Spanned<String>>,
+    max_body: Option<Spanned<RawSize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCors {
+    origins: Vec<Spanned<String>>,
+    allow_headers: Option<Vec<String>>,
+    max_age: Option<Spanned<String>>,
+}
+
+/// A size: a number of bytes, or a string with a unit (`"64KiB"`, `"1MB"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(u64),
+    Text(String),
 }
 
 /// Reads and validates the routes file at `path`.
@@ -85,128 +141,381 @@ pub fn parse(
     text: &str,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<RouteTable, RoutesError> {
-    let error = |span: Option<Range<usize>>, reason: String| RoutesError {
-        file: file.to_owned(),
-        line: span.map(|span| line_of(text, span.start)),
-        reason,
-    };
+    Parser {
+        file,
+        text,
+        env: &env,
+    }
+    .parse()
+}
 
-    let raw: RawFile =
-        toml::from_str(text).map_err(|err| error(err.span(), err.message().trim().to_owned()))?;
+/// Validation context: turns spans into line numbers and resolves `${VAR}`.
+struct Parser<'a> {
+    file: &'a Path,
+    text: &'a str,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
 
-    // Values may contain ${VAR}; errors point at the value's line.
-    let value = |spanned: &Spanned<String>| {
-        interpolate(spanned.get_ref(), &env).map_err(|reason| error(Some(spanned.span()), reason))
-    };
-    let duration = |spanned: &Spanned<String>, what: &str| -> Result<Duration, RoutesError> {
-        let raw = value(spanned)?;
-        match humantime::parse_duration(raw.trim()) {
+impl Parser<'_> {
+    fn error(&self, span: Option<Range<usize>>, reason: impl Into<String>) -> RoutesError {
+        RoutesError {
+            file: self.file.to_owned(),
+            line: span.map(|span| line_of(self.text, span.start)),
+            reason: reason.into(),
+        }
+    }
+
+    /// `raw` with `${VAR}` resolved; errors point at `span`.
+    fn value(&self, raw: &str, span: Range<usize>) -> Result<String, RoutesError> {
+        interpolate(raw, self.env).map_err(|reason| self.error(Some(span), reason))
+    }
+
+    fn spanned(&self, spanned: &Spanned<String>) -> Result<String, RoutesError> {
+        self.value(spanned.get_ref(), spanned.span())
+    }
+
+    fn duration(&self, raw: &str, span: Range<usize>, what: &str) -> Result<Duration, RoutesError> {
+        let text = self.value(raw, span.clone())?;
+        match humantime::parse_duration(text.trim()) {
             Ok(duration) if !duration.is_zero() => Ok(duration),
-            Ok(_) => Err(error(
+            Ok(_) => Err(self.error(Some(span), format!("{what} must be more than zero"))),
+            Err(err) => Err(self.error(
+                Some(span),
+                format!("{what} {text:?} is not a duration like \"500ms\" or \"30s\" ({err})"),
+            )),
+        }
+    }
+
+    fn spanned_duration(
+        &self,
+        spanned: &Spanned<String>,
+        what: &str,
+    ) -> Result<Duration, RoutesError> {
+        self.duration(spanned.get_ref(), spanned.span(), what)
+    }
+
+    fn size(&self, spanned: &Spanned<RawSize>, what: &str) -> Result<u64, RoutesError> {
+        let bytes = match spanned.get_ref() {
+            RawSize::Bytes(bytes) => Ok(*bytes),
+            RawSize::Text(text) => parse_size(&self.value(text, spanned.span())?),
+        };
+        match bytes {
+            Ok(0) => Err(self.error(
                 Some(spanned.span()),
                 format!("{what} must be more than zero"),
             )),
-            Err(err) => Err(error(
-                Some(spanned.span()),
-                format!("{what} {raw:?} is not a duration like \"500ms\" or \"30s\" ({err})"),
-            )),
+            Ok(bytes) => Ok(bytes),
+            Err(reason) => Err(self.error(Some(spanned.span()), format!("{what}: {reason}"))),
         }
-    };
+    }
 
-    let mut settings = Settings::default();
-    if let Some(raw_settings) = &raw.settings {
-        let raw_settings = raw_settings.get_ref();
-        if let Some(timeout) = &raw_settings.request_timeout {
-            settings.request_timeout = duration(timeout, "request_timeout")?;
+    fn parse(&self) -> Result<RouteTable, RoutesError> {
+        let raw: RawFile = toml::from_str(self.text)
+            .map_err(|err| self.error(err.span(), err.message().trim()))?;
+        let settings = match &raw.settings {
+            Some(settings) => self.settings(settings.get_ref())?,
+            None => Settings::default(),
+        };
+
+        let mut upstreams = BTreeMap::new();
+        for (name, value) in raw.upstreams.get_ref() {
+            let upstream = self.upstream(name, value)?;
+            upstreams.insert(name.clone(), Arc::new(upstream));
         }
-        if let Some(timeout) = &raw_settings.connect_timeout {
-            settings.connect_timeout = duration(timeout, "connect_timeout")?;
+
+        if raw.routes.is_empty() {
+            return Err(self.error(None, "no [[routes]]: nothing would be served"));
         }
-        for proxy in &raw_settings.trusted_proxies {
-            let text = value(proxy)?;
+        let mut routes = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for route in &raw.routes {
+            let route = route.get_ref();
+            let path = normalize_path(&self.spanned(&route.path)?)
+                .map_err(|reason| self.error(Some(route.path.span()), reason))?;
+            let line = line_of(self.text, route.path.span().start);
+            if let Some(first) = seen.insert(path.clone(), line) {
+                return Err(self.error(
+                    Some(route.path.span()),
+                    format!("path {path:?} is already routed on line {first}"),
+                ));
+            }
+            let name = self.spanned(&route.upstream)?;
+            let upstream = upstreams.get(&name).cloned().ok_or_else(|| {
+                let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+                self.error(
+                    Some(route.upstream.span()),
+                    format!(
+                        "upstream {name:?} is not defined in [upstreams] (defined: {})",
+                        known.join(", ")
+                    ),
+                )
+            })?;
+            let timeout = match &route.timeout {
+                Some(timeout) => self.spanned_duration(timeout, "timeout")?,
+                None => settings.request_timeout,
+            };
+            let max_body = route
+                .max_body
+                .as_ref()
+                .map(|size| self.size(size, "max_body"))
+                .transpose()?;
+            routes.push(Route {
+                path,
+                upstream,
+                timeout,
+                max_body,
+            });
+        }
+
+        let cors = raw
+            .cors
+            .as_ref()
+            .map(|cors| self.cors(cors.get_ref()))
+            .transpose()?;
+        Ok(RouteTable::new(routes, upstreams, settings, cors))
+    }
+
+    fn settings(&self, raw: &RawSettings) -> Result<Settings, RoutesError> {
+        let mut settings = Settings::default();
+        let durations = [
+            (
+                &raw.request_timeout,
+                "request_timeout",
+                &mut settings.request_timeout,
+            ),
+            (
+                &raw.connect_timeout,
+                "connect_timeout",
+                &mut settings.connect_timeout,
+            ),
+            (
+                &raw.idle_timeout,
+                "idle_timeout",
+                &mut settings.idle_timeout,
+            ),
+            (
+                &raw.shutdown_grace,
+                "shutdown_grace",
+                &mut settings.shutdown_grace,
+            ),
+            (
+                &raw.resolve_interval,
+                "resolve_interval",
+                &mut settings.resolve_interval,
+            ),
+        ];
+        for (raw, what, slot) in durations {
+            if let Some(raw) = raw {
+                *slot = self.spanned_duration(raw, what)?;
+            }
+        }
+        if let Some(size) = &raw.max_header_bytes {
+            let bytes = self.size(size, "max_header_bytes")?;
+            if bytes < 8192 {
+                return Err(self.error(
+                    Some(size.span()),
+                    "max_header_bytes must be at least 8KiB (8192)",
+                ));
+            }
+            settings.max_header_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+        }
+        for proxy in &raw.trusted_proxies {
+            let text = self.spanned(proxy)?;
             let net = text
                 .parse::<IpNet>()
                 .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
                 .map_err(|_| {
-                    error(
+                    self.error(
                         Some(proxy.span()),
                         format!("trusted_proxies: {text:?} is not an IP address or CIDR range"),
                     )
                 })?;
             settings.trusted_proxies.push(net);
         }
+        settings.forwarded = raw.forwarded.unwrap_or(false);
+        Ok(settings)
     }
 
-    let mut upstreams = BTreeMap::new();
-    for (name, targets) in raw.upstreams.get_ref() {
-        if targets.get_ref().is_empty() {
-            return Err(error(
-                Some(targets.span()),
-                format!("upstream {name:?} has no targets"),
-            ));
-        }
-        let mut parsed = Vec::new();
-        for target in targets.get_ref() {
-            let url = value(target)?;
-            let target_parsed = Target::parse(url.trim()).map_err(|reason| {
-                error(Some(target.span()), format!("upstream {name:?}: {reason}"))
-            })?;
-            if parsed.contains(&target_parsed) {
-                return Err(error(
-                    Some(target.span()),
-                    format!("upstream {name:?} lists {} twice", target_parsed.url()),
+    fn upstream(&self, name: &str, value: &Spanned<toml::Value>) -> Result<Upstream, RoutesError> {
+        let span = value.span();
+        let fail =
+            |reason: String| self.error(Some(span.clone()), format!("upstream {name:?}: {reason}"));
+        let raw = match value.get_ref() {
+            toml::Value::Array(_) => RawUpstream {
+                targets: value.get_ref().clone().try_into().map_err(|_| {
+                    fail("targets must be strings like \"http://host:port\"".into())
+                })?,
+                balance: None,
+                health_check: None,
+                eject: None,
+            },
+            toml::Value::Table(_) => value
+                .get_ref()
+                .clone()
+                .try_into()
+                .map_err(|err: toml::de::Error| fail(err.message().trim().to_owned()))?,
+            _ => {
+                return Err(fail(
+                    "must be a list of targets or a table with `targets`".into(),
                 ));
             }
-            parsed.push(target_parsed);
+        };
+        if raw.targets.is_empty() {
+            return Err(fail("has no targets".into()));
         }
-        upstreams.insert(
-            name.clone(),
-            Arc::new(Upstream {
-                name: name.clone(),
-                targets: parsed,
-            }),
-        );
+        let mut targets = Vec::new();
+        for target in &raw.targets {
+            let url = self.value(target, span.clone())?;
+            let parsed = Target::parse(url.trim()).map_err(fail)?;
+            if targets.contains(&parsed) {
+                return Err(fail(format!("lists {} twice", parsed.url())));
+            }
+            targets.push(parsed);
+        }
+        let balance = match raw.balance.as_deref() {
+            None | Some("p2c") => Balance::PowerOfTwoChoices,
+            Some("round_robin") => Balance::RoundRobin,
+            Some(other) => {
+                return Err(fail(format!(
+                    "balance {other:?} is not one of \"p2c\", \"round_robin\""
+                )));
+            }
+        };
+        let health_check = raw
+            .health_check
+            .map(|check| {
+                if !check.path.starts_with('/') {
+                    return Err(fail(format!(
+                        "health_check path {:?} must start with /",
+                        check.path
+                    )));
+                }
+                let duration = |raw: &Option<String>, what: &str, default: Duration| match raw {
+                    Some(raw) => self.duration(raw, span.clone(), what),
+                    None => Ok(default),
+                };
+                Ok(HealthCheck {
+                    path: check.path,
+                    interval: duration(
+                        &check.interval,
+                        "health_check interval",
+                        Duration::from_secs(5),
+                    )?,
+                    timeout: duration(
+                        &check.timeout,
+                        "health_check timeout",
+                        Duration::from_secs(1),
+                    )?,
+                })
+            })
+            .transpose()?;
+        let eject = match raw.eject {
+            None => Eject::default(),
+            Some(eject) => Eject {
+                failures: match eject.failures {
+                    Some(0) => return Err(fail("eject failures must be at least 1".into())),
+                    Some(failures) => failures,
+                    None => Eject::default().failures,
+                },
+                cooldown: match &eject.cooldown {
+                    Some(raw) => self.duration(raw, span.clone(), "eject cooldown")?,
+                    None => Eject::default().cooldown,
+                },
+            },
+        };
+        Ok(Upstream {
+            name: name.to_owned(),
+            targets,
+            balance,
+            health_check,
+            eject,
+        })
     }
 
-    if raw.routes.is_empty() {
-        return Err(error(None, "no [[routes]]: nothing would be served".into()));
+    fn cors(&self, raw: &RawCors) -> Result<Cors, RoutesError> {
+        let mut origins = Vec::new();
+        for origin in &raw.origins {
+            let text = self.spanned(origin)?;
+            let normalized = normalize_origin(&text).map_err(|reason| {
+                self.error(Some(origin.span()), format!("cors origins: {reason}"))
+            })?;
+            origins.push(normalized);
+        }
+        let mut cors = Cors {
+            origins,
+            ..Cors::default()
+        };
+        if let Some(headers) = &raw.allow_headers {
+            cors.allow_headers = headers
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .collect();
+        }
+        if let Some(max_age) = &raw.max_age {
+            cors.max_age = self.spanned_duration(max_age, "cors max_age")?;
+        }
+        Ok(cors)
     }
-    let mut routes = Vec::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for route in &raw.routes {
-        let raw_route = route.get_ref();
-        let path = normalize_path(&value(&raw_route.path)?)
-            .map_err(|reason| error(Some(raw_route.path.span()), reason))?;
-        let line = line_of(text, raw_route.path.span().start);
-        if let Some(first) = seen.insert(path.clone(), line) {
-            return Err(error(
-                Some(raw_route.path.span()),
-                format!("path {path:?} is already routed on line {first}"),
+}
+
+/// `"64KiB"`, `"1 MB"`, `"1048576"` → bytes.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like \"64KiB\" or \"1MB\""))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} (use B, KB, KiB, MB, MiB, GB, GiB)"
             ));
         }
-        let name = value(&raw_route.upstream)?;
-        let upstream = upstreams.get(&name).cloned().ok_or_else(|| {
-            let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
-            error(
-                Some(raw_route.upstream.span()),
-                format!(
-                    "upstream {name:?} is not defined in [upstreams] (defined: {})",
-                    known.join(", ")
-                ),
-            )
-        })?;
-        let timeout = match &raw_route.timeout {
-            Some(timeout) => duration(timeout, "timeout")?,
-            None => settings.request_timeout,
-        };
-        routes.push(Route {
-            path,
-            upstream,
-            timeout,
-        });
-    }
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
 
-    Ok(RouteTable::new(routes, upstreams, settings))
+/// An origin as browsers send it: `scheme://host[:port]`, lowercase, no path. `*` is refused:
+/// credentialed requests must never be allowed from any origin.
+fn normalize_origin(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text == "*" {
+        return Err(
+            "\"*\" is not allowed: list each origin (credentials are never shared with any origin)"
+                .into(),
+        );
+    }
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not an origin like https://app.example.com"))?;
+    let scheme = uri.scheme_str().unwrap_or_default();
+    if !matches!(scheme, "http" | "https") || uri.authority().is_none() {
+        return Err(format!(
+            "{text:?} is not an origin like https://app.example.com"
+        ));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!(
+            "{text:?} has a path; an origin is scheme://host[:port]"
+        ));
+    }
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_ascii_lowercase())
+        .unwrap_or_default();
+    Ok(format!("{scheme}://{authority}"))
 }
 
 /// A route path: starts with `/`, has no query, fragment or empty/dot segments; a trailing

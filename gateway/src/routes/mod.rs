@@ -10,4 +10,4 @@ mod interpolate;
 mod table;
 
 pub use file::{RoutesError, load, parse};
-pub use table::{Route, RouteTable, Settings, Target, Upstream};
+pub use table::{Balance, Cors, Eject, HealthCheck, Route, RouteTable, Settings, Target, Upstream};

@@ -2,7 +2,6 @@
 
 use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
 
-use http::uri::Authority;
 use ipnet::IpNet;
 use serde::Serialize;
 
@@ -15,9 +14,23 @@ pub struct Settings {
     /// Time to open a TCP connection to an upstream target.
     #[serde(with = "humantime_serde_compat")]
     pub connect_timeout: Duration,
+    /// How long a client connection may sit idle (or take to send request headers) before it
+    /// is closed.
+    #[serde(with = "humantime_serde_compat")]
+    pub idle_timeout: Duration,
+    /// How long shutdown waits for in-flight requests and tunnels.
+    #[serde(with = "humantime_serde_compat")]
+    pub shutdown_grace: Duration,
+    /// How often target host names are resolved again (replicas come and go).
+    #[serde(with = "humantime_serde_compat")]
+    pub resolve_interval: Duration,
+    /// Largest accepted request head (request line and headers); larger gets 431.
+    pub max_header_bytes: usize,
     /// Peers whose `X-Forwarded-*` headers are believed (and appended to); everyone else's are
     /// replaced.
     pub trusted_proxies: Vec<IpNet>,
+    /// Also send an RFC 7239 `Forwarded` header upstream.
+    pub forwarded: bool,
 }
 
 impl Default for Settings {
@@ -25,7 +38,12 @@ impl Default for Settings {
         Self {
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(10),
+            resolve_interval: Duration::from_secs(5),
+            max_header_bytes: 16 * 1024,
             trusted_proxies: Vec::new(),
+            forwarded: false,
         }
     }
 }
@@ -36,13 +54,16 @@ impl Settings {
     }
 }
 
-/// One base URL of an upstream: `http://host:port`.
+/// One base URL of an upstream: `http://host:port`. A host name may resolve to several
+/// addresses (replicas behind one DNS name); each address is balanced separately.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Target {
     #[serde(rename = "url")]
     display: String,
     #[serde(skip)]
-    pub authority: Authority,
+    pub host: String,
+    #[serde(skip)]
+    pub port: u16,
 }
 
 impl Target {
@@ -69,9 +90,15 @@ impl Target {
                 "{raw:?} must be just http://host:port (no path or query: requests keep their own)"
             ));
         }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         Ok(Self {
             display: format!("http://{authority}"),
-            authority,
+            host,
+            port: authority.port_u16().unwrap_or(80),
         })
     }
 
@@ -86,6 +113,80 @@ impl Target {
 pub struct Upstream {
     pub name: String,
     pub targets: Vec<Target>,
+    pub balance: Balance,
+    pub health_check: Option<HealthCheck>,
+    pub eject: Eject,
+}
+
+/// How a request picks among an upstream's addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Two random addresses, the one with fewer requests in flight wins ("p2c", the default):
+    /// adapts to slow replicas without global coordination.
+    #[serde(rename = "p2c")]
+    PowerOfTwoChoices,
+    /// Each address in turn.
+    RoundRobin,
+}
+
+/// Active health checking: `GET path` on every address each `interval`; a non-2xx answer or
+/// none within `timeout` takes the address out until a check passes again.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthCheck {
+    pub path: String,
+    #[serde(with = "humantime_serde_compat")]
+    pub interval: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+}
+
+/// Passive health: after `failures` consecutive connection failures an address is left out for
+/// `cooldown`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Eject {
+    pub failures: u32,
+    #[serde(with = "humantime_serde_compat")]
+    pub cooldown: Duration,
+}
+
+impl Default for Eject {
+    fn default() -> Self {
+        Self {
+            failures: 1,
+            cooldown: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Cross-origin requests (`[cors]`): credentialed requests from the listed origins get the CORS
+/// headers and their preflights are answered by the gateway; any other origin gets none.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cors {
+    /// `scheme://host[:port]`, lowercase.
+    pub origins: Vec<String>,
+    /// Request headers a preflight may ask for.
+    pub allow_headers: Vec<String>,
+    /// How long browsers may cache a preflight answer.
+    #[serde(with = "humantime_serde_compat")]
+    pub max_age: Duration,
+}
+
+impl Default for Cors {
+    fn default() -> Self {
+        Self {
+            origins: Vec::new(),
+            allow_headers: [
+                "content-type",
+                "authorization",
+                "x-request-id",
+                "x-session-id",
+            ]
+            .map(String::from)
+            .to_vec(),
+            max_age: Duration::from_secs(600),
+        }
+    }
 }
 
 /// One `[[routes]]` entry.
@@ -97,6 +198,8 @@ pub struct Route {
     pub upstream: Arc<Upstream>,
     #[serde(with = "humantime_serde_compat")]
     pub timeout: Duration,
+    /// Largest accepted request body; larger gets 413.
+    pub max_body: Option<u64>,
 }
 
 fn upstream_name<S: serde::Serializer>(upstream: &Arc<Upstream>, s: S) -> Result<S::Ok, S::Error> {
@@ -121,6 +224,7 @@ pub struct RouteTable {
     pub routes: Vec<Route>,
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     pub settings: Settings,
+    pub cors: Option<Cors>,
 }
 
 impl RouteTable {
@@ -128,12 +232,14 @@ impl RouteTable {
         mut routes: Vec<Route>,
         upstreams: BTreeMap<String, Arc<Upstream>>,
         settings: Settings,
+        cors: Option<Cors>,
     ) -> Self {
         routes.sort_by(|a, b| b.path.len().cmp(&a.path.len()).then(a.path.cmp(&b.path)));
         Self {
             routes,
             upstreams,
             settings,
+            cors,
         }
     }
 
@@ -200,6 +306,9 @@ mod tests {
                         Arc::new(Upstream {
                             name: (*name).to_owned(),
                             targets: vec![Target::parse("http://127.0.0.1:1").expect("valid")],
+                            balance: Balance::PowerOfTwoChoices,
+                            health_check: None,
+                            eject: Eject::default(),
                         })
                     })
                     .clone();
@@ -207,10 +316,11 @@ mod tests {
                     path: (*path).to_owned(),
                     upstream,
                     timeout: Duration::from_secs(1),
+                    max_body: None,
                 }
             })
             .collect();
-        RouteTable::new(routes, upstreams, Settings::default())
+        RouteTable::new(routes, upstreams, Settings::default(), None)
     }
 
     fn upstream_for<'a>(table: &'a RouteTable, path: &str) -> Option<&'a str> {

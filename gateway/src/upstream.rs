@@ -1,0 +1,377 @@
+//! The addresses behind each upstream, whether they are usable, and picking one per request.
+//!
+//! A target (`http://reader:8091`) resolves to one or more addresses (with `docker compose up
+//! --scale reader=3`, the name `reader` resolves to three). Each address is an [`Endpoint`] with
+//! its own state: requests in flight (for power-of-two-choices), consecutive connection failures
+//! and an ejection deadline (passive health), and the result of the last active health check.
+//!
+//! Endpoint state lives in a [`Registry`] shared by all generations of the routing table, so a
+//! reload does not forget that an address is down or busy. Host names are resolved again every
+//! `resolve_interval` by a task that lives as long as its generation.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use arc_swap::ArcSwap;
+use rand::Rng;
+
+use crate::routes::{Balance, Eject, Target, Upstream};
+
+/// One address of an upstream target.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    /// The target it was resolved from (`http://reader:8091`), for logs and metrics.
+    pub target: String,
+    /// The target's host, sent as `Host` by health checks.
+    pub host: String,
+    in_flight: AtomicUsize,
+    failures: AtomicU32,
+    ejected_until_ms: AtomicU64,
+    /// Result of the last active health check (true until one fails, or without checks).
+    healthy: AtomicBool,
+}
+
+impl Endpoint {
+    fn new(target: &Target, addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            target: target.url().to_owned(),
+            host: target.host.clone(),
+            in_flight: AtomicUsize::new(0),
+            failures: AtomicU32::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
+        }
+    }
+
+    /// Usable: passing its health checks and not ejected.
+    pub fn is_available(&self) -> bool {
+        self.healthy.load(Relaxed) && self.ejected_until_ms.load(Relaxed) <= now_ms()
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Relaxed)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Relaxed)
+    }
+
+    /// Counts a request in flight until the guard is dropped.
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Relaxed);
+        InFlight(Arc::clone(self))
+    }
+
+    /// A connection could not be opened; returns true when this ejects the endpoint.
+    pub fn connect_failed(&self, eject: &Eject) -> bool {
+        let failures = self.failures.fetch_add(1, Relaxed) + 1;
+        if failures >= eject.failures {
+            let until = now_ms().saturating_add(millis(eject.cooldown));
+            self.ejected_until_ms.store(until, Relaxed);
+            self.failures.store(0, Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// The endpoint answered: its failure streak ends.
+    pub fn answered(&self) {
+        if self.failures.load(Relaxed) != 0 {
+            self.failures.store(0, Relaxed);
+        }
+    }
+
+    /// Records an active health check result; a passing check also lifts an ejection.
+    pub fn checked(&self, healthy: bool) -> bool {
+        if healthy {
+            self.ejected_until_ms.store(0, Relaxed);
+            self.failures.store(0, Relaxed);
+        }
+        self.healthy.swap(healthy, Relaxed) != healthy
+    }
+}
+
+/// A request in flight on an endpoint.
+#[derive(Debug)]
+pub struct InFlight(Arc<Endpoint>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Endpoint state shared across reloads: the same (target, address) is the same endpoint.
+#[derive(Debug, Default)]
+pub struct Registry {
+    endpoints: Mutex<HashMap<(String, SocketAddr), Weak<Endpoint>>>,
+}
+
+impl Registry {
+    fn endpoint(&self, target: &Target, addr: SocketAddr) -> Arc<Endpoint> {
+        let mut endpoints = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (target.url().to_owned(), addr);
+        if let Some(existing) = endpoints.get(&key).and_then(Weak::upgrade) {
+            return existing;
+        }
+        // Forget endpoints no generation uses any more.
+        endpoints.retain(|_, endpoint| endpoint.strong_count() > 0);
+        let endpoint = Arc::new(Endpoint::new(target, addr));
+        endpoints.insert(key, Arc::downgrade(&endpoint));
+        endpoint
+    }
+}
+
+/// One upstream of one routing-table generation.
+#[derive(Debug)]
+pub struct Pool {
+    pub upstream: Arc<Upstream>,
+    endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
+    cursor: AtomicUsize,
+}
+
+impl Pool {
+    /// Resolves every target now (an unresolvable host contributes no address until it
+    /// resolves).
+    pub async fn new(upstream: Arc<Upstream>, registry: &Registry) -> Self {
+        let pool = Self {
+            upstream,
+            endpoints: ArcSwap::from_pointee(Vec::new()),
+            cursor: AtomicUsize::new(0),
+        };
+        pool.resolve(registry).await;
+        pool
+    }
+
+    /// Whether some target is a host name (and so needs resolving again now and then).
+    pub fn has_host_names(&self) -> bool {
+        self.upstream
+            .targets
+            .iter()
+            .any(|target| target.host.parse::<IpAddr>().is_err())
+    }
+
+    pub fn endpoints(&self) -> Arc<Vec<Arc<Endpoint>>> {
+        self.endpoints.load_full()
+    }
+
+    /// Resolves the targets again; a target whose lookup fails keeps its previous addresses.
+    pub async fn resolve(&self, registry: &Registry) {
+        let previous = self.endpoints.load_full();
+        let mut resolved = Vec::new();
+        for target in &self.upstream.targets {
+            match lookup(target).await {
+                Ok(mut addrs) => {
+                    addrs.sort();
+                    addrs.dedup();
+                    resolved.extend(
+                        addrs
+                            .into_iter()
+                            .map(|addr| registry.endpoint(target, addr)),
+                    );
+                }
+                Err(err) => {
+                    tracing::warn!(upstream = %self.upstream.name, target = target.url(), error = %err, "cannot resolve target");
+                    resolved.extend(
+                        previous
+                            .iter()
+                            .filter(|e| e.target == target.url())
+                            .cloned(),
+                    );
+                }
+            }
+        }
+        let changed = resolved.len() != previous.len()
+            || resolved
+                .iter()
+                .zip(previous.iter())
+                .any(|(a, b)| !Arc::ptr_eq(a, b));
+        if changed {
+            let addresses: Vec<String> = resolved.iter().map(|e| e.addr.to_string()).collect();
+            tracing::info!(upstream = %self.upstream.name, addresses = %addresses.join(", "), "upstream addresses");
+            self.endpoints.store(Arc::new(resolved));
+        }
+    }
+
+    /// Picks an endpoint, never one of `tried`. Available endpoints first; when none is
+    /// available, any endpoint (a guess beats refusing every request while all are marked
+    /// down).
+    pub fn pick(&self, tried: &[Arc<Endpoint>]) -> Option<Arc<Endpoint>> {
+        let endpoints = self.endpoints.load();
+        let untried: Vec<&Arc<Endpoint>> = endpoints
+            .iter()
+            .filter(|e| !tried.iter().any(|t| Arc::ptr_eq(t, e)))
+            .collect();
+        let available: Vec<&Arc<Endpoint>> = untried
+            .iter()
+            .copied()
+            .filter(|e| e.is_available())
+            .collect();
+        let candidates = if available.is_empty() {
+            untried
+        } else {
+            available
+        };
+        match candidates.len() {
+            0 => None,
+            1 => Some(Arc::clone(candidates[0])),
+            n => Some(Arc::clone(match self.upstream.balance {
+                Balance::RoundRobin => candidates[self.cursor.fetch_add(1, Relaxed) % n],
+                Balance::PowerOfTwoChoices => {
+                    let mut rng = rand::rng();
+                    let first = rng.random_range(0..n);
+                    let second = (first + rng.random_range(1..n)) % n;
+                    let (a, b) = (candidates[first], candidates[second]);
+                    if b.in_flight() < a.in_flight() { b } else { a }
+                }
+            })),
+        }
+    }
+}
+
+async fn lookup(target: &Target) -> std::io::Result<Vec<SocketAddr>> {
+    if let Ok(ip) = target.host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, target.port)]);
+    }
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
+        .await?
+        .collect();
+    if addrs.is_empty() {
+        return Err(std::io::Error::other("no addresses"));
+    }
+    Ok(addrs)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, millis)
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(targets: &[&str], balance: Balance) -> Arc<Upstream> {
+        Arc::new(Upstream {
+            name: "test".into(),
+            targets: targets
+                .iter()
+                .map(|t| Target::parse(t).expect("target"))
+                .collect(),
+            balance,
+            health_check: None,
+            eject: Eject::default(),
+        })
+    }
+
+    #[tokio::test]
+    async fn round_robin_takes_turns_and_skips_tried_endpoints() {
+        let registry = Registry::default();
+        let pool = Pool::new(
+            upstream(
+                &["http://127.0.0.1:1", "http://127.0.0.1:2"],
+                Balance::RoundRobin,
+            ),
+            &registry,
+        )
+        .await;
+        let ports: Vec<u16> = (0..4)
+            .map(|_| pool.pick(&[]).expect("one").addr.port())
+            .collect();
+        assert_eq!(ports, [1, 2, 1, 2]);
+        let first = pool.pick(&[]).expect("one");
+        let other = pool.pick(&[Arc::clone(&first)]).expect("another");
+        assert_ne!(first.addr, other.addr);
+        assert!(pool.pick(&[first, other]).is_none(), "nothing left to try");
+    }
+
+    #[tokio::test]
+    async fn power_of_two_choices_prefers_the_less_busy() {
+        let registry = Registry::default();
+        let pool = Pool::new(
+            upstream(
+                &["http://127.0.0.1:1", "http://127.0.0.1:2"],
+                Balance::PowerOfTwoChoices,
+            ),
+            &registry,
+        )
+        .await;
+        let busy = pool.endpoints()[0].clone();
+        let _guards: Vec<InFlight> = (0..5).map(|_| busy.begin()).collect();
+        for _ in 0..20 {
+            assert_eq!(pool.pick(&[]).expect("one").addr.port(), 2);
+        }
+    }
+
+    #[tokio::test]
+    async fn ejected_endpoints_are_skipped_until_all_are_down() {
+        let registry = Registry::default();
+        let pool = Pool::new(
+            upstream(
+                &["http://127.0.0.1:1", "http://127.0.0.1:2"],
+                Balance::RoundRobin,
+            ),
+            &registry,
+        )
+        .await;
+        let eject = Eject::default();
+        let down = pool.endpoints()[0].clone();
+        assert!(down.connect_failed(&eject), "one failure ejects by default");
+        for _ in 0..4 {
+            assert_eq!(pool.pick(&[]).expect("one").addr.port(), 2);
+        }
+        pool.endpoints()[1].connect_failed(&eject);
+        assert!(pool.pick(&[]).is_some(), "all down: still try something");
+        assert!(
+            down.checked(true) || down.is_available(),
+            "a passing check lifts the ejection"
+        );
+        assert!(down.is_available());
+    }
+
+    #[tokio::test]
+    async fn state_survives_a_new_generation() {
+        let registry = Registry::default();
+        let targets = ["http://127.0.0.1:1"];
+        let old = Pool::new(upstream(&targets, Balance::RoundRobin), &registry).await;
+        let endpoint = old.endpoints()[0].clone();
+        endpoint.connect_failed(&Eject::default());
+        let new = Pool::new(upstream(&targets, Balance::RoundRobin), &registry).await;
+        assert!(Arc::ptr_eq(&endpoint, &new.endpoints()[0]));
+        assert!(
+            !new.endpoints()[0].is_available(),
+            "still ejected after a reload"
+        );
+    }
+
+    #[tokio::test]
+    async fn host_names_resolve_to_every_address() {
+        let registry = Registry::default();
+        let pool = Pool::new(
+            upstream(&["http://localhost:9"], Balance::RoundRobin),
+            &registry,
+        )
+        .await;
+        assert!(pool.has_host_names());
+        assert!(!pool.endpoints().is_empty(), "localhost resolves");
+        assert!(
+            pool.endpoints()
+                .iter()
+                .all(|e| e.addr.port() == 9 && e.host == "localhost")
+        );
+    }
+}
