@@ -23,14 +23,15 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static(common::request_id
 /// Headers that are hop-by-hop whatever `Connection` says (RFC 9110 §7.6.1, plus the
 /// non-standard `Keep-Alive`/`Proxy-Connection` still sent by old clients, and the
 /// `Proxy-Authenticate`/`Proxy-Authorization` pair addressed to proxies, RFC 9110 §11.7).
-const HOP_BY_HOP: [&str; 9] = [
+/// `Trailer` is not among them: RFC 9110 §6.6.2 makes it end-to-end, and without it the
+/// trailers it announces could not be relayed.
+const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-connection",
     "proxy-authenticate",
     "proxy-authorization",
     "te",
-    "trailer",
     "transfer-encoding",
     "upgrade",
 ];
@@ -275,8 +276,9 @@ mod tests {
             ("set-cookie", "b=2"),
         ]);
         remove_hop_by_hop(&mut headers);
-        let names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
-        assert_eq!(names, ["x-kept", "set-cookie"]);
+        let mut names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["set-cookie", "trailer", "x-kept"]);
         assert_eq!(headers.get_all("set-cookie").iter().count(), 2);
     }
 

@@ -1,7 +1,16 @@
 //! A probe upstream, an in-process gateway, and a raw HTTP client for requests no well-behaved
 //! client would send.
 
-use std::{convert::Infallible, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
 use gateway::{Gateway, GatewayConfig};
@@ -24,46 +33,88 @@ fn full(body: impl Into<Bytes>) -> ProbeBody {
         .boxed()
 }
 
-/// An upstream that answers by path:
+/// An upstream that answers by path (every answer carries `x-probe: <name>`):
 /// - `/two-cookies`: two `Set-Cookie` headers;
 /// - `/hop`: hop-by-hop response headers;
 /// - `/slow`: answers after 3 s;
 /// - `/die`: promises 1000 bytes, sends 10, then closes the connection;
 /// - `/stream`: 5 chunks, 50 ms apart;
+/// - `/status/<code>`: that status, with a body unless the status forbids one;
+/// - `/trailers`: a chunked body with an `x-checksum` trailer (sent when the request allows);
+/// - `/healthz`: 200 or 503 as [`Probe::set_healthy`] says;
+/// - `/upgrade`: `101 Switching Protocols` to a protocol that echoes what it receives;
 /// - anything else: JSON describing the request (method, path, query, headers, body length).
 pub struct Probe {
     pub addr: SocketAddr,
-    _stop: oneshot::Sender<()>,
+    healthy: Arc<AtomicBool>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Probe {
     pub async fn start() -> Self {
+        Self::named("probe").await
+    }
+
+    /// A probe that says `x-probe: <name>` on every answer.
+    pub async fn named(name: &'static str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind probe");
         let addr = listener.local_addr().expect("addr");
-        let (stop, mut stopped) = oneshot::channel();
-        tokio::spawn(async move {
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let healthy = Arc::new(AtomicBool::new(true));
+        let state = Arc::clone(&healthy);
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
             loop {
                 let (stream, _) = tokio::select! {
                     accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
                     _ = &mut stopped => break,
                 };
-                tokio::spawn(async move {
+                let state = Arc::clone(&state);
+                connections.spawn(async move {
+                    let service =
+                        service_fn(move |request| answer(request, name, Arc::clone(&state)));
                     let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service_fn(answer))
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
                         .await;
                 });
             }
+            // Stopping drops every open connection too, like a crashed process.
+            connections.abort_all();
         });
-        Self { addr, _stop: stop }
+        Self {
+            addr,
+            healthy,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// What `/healthz` answers from now on.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Relaxed);
+    }
+
+    /// Stops listening and drops every connection (the port is closed afterwards).
+    pub async fn kill(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
 }
 
 async fn answer(
-    request: Request<hyper::body::Incoming>,
+    mut request: Request<hyper::body::Incoming>,
+    name: &'static str,
+    healthy: Arc<AtomicBool>,
 ) -> Result<Response<ProbeBody>, Infallible> {
     let path = request.uri().path().to_owned();
     let response = match path.as_str() {
@@ -83,7 +134,6 @@ async fn answer(
             Response::builder().body(full("slow"))
         }
         "/die" => {
-            // The upstream crashes mid-body: 10 of the promised 1000 bytes, then an error.
             let chunks = futures_util::stream::unfold(0, |step| async move {
                 match step {
                     0 => Some((Ok(Frame::data(Bytes::from_static(b"0123456789"))), 1)),
@@ -111,6 +161,44 @@ async fn answer(
                 ))
             });
             Response::builder().body(StreamBody::new(chunks).boxed())
+        }
+        "/healthz" => Response::builder()
+            .status(if healthy.load(Ordering::Relaxed) {
+                200
+            } else {
+                503
+            })
+            .body(full("health")),
+        "/upgrade" => {
+            let upgrade = hyper::upgrade::on(&mut request);
+            tokio::spawn(async move {
+                if let Ok(upgraded) = upgrade.await {
+                    let (mut reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
+                    let _ = tokio::io::copy(&mut reader, &mut writer).await;
+                }
+            });
+            Response::builder()
+                .status(StatusCode::SWITCHING_PROTOCOLS)
+                .header("upgrade", "echo")
+                .header("connection", "upgrade")
+                .body(full(""))
+        }
+        "/trailers" => {
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("x-checksum", http::HeaderValue::from_static("abc123"));
+            let frames = futures_util::stream::iter([
+                Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(b"payload"))),
+                Ok(Frame::trailers(trailers)),
+            ]);
+            Response::builder()
+                .header("trailer", "x-checksum")
+                .body(StreamBody::new(frames).boxed())
+        }
+        status if status.starts_with("/status/") => {
+            let code: u16 = status["/status/".len()..].parse().unwrap_or(500);
+            Response::builder()
+                .status(code)
+                .body(full("a body the status may not carry"))
         }
         _ => {
             let method = request.method().to_string();
@@ -141,7 +229,11 @@ async fn answer(
                 .body(full(echo.to_string()))
         }
     };
-    Ok(response.expect("valid response"))
+    let mut response = response.expect("valid response");
+    response
+        .headers_mut()
+        .insert("x-probe", http::HeaderValue::from_static(name));
+    Ok(response)
 }
 
 /// A gateway running in this process, stopped when dropped.

@@ -6,4 +6,5 @@ mod helpers;
 mod errors;
 mod headers;
 mod reload;
+mod rfc;
 mod streaming;
