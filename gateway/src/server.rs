@@ -88,10 +88,20 @@ pub async fn serve<H: Handler>(
             let handler = Arc::clone(&handler);
             async move { Ok::<_, Infallible>(handler.call(request, peer).await) }
         });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            // hyper reads the first bytes (HTTP/1.1 or HTTP/2?) without a deadline; a client
+            // that connects and says nothing is dropped after the idle timeout instead.
+            let mut first = [0u8; 1];
+            if tokio::time::timeout(settings.idle_timeout, stream.peek(&mut first))
+                .await
+                .is_err()
+            {
+                tracing::debug!(listener = name, %peer, "closing a connection that sent nothing");
+                return;
+            }
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(err) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(listener = name, %peer, error = %err, "connection ended with an error");
             }
         });

@@ -117,6 +117,36 @@ async fn admin_endpoints_answer_on_their_own_port() {
     assert_eq!(routes["generation"], 1);
     assert_eq!(routes["table"]["routes"][0]["path"], "/");
     assert_eq!(routes["table"]["routes"][0]["upstream"], "probe");
+    // Prometheus metrics, after some traffic.
+    client()
+        .get(gateway.url("/echo"))
+        .send()
+        .await
+        .expect("traffic");
+    let metrics = client()
+        .get(admin("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/plain")
+    );
+    let text = metrics.text().await.expect("text");
+    for expected in [
+        "gateway_requests_total{route=\"/\",status=\"200\"}",
+        "gateway_request_duration_seconds_bucket{le=",
+        "gateway_config_generation 1",
+        &format!(
+            "gateway_upstream_address_up{{upstream=\"probe\",target=\"{}\",address=\"{}\"}} 1",
+            probe.url(),
+            probe.addr
+        ),
+    ] {
+        assert!(text.contains(expected), "{expected} missing in:\n{text}");
+    }
     // The admin endpoints are not reachable through the public port.
     let public = client()
         .get(gateway.url("/routes"))

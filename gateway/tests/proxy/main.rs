@@ -3,8 +3,13 @@
 
 mod helpers;
 
+mod cors;
 mod errors;
 mod headers;
+mod limits;
+mod protocols;
 mod reload;
+mod replicas;
 mod rfc;
+mod shutdown;
 mod streaming;

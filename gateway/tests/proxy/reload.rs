@@ -104,3 +104,89 @@ async fn edits_apply_within_a_second_and_broken_files_are_ignored() {
     );
     gateway.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_hundred_edits_under_continuous_load_lose_no_request() {
+    use futures_util::{StreamExt, stream};
+
+    let probe = Probe::start().await;
+    let version = |n: usize| {
+        format!(
+            "[upstreams]\nprobe = [\"{}\"]\n[[routes]]\npath = \"/\"\nupstream = \"probe\"\n[[routes]]\npath = \"/edit-{n}\"\nupstream = \"probe\"\n",
+            probe.url()
+        )
+    };
+    let gateway = TestGateway::start(&version(0)).await;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let client = client();
+    let load = async {
+        let mut statuses = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let batch: Vec<u16> = stream::iter(0..32)
+                .map(|_| {
+                    let request = client.get(gateway.url("/echo"));
+                    async move {
+                        request
+                            .send()
+                            .await
+                            .map(|r| r.status().as_u16())
+                            .unwrap_or(0)
+                    }
+                })
+                .buffer_unordered(8)
+                .collect()
+                .await;
+            statuses.extend(batch);
+        }
+        statuses
+    };
+    let edits = async {
+        for n in 1..=100 {
+            // Every tenth edit is broken: it must be refused without disturbing anything.
+            let text = if n % 10 == 0 {
+                "[upstreams]\nbroken = [\n".to_owned()
+            } else {
+                version(n)
+            };
+            std::fs::write(&gateway.routes, text).expect("edit");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    let (statuses, ()) = tokio::join!(load, edits);
+    let failed = statuses.iter().filter(|status| **status != 200).count();
+    assert!(
+        statuses.len() > 500,
+        "the load kept going: {} requests",
+        statuses.len()
+    );
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed during 100 edits",
+        statuses.len()
+    );
+    // The last valid edit is live.
+    assert_eq!(
+        client
+            .get(gateway.url("/edit-99"))
+            .send()
+            .await
+            .expect("req")
+            .status(),
+        200
+    );
+    let (_, routes) = json(
+        client
+            .get(format!("http://{}/routes", gateway.admin))
+            .send()
+            .await
+            .expect("routes"),
+    )
+    .await;
+    assert!(
+        routes["reloads"]["failed"].as_u64().expect("count") >= 1,
+        "{routes}"
+    );
+}

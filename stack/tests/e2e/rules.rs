@@ -557,3 +557,45 @@ async fn rotating_the_secret_keeps_sessions_that_are_used() {
         "the old cookie value itself is dead"
     );
 }
+
+#[tokio::test]
+async fn killing_one_of_two_writers_mid_load_fails_at_most_the_requests_in_flight() {
+    const CLIENTS: usize = 16;
+    let mut stack = TestStack::start_with(Options::default().writers(2));
+    let (cookie, user) = login(&stack).await;
+    let client = stack.client();
+    let url = stack.url("/increment");
+    let load = stream::iter(0..1500)
+        .map(|_| {
+            let request = client.post(&url).header("cookie", &cookie);
+            async move {
+                request
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }
+        })
+        .buffer_unordered(CLIENTS)
+        .collect::<Vec<u16>>();
+    let second_writer = &mut stack.writers[1];
+    let kill = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        second_writer.kill();
+    };
+    let (statuses, ()) = tokio::join!(load, kill);
+    let succeeded = statuses.iter().filter(|s| **s == 200).count();
+    let failed = statuses.len() - succeeded;
+    assert!(
+        failed <= CLIENTS,
+        "{failed} failures with {CLIENTS} requests in flight"
+    );
+    // Every answered increment counted; a failed one may or may not have reached Redis.
+    let (status, body) = json(get(&stack, "/", &cookie).await).await;
+    assert_eq!((status, body["user"]["id"].clone()), (200, json!(user)));
+    let count = usize::try_from(body["count"].as_i64().expect("count")).expect("positive");
+    assert!(
+        (succeeded..=succeeded + failed).contains(&count),
+        "count {count}, succeeded {succeeded}, failed {failed}"
+    );
+}

@@ -1,0 +1,217 @@
+//! Upstreams with several addresses: balancing, retries, passive ejection, active health checks.
+
+use std::{collections::HashMap, time::Duration};
+
+use futures_util::{StreamExt, stream};
+
+use crate::helpers::{Probe, TestGateway, client, json};
+
+fn two_targets(a: &Probe, b: &Probe, extra: &str) -> String {
+    format!(
+        "[upstreams.pair]\ntargets = [\"{}\", \"{}\"]\n{extra}\n[[routes]]\npath = \"/\"\nupstream = \"pair\"\n",
+        a.url(),
+        b.url()
+    )
+}
+
+async fn who_answers(gateway: &TestGateway, path: &str, n: usize) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for _ in 0..n {
+        let response = client()
+            .get(gateway.url(path))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200);
+        let probe = response.headers()["x-probe"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        *seen.entry(probe).or_insert(0) += 1;
+    }
+    seen
+}
+
+#[tokio::test]
+async fn round_robin_alternates_and_p2c_uses_both() {
+    let (a, b) = (Probe::named("a").await, Probe::named("b").await);
+    let rr = TestGateway::start(&two_targets(&a, &b, "balance = \"round_robin\"")).await;
+    let seen = who_answers(&rr, "/echo", 10).await;
+    assert_eq!((seen["a"], seen["b"]), (5, 5), "{seen:?}");
+
+    let p2c = TestGateway::start(&two_targets(&a, &b, "")).await;
+    let seen = who_answers(&p2c, "/echo", 40).await;
+    assert!(
+        seen.get("a").copied().unwrap_or(0) > 0 && seen.get("b").copied().unwrap_or(0) > 0,
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_address_is_retried_elsewhere_and_ejected() {
+    let (a, mut b) = (Probe::named("a").await, Probe::named("b").await);
+    let gateway = TestGateway::start(&two_targets(
+        &a,
+        &b,
+        "balance = \"round_robin\"\neject = { failures = 1, cooldown = \"30s\" }",
+    ))
+    .await;
+    b.kill().await;
+    // Even a POST (not idempotent) is safe to retry when the connection was refused.
+    for _ in 0..6 {
+        let response = client()
+            .post(gateway.url("/echo"))
+            .body("x")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-probe"], "a");
+    }
+    let (_, routes) = json(
+        client()
+            .get(format!("http://{}/routes", gateway.admin))
+            .send()
+            .await
+            .expect("routes"),
+    )
+    .await;
+    let addresses = routes["addresses"]["pair"].as_array().expect("addresses");
+    let dead = addresses
+        .iter()
+        .find(|address| address["address"] == b.addr.to_string())
+        .expect("b listed");
+    assert_eq!(dead["available"], false, "{routes}");
+}
+
+#[tokio::test]
+async fn failing_health_checks_take_an_address_out_and_passing_ones_bring_it_back() {
+    let (a, b) = (Probe::named("a").await, Probe::named("b").await);
+    let gateway = TestGateway::start(&two_targets(
+        &a,
+        &b,
+        "balance = \"round_robin\"\nhealth_check = { path = \"/healthz\", interval = \"100ms\", timeout = \"500ms\" }",
+    ))
+    .await;
+    b.set_healthy(false);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let seen = who_answers(&gateway, "/echo", 6).await;
+    assert_eq!(seen.get("b"), None, "b failed its checks: {seen:?}");
+
+    b.set_healthy(true);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let seen = who_answers(&gateway, "/echo", 6).await;
+    assert_eq!(seen.get("b"), Some(&3), "b is back: {seen:?}");
+
+    // /readyz wants a usable address per upstream.
+    let ready = client()
+        .get(format!("http://{}/readyz", gateway.admin))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 200);
+    a.set_healthy(false);
+    b.set_healthy(false);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, body) = json(
+        client()
+            .get(format!("http://{}/readyz", gateway.admin))
+            .send()
+            .await
+            .expect("readyz"),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["upstreams"][0], "pair");
+}
+
+#[tokio::test]
+async fn killing_one_of_two_replicas_under_load_fails_at_most_the_requests_in_flight() {
+    const CONCURRENCY: usize = 8;
+    let (a, mut b) = (Probe::named("a").await, Probe::named("b").await);
+    let gateway = TestGateway::start(&two_targets(&a, &b, "")).await;
+    let client = client();
+    let load = stream::iter(0..800)
+        .map(|_| {
+            let request = client.post(gateway.url("/echo")).body("payload");
+            async move {
+                request
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<u16>>();
+    let killer = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        b.kill().await;
+    };
+    let (results, ()) = tokio::join!(load, killer);
+    let after: Vec<u16> = stream::iter(0..100)
+        .map(|_| {
+            let request = client.post(gateway.url("/echo")).body("payload");
+            async move {
+                request
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let failed = results
+        .iter()
+        .chain(after.iter())
+        .filter(|status| **status != 200)
+        .count();
+    assert!(
+        failed <= CONCURRENCY,
+        "{failed} failures with {CONCURRENCY} in flight"
+    );
+    assert!(
+        after.iter().all(|status| *status == 200),
+        "after the kill every request succeeds"
+    );
+}
+
+#[tokio::test]
+async fn a_host_name_resolving_to_several_addresses_is_balanced_over_them() {
+    // `localhost` resolves to 127.0.0.1 (and ::1 on most systems, where nothing listens: those
+    // connections are refused, retried on 127.0.0.1, and the address ejected).
+    let probe = Probe::start().await;
+    let routes = format!(
+        "[settings]\nresolve_interval = \"200ms\"\n[upstreams]\nlocal = [\"http://localhost:{}\"]\n[[routes]]\npath = \"/\"\nupstream = \"local\"\n",
+        probe.addr.port()
+    );
+    let gateway = TestGateway::start(&routes).await;
+    for _ in 0..5 {
+        assert_eq!(
+            client()
+                .get(gateway.url("/echo"))
+                .send()
+                .await
+                .expect("request")
+                .status(),
+            200
+        );
+    }
+    let (_, routes) = json(
+        client()
+            .get(format!("http://{}/routes", gateway.admin))
+            .send()
+            .await
+            .expect("routes"),
+    )
+    .await;
+    let addresses = routes["addresses"]["local"].as_array().expect("addresses");
+    assert!(
+        addresses
+            .iter()
+            .any(|a| a["address"] == probe.addr.to_string()),
+        "{routes}"
+    );
+}
