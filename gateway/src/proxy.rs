@@ -158,7 +158,9 @@ pub struct Proxy {
 #[derive(Debug, Default)]
 struct Served {
     route: Option<String>,
-    target: Option<SocketAddr>,
+    upstream: Option<String>,
+    /// The upstream address of the last attempt.
+    address: Option<SocketAddr>,
     attempts: usize,
 }
 
@@ -231,27 +233,35 @@ impl Proxy {
             let latency = started.elapsed();
             let latency_ms = latency.as_secs_f64() * 1000.0;
             let route = served.route.as_deref().unwrap_or("-");
-            let target = served.target.map(|t| t.to_string());
-            let target = target.as_deref().unwrap_or("-");
+            let upstream = served.upstream.as_deref().unwrap_or("-");
+            let address = served.address.map(|a| a.to_string());
+            let address = address.as_deref().unwrap_or("-");
             let attempts = served.attempts;
             let response = match result {
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    tracing::info!(route, target, attempts, status, latency_ms, "proxied");
+                    tracing::info!(
+                        route, upstream, address, attempts, status, latency_ms, "proxied"
+                    );
                     response
                 }
                 Err(err) => {
                     let status = err.status().as_u16();
                     match &err {
                         GatewayError::UpstreamUnavailable { cause, .. } => tracing::warn!(
-                            route, target, attempts, status, latency_ms, cause = %cause, "upstream unavailable"
+                            route, upstream, address, attempts, status, latency_ms, cause = %cause,
+                            "upstream unavailable"
                         ),
-                        _ => tracing::info!(route, target, attempts, status, latency_ms, error = %err, "refused"),
+                        _ => tracing::info!(
+                            route, upstream, address, attempts, status, latency_ms, error = %err,
+                            "refused"
+                        ),
                     }
                     err.into_response(&request_id)
                 }
             };
-            self.metrics.observe(route, response.status().as_u16(), latency);
+            self.metrics
+                .observe(route, response.status().as_u16(), latency);
             response
         }
         .instrument(span)
@@ -271,6 +281,7 @@ impl Proxy {
             .route(request.uri().path())
             .ok_or(GatewayError::NoRoute)?;
         served.route = Some(route.path.clone());
+        served.upstream = Some(route.upstream.name.clone());
         let pool = generation
             .pools
             .get(&route.upstream.name)
@@ -342,7 +353,7 @@ impl Proxy {
                 },
             };
             served.attempts += 1;
-            served.target = Some(endpoint.addr);
+            served.address = Some(endpoint.addr);
             let mut attempt = Request::new(attempt_body);
             *attempt.method_mut() = parts.method.clone();
             *attempt.version_mut() = Version::HTTP_11;

@@ -330,3 +330,63 @@ async fn request_ids_are_kept_or_generated_and_echoed() {
         assert!(log.contains("trace-me-123"), "reader logged the request id");
     }
 }
+
+#[tokio::test]
+async fn json_logs_carry_one_request_id_through_every_service() {
+    let stack =
+        TestStack::start_with(crate::helpers::Options::default().env_all("LOG_FORMAT", "json"));
+    if std::env::var_os("TEST_LOG").is_some() {
+        return; // logs go to the terminal, not to files
+    }
+    let response = stack
+        .client()
+        .get(stack.url("/login"))
+        .header("x-request-id", "follow-me-42")
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let lines = |name: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(stack.dir.path().join(format!("{name}.log")))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|_| panic!("{name}: not JSON: {line}"))
+            })
+            .collect()
+    };
+    let gateway = lines("gateway");
+    let access = gateway
+        .iter()
+        .find(|line| line["message"] == "proxied" && line["span"]["request_id"] == "follow-me-42")
+        .unwrap_or_else(|| panic!("no access-log line for the request: {gateway:#?}"));
+    assert_eq!(access["route"], "/login");
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["upstream"], "writer");
+    assert_eq!(access["address"], stack.writer_addrs[0].to_string());
+    assert!(access["latency_ms"].as_f64().is_some());
+    let writer = lines("writer");
+    assert!(
+        writer.iter().any(|line| line["span"]["request_id"] == "follow-me-42" && line["message"] == "served"),
+        "the writer logged the same id"
+    );
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_routes() {
+    let stack = TestStack::start();
+    let admin = format!("http://{}/routes", stack.admin_addr);
+    let (_, routes) = json(stack.client().get(&admin).send().await.expect("routes")).await;
+    assert_eq!(routes["generation"], 1);
+    stack.gateway.signal(nix::sys::signal::Signal::SIGHUP);
+    let reloaded = crate::helpers::wait_async(std::time::Duration::from_secs(3), || async {
+        let (_, routes) = json(stack.client().get(&admin).send().await.expect("routes")).await;
+        routes["generation"] == 2
+    })
+    .await;
+    assert!(
+        reloaded,
+        "SIGHUP forces a reload even when the file did not change"
+    );
+}

@@ -74,6 +74,8 @@ pub struct Options {
     pub writers: usize,
     /// Extra environment for writers and reader (for example `SESSION_TTL`).
     pub session_env: Vec<(String, String)>,
+    /// Extra environment for every process (for example `LOG_FORMAT`).
+    pub gateway_env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -81,6 +83,7 @@ impl Default for Options {
         Self {
             writers: 1,
             session_env: Vec::new(),
+            gateway_env: Vec::new(),
         }
     }
 }
@@ -90,6 +93,13 @@ impl Options {
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.session_env.push((name.to_owned(), value.to_owned()));
         self
+    }
+
+    /// Sets `name=value` for every service, the gateway included.
+    #[must_use]
+    pub fn env_all(mut self, name: &str, value: &str) -> Self {
+        self.gateway_env.push((name.to_owned(), value.to_owned()));
+        self.env(name, value)
     }
 
     #[must_use]
@@ -103,12 +113,12 @@ impl Options {
 #[derive(Debug)]
 pub struct TestStack {
     // Drop order: gateway, services, Redis, then the directory.
-    #[allow(dead_code, reason = "held so the gateway stops with the stack")]
     pub gateway: Supervised,
     pub writers: Vec<Supervised>,
     pub reader: Supervised,
     pub redis: RedisServer,
     pub gateway_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
     pub writer_addrs: Vec<SocketAddr>,
     pub reader_addr: SocketAddr,
     pub dir: tempfile::TempDir,
@@ -169,8 +179,12 @@ impl TestStack {
         let (gateway_addr, admin_addr) = (localhost(port()), localhost(port()));
         let routes = dir.path().join("routes.toml");
         std::fs::write(&routes, routes_file(&writer_addrs, reader_addr)).expect("routes.toml");
+        let mut gateway_spec = service_spec("gateway", dir.path());
+        for (key, value) in &options.gateway_env {
+            gateway_spec = gateway_spec.env(key, value);
+        }
         let gateway = spawn_ready(
-            service_spec("gateway", dir.path())
+            gateway_spec
                 .env("GATEWAY_ADDR", gateway_addr.to_string())
                 .env("GATEWAY_ADMIN_ADDR", admin_addr.to_string())
                 .env("GATEWAY_ROUTES", &routes),
@@ -183,6 +197,7 @@ impl TestStack {
             reader,
             redis,
             gateway_addr,
+            admin_addr,
             writer_addrs,
             reader_addr,
             dir,
