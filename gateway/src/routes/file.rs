@@ -667,6 +667,98 @@ timeout = "5s"
         assert!(err.reason.contains("CIDR"), "{err}");
     }
 
+    /// The README's full example must stay a valid file, with every key it shows.
+    #[test]
+    fn the_readme_example_is_valid() {
+        let readme = include_str!("../../../README.md");
+        let section = &readme[readme.find("## routes.toml").expect("section")..];
+        let start = section.find("```toml\n").expect("example") + "```toml\n".len();
+        let example = &section[start..start + section[start..].find("```").expect("end")];
+        let table = parse(Path::new("README.md"), example, no_env).expect("README example");
+        assert_eq!(table.settings.max_header_bytes, 16 * 1024);
+        assert!(table.settings.forwarded);
+        let reader = &table.upstreams["reader"];
+        assert_eq!(reader.targets.len(), 2);
+        assert!(reader.health_check.is_some());
+        let login = table.route("/login").expect("route");
+        assert_eq!(login.max_body, Some(64 * 1024));
+        assert_eq!(table.cors.as_ref().map(|c| c.origins.len()), Some(1));
+    }
+
+    #[test]
+    fn long_form_upstreams_are_validated() {
+        let base = |upstream: &str| {
+            format!("[upstreams.u]\n{upstream}\n[[routes]]\npath = \"/\"\nupstream = \"u\"\n")
+        };
+        let err = parse_err(&base("targets = [\"http://x:1\"]\nbalnce = \"p2c\""));
+        assert!(err.reason.contains("balnce"), "{err}");
+        assert_eq!(err.line, Some(1), "{err}");
+        let err = parse_err(&base("targets = [\"http://x:1\"]\nbalance = \"random\""));
+        assert!(err.reason.contains("not one of"), "{err}");
+        let err = parse_err(&base(
+            "targets = [\"http://x:1\"]\nhealth_check = { path = \"healthz\" }",
+        ));
+        assert!(err.reason.contains("must start with /"), "{err}");
+        let err = parse_err(&base(
+            "targets = [\"http://x:1\"]\neject = { failures = 0 }",
+        ));
+        assert!(err.reason.contains("at least 1"), "{err}");
+        let err = parse_err(&base("targets = []"));
+        assert!(err.reason.contains("no targets"), "{err}");
+        let err = parse_err("[upstreams]\nu = 3\n[[routes]]\npath = \"/\"\nupstream = \"u\"\n");
+        assert!(err.reason.contains("list of targets"), "{err}");
+    }
+
+    #[test]
+    fn sizes_cors_and_settings_are_validated() {
+        let route = |extra: &str| {
+            format!(
+                "[upstreams]\nw = [\"http://x:1\"]\n[[routes]]\npath = \"/\"\nupstream = \"w\"\n{extra}\n"
+            )
+        };
+        let table = parse(Path::new("r"), &route("max_body = 2048"), no_env).expect("bytes");
+        assert_eq!(table.routes[0].max_body, Some(2048));
+        let table = parse(Path::new("r"), &route("max_body = \"1MB\""), no_env).expect("unit");
+        assert_eq!(table.routes[0].max_body, Some(1_000_000));
+        assert!(
+            parse_err(&route("max_body = \"1 parsec\""))
+                .reason
+                .contains("unknown unit")
+        );
+        assert!(
+            parse_err(&route("max_body = 0"))
+                .reason
+                .contains("more than zero")
+        );
+        let cors = |origins: &str| format!("{}[cors]\norigins = [{origins}]\n", route(""));
+        assert!(parse_err(&cors("\"*\"")).reason.contains("not allowed"));
+        assert!(
+            parse_err(&cors("\"https://a.test/path\""))
+                .reason
+                .contains("path")
+        );
+        assert!(
+            parse_err(&cors("\"ftp://a.test\""))
+                .reason
+                .contains("not an origin")
+        );
+        let table =
+            parse(Path::new("r"), &cors("\"HTTPS://App.Test:8443\""), no_env).expect("origin");
+        assert_eq!(table.cors.expect("cors").origins, ["https://app.test:8443"]);
+        let settings = |line: &str| format!("[settings]\n{line}\n{}", route(""));
+        assert!(
+            parse_err(&settings("max_header_bytes = 1024"))
+                .reason
+                .contains("at least 8KiB")
+        );
+        assert!(
+            parse_err(&settings("idle_timeout = \"0s\""))
+                .reason
+                .contains("more than zero")
+        );
+        assert!(parse_err(&settings("forwarded = \"yes\"")).line.is_some());
+    }
+
     #[test]
     fn unset_variables_are_errors() {
         let err = parse_err(
