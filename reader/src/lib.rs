@@ -6,11 +6,11 @@ pub mod config;
 
 use std::{future::Future, io, net::SocketAddr};
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 pub use config::ReaderConfig;
 use serde_json::json;
 use session::{
-    ApiError, CurrentSession,
+    ApiError, CurrentSession, pages,
     service::{self, BoundService, resource},
 };
 
@@ -45,7 +45,15 @@ fn configure(config: &mut web::ServiceConfig) {
     config.service(resource("/").get(whoami));
 }
 
-async fn whoami(current: CurrentSession) -> Result<HttpResponse, ApiError> {
-    let (user, count) = current.read().await?;
-    Ok(HttpResponse::Ok().json(json!({ "user": { "id": user }, "count": count })))
+/// `GET /`: JSON for API clients, a page for browsers.
+async fn whoami(request: HttpRequest, current: CurrentSession) -> Result<HttpResponse, ApiError> {
+    let html = pages::wants_html(&request);
+    match current.read().await {
+        Ok((user, count)) if html => Ok(pages::session(&user, count, "Your session")),
+        Ok((user, count)) => {
+            Ok(HttpResponse::Ok().json(json!({ "user": { "id": user }, "count": count })))
+        }
+        Err(ApiError::NotLoggedIn) if html => Ok(pages::login_prompt()),
+        Err(err) => Err(err),
+    }
 }

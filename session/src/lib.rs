@@ -18,6 +18,7 @@ pub mod error;
 pub mod handle;
 pub mod keys;
 pub mod middleware;
+pub mod pages;
 pub mod service;
 pub mod store;
 pub mod throttle;

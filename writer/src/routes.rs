@@ -1,14 +1,18 @@
 //! The writer's endpoints. Each is a thin mapping from [`CurrentSession`] to the JSON of the
-//! HTTP contract in DESIGN.md.
+//! HTTP contract in DESIGN.md, or, for a browser, to a page (see [`session::pages`]).
 
 use std::{net::IpAddr, sync::Arc};
 
-use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use actix_web::{
+    HttpRequest, HttpResponse, ResponseError,
+    http::{Method, StatusCode, header},
+    web,
+};
 use serde::Deserialize;
 use serde_json::json;
 use session::{
-    ApiError, CurrentSession, LoginAs, Transport, UserId, service::resource,
-    throttle::LoginThrottle,
+    ApiError, CurrentSession, LoggedIn, LoginAs, Sessions, Transport, UserId, pages,
+    service::resource, throttle::LoginThrottle,
 };
 
 use crate::auth::Users;
@@ -46,8 +50,22 @@ impl LoginQuery {
     }
 }
 
-fn logged_in(logged_in: &session::LoggedIn) -> HttpResponse {
+/// A browser's form POST is answered by sending it to `/` (`303 See Other`), so reloading the
+/// page that follows never repeats the action.
+fn is_form_post(request: &HttpRequest) -> bool {
+    request.method() == Method::POST && pages::wants_html(request)
+}
+
+/// The answer to a successful login: JSON (with the token for a header session), or a page.
+fn logged_in(request: &HttpRequest, logged_in: &LoggedIn) -> HttpResponse {
     tracing::info!(user = %logged_in.user, renewed = logged_in.renewed, "logged in");
+    if logged_in.token.is_none() && pages::wants_html(request) {
+        return if is_form_post(request) {
+            pages::see_other("/").finish()
+        } else {
+            pages::session(&logged_in.user, logged_in.count, "You are logged in")
+        };
+    }
     let mut body = json!({
         "message": "you are now logged in",
         "user": { "id": logged_in.user },
@@ -60,13 +78,13 @@ fn logged_in(logged_in: &session::LoggedIn) -> HttpResponse {
 
 /// The open demo login: anyone becomes a new user (or stays the user they are).
 async fn open_login(
+    request: HttpRequest,
     current: CurrentSession,
     query: web::Query<LoginQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let transport = query.transport(&current);
-    Ok(logged_in(
-        &current.login(LoginAs::CurrentOrNew, transport).await?,
-    ))
+    let login = current.login(LoginAs::CurrentOrNew, transport).await?;
+    Ok(logged_in(&request, &login))
 }
 
 #[derive(Deserialize)]
@@ -81,16 +99,41 @@ async fn password_login(
     request: HttpRequest,
     query: web::Query<LoginQuery>,
     users: web::Data<Users>,
-    sessions: web::Data<session::Sessions>,
+    sessions: web::Data<Sessions>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let credentials = parse_credentials(&request, &body)?;
-    let address = client_address(&request);
+    let outcome = verify_and_login(&current, &request, &query, &users, &sessions, &body).await;
+    match outcome {
+        // A browser sees the form again, with the reason.
+        Err(err @ (ApiError::InvalidCredentials | ApiError::TooManyAttempts { .. }))
+            if pages::wants_html(&request) =>
+        {
+            let mut page = pages::login_form(err.status_code(), Some(&err.to_string()));
+            if let ApiError::TooManyAttempts { retry_after } = err {
+                page.headers_mut()
+                    .insert(header::RETRY_AFTER, retry_after.as_secs().max(1).into());
+            }
+            Ok(page)
+        }
+        outcome => outcome,
+    }
+}
+
+async fn verify_and_login(
+    current: &CurrentSession,
+    request: &HttpRequest,
+    query: &LoginQuery,
+    users: &web::Data<Users>,
+    sessions: &Sessions,
+    body: &[u8],
+) -> Result<HttpResponse, ApiError> {
+    let credentials = parse_credentials(request, body)?;
+    let address = client_address(request);
     let claimed = UserId::parse(&credentials.username).ok();
     let throttle = LoginThrottle::new(sessions.store().clone());
     throttle.check(claimed.as_ref(), address).await?;
 
-    let users = users.into_inner();
+    let users = users.clone().into_inner();
     let verified = web::block(move || users.verify(&credentials.username, &credentials.password))
         .await
         .map_err(|err| ApiError::Unexpected(err.into()))?;
@@ -100,10 +143,10 @@ async fn password_login(
         return Err(ApiError::InvalidCredentials);
     };
     throttle.succeeded(&user).await?;
-    let transport = query.transport(&current);
-    Ok(logged_in(
-        &current.login(LoginAs::User(user), transport).await?,
-    ))
+    let login = current
+        .login(LoginAs::User(user), query.transport(current))
+        .await?;
+    Ok(logged_in(request, &login))
 }
 
 fn parse_credentials(request: &HttpRequest, body: &[u8]) -> Result<Credentials, ApiError> {
@@ -132,41 +175,33 @@ fn client_address(request: &HttpRequest) -> IpAddr {
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
-        .last()
+        .next_back()
         .or_else(|| request.peer_addr().map(|peer| peer.ip()))
         .unwrap_or(IpAddr::from([0, 0, 0, 0]))
 }
 
-/// `GET /login` with credentials configured: a small form for browsers.
+/// `GET /login` with credentials configured: the form.
 async fn login_form() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header((
-            "content-security-policy",
-            "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ))
-        .body(LOGIN_FORM)
+    pages::login_form(StatusCode::OK, None)
 }
 
-const LOGIN_FORM: &str = r#"<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Log in</title></head>
-<body>
-<main>
-<h1>Log in</h1>
-<form method="post" action="/login">
-<p><label>Username <input name="username" autocomplete="username" required></label></p>
-<p><label>Password <input name="password" type="password" autocomplete="current-password" required></label></p>
-<p><button type="submit">Log in</button></p>
-</form>
-</main>
-</body>
-</html>
-"#;
-
-async fn increment(current: CurrentSession) -> Result<HttpResponse, ApiError> {
-    let count = current.increment().await?;
-    Ok(HttpResponse::Ok().json(json!({ "message": "Incremented Count", "count": count })))
+async fn increment(
+    request: HttpRequest,
+    current: CurrentSession,
+) -> Result<HttpResponse, ApiError> {
+    let html = pages::wants_html(&request);
+    let count = match current.increment().await {
+        Ok(count) => count,
+        Err(ApiError::NotLoggedIn) if html => return Ok(pages::login_prompt()),
+        Err(err) => return Err(err),
+    };
+    if is_form_post(&request) {
+        return Ok(pages::see_other("/").finish());
+    }
+    match current.claimed_user() {
+        Some(user) if html => Ok(pages::session(user, count, "Incremented")),
+        _ => Ok(HttpResponse::Ok().json(json!({ "message": "Incremented Count", "count": count }))),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,11 +212,22 @@ struct LogoutQuery {
 }
 
 async fn logout(
+    request: HttpRequest,
     current: CurrentSession,
     query: web::Query<LogoutQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let logout = current.logout(query.everywhere).await?;
-    let mut response = HttpResponse::Ok();
+    let mut response = if is_form_post(&request) {
+        pages::see_other("/")
+    } else {
+        HttpResponse::Ok()
+    };
     logout.expire_cookie(&mut response);
+    if is_form_post(&request) {
+        return Ok(response.finish());
+    }
+    if pages::wants_html(&request) {
+        return Ok(pages::logged_out(response));
+    }
     Ok(response.json(json!({ "message": "logged out : count reset" })))
 }

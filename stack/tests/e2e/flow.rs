@@ -390,3 +390,101 @@ async fn sighup_reloads_the_routes() {
         "SIGHUP forces a reload even when the file did not change"
     );
 }
+
+#[tokio::test]
+async fn browsers_get_pages_and_api_clients_keep_their_json() {
+    const BROWSER: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    let stack = TestStack::start();
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+
+    let page = browser
+        .get(stack.url("/login"))
+        .header("accept", BROWSER)
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/html")
+    );
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        policy.starts_with("default-src 'none'") && !policy.contains("unsafe-inline"),
+        "{policy}"
+    );
+    let html = page.text().await.expect("html");
+    assert!(!html.to_lowercase().contains("<script"), "no script at all");
+    assert!(
+        html.contains("<form method=\"post\" action=\"/increment\">"),
+        "{html}"
+    );
+
+    // A form POST is answered with 303 to /, where the new count shows.
+    let posted = browser
+        .post(stack.url("/increment"))
+        .header("accept", BROWSER)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(posted.status(), 303);
+    assert_eq!(posted.headers()["location"], "/");
+    let home = browser
+        .get(stack.url("/"))
+        .header("accept", BROWSER)
+        .send()
+        .await
+        .expect("home");
+    assert!(
+        home.text()
+            .await
+            .expect("html")
+            .contains("<span id=\"count\">1</span>")
+    );
+
+    // The same browser session asked for JSON gets the contract's JSON.
+    let (status, body) = json(browser.get(stack.url("/")).send().await.expect("json")).await;
+    assert_eq!((status, body["count"].clone()), (200, json!(1)));
+    let (status, body) = json(
+        browser
+            .get(stack.url("/"))
+            .header("accept", "*/*")
+            .send()
+            .await
+            .expect("json"),
+    )
+    .await;
+    assert_eq!((status, body["count"].clone()), (200, json!(1)));
+
+    // Logging out from the page, then the login prompt.
+    let out = browser
+        .post(stack.url("/logout"))
+        .header("accept", BROWSER)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(out.status(), 303);
+    let prompt = browser
+        .get(stack.url("/"))
+        .header("accept", BROWSER)
+        .send()
+        .await
+        .expect("prompt");
+    assert_eq!(prompt.status(), 401);
+    assert!(
+        prompt
+            .text()
+            .await
+            .expect("html")
+            .contains("href=\"/login\"")
+    );
+}

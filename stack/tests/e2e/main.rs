@@ -5,6 +5,7 @@
 mod helpers;
 
 mod accounts;
+mod browser;
 mod config;
 mod flow;
 mod launcher;
