@@ -101,24 +101,27 @@ pub fn launch(config: &LaunchConfig) -> Result<Stack, String> {
 
     let (redis, redis_url) = match &config.redis_url {
         Some(url) => {
-            say(format!("redis   | using REDIS_URL ({})", redact(url)));
+            say(format!("[1/5] redis: using REDIS_URL ({})", redact(url)));
             (None, url.clone())
         }
         None => {
             let port = net::free_port().map_err(|err| format!("no free port for Redis: {err}"))?;
             let dir = config.data_dir.join("redis");
             say(format!(
-                "redis   | starting redis-server on 127.0.0.1:{port} (data in {})",
+                "[1/5] redis: starting redis-server on 127.0.0.1:{port} (data in {})",
                 dir.display()
             ));
             let server = RedisServer::start(port, &dir, Persistence::AppendOnly, Output::Prefixed)?;
+            say(format!("[1/5] redis: ready on 127.0.0.1:{port}"));
             let url = server.url();
             (Some(server), url)
         }
     };
 
-    say("building writer, reader and gateway…");
+    say("[2/5] building writer, reader and gateway (cargo's progress follows)…");
+    let build_started = std::time::Instant::now();
     let bin = binaries::build(false)?;
+    say(format!("[2/5] built in {:.1?}", build_started.elapsed()));
 
     let service = |name: &str| {
         Spec::new(name, binaries::path(&bin, name))
@@ -127,16 +130,19 @@ pub fn launch(config: &LaunchConfig) -> Result<Stack, String> {
             .output(Output::Prefixed)
     };
     let writer = start(
+        "[3/5]",
         service("writer").env("WRITER_ADDR", config.writer.to_string()),
         config.writer,
         "/healthz",
     )?;
     let reader = start(
+        "[4/5]",
         service("reader").env("READER_ADDR", config.reader.to_string()),
         config.reader,
         "/healthz",
     )?;
     let gateway = start(
+        "[5/5]",
         Spec::new("gateway", binaries::path(&bin, "gateway"))
             .env("GATEWAY_ADDR", config.gateway.to_string())
             .env("GATEWAY_ADMIN_ADDR", config.admin.to_string())
@@ -148,7 +154,7 @@ pub fn launch(config: &LaunchConfig) -> Result<Stack, String> {
         "/readyz",
     )?;
     say(format!(
-        "gateway | serving http://{} (admin http://{})",
+        "[5/5] gateway: serving http://{} (admin http://{})",
         config.gateway, config.admin
     ));
     Ok(Stack {
@@ -161,8 +167,9 @@ pub fn launch(config: &LaunchConfig) -> Result<Stack, String> {
 }
 
 /// Starts one service and waits until `probe` answers 200 on `addr`.
-fn start(spec: Spec, addr: SocketAddr, probe: &str) -> Result<Supervised, String> {
+fn start(step: &str, spec: Spec, addr: SocketAddr, probe: &str) -> Result<Supervised, String> {
     let name = spec.name.clone();
+    say(format!("{step} {name}: starting on {addr}…"));
     let mut process = Supervised::spawn(spec).map_err(|err| err.to_string())?;
     let ready = net::wait_until(READY_TIMEOUT, || {
         process.try_wait().is_some()
@@ -178,7 +185,7 @@ fn start(spec: Spec, addr: SocketAddr, probe: &str) -> Result<Supervised, String
             "{name} did not answer on {addr}{probe} within {READY_TIMEOUT:?}"
         ));
     }
-    say(format!("{name:7} | ready ({addr})"));
+    say(format!("{step} {name}: ready on http://{addr}"));
     Ok(process)
 }
 

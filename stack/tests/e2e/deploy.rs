@@ -1,0 +1,251 @@
+//! The container deployment, checked without a Docker engine: `docker-compose config -q` must
+//! accept the compose files, every `environment:` entry must be a variable the service's binary
+//! reads, and the Dockerfile must build and copy exactly the workspace's service binaries.
+//!
+//! `docker-compose` (Debian's) is needed for the first check: skipped locally without it, required
+//! in CI (`CI` set; `.ci/run` installs it).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn root() -> PathBuf {
+    stack::binaries::workspace_root().expect("workspace root")
+}
+
+fn compose() -> Yaml {
+    let text =
+        std::fs::read_to_string(root().join("docker-compose.yml")).expect("docker-compose.yml");
+    YamlLoader::load_from_str(&text)
+        .expect("valid YAML")
+        .into_iter()
+        .next()
+        .expect("a document")
+}
+
+fn docker_compose() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    let found = std::env::split_paths(&path)
+        .map(|dir| dir.join("docker-compose"))
+        .find(|candidate| candidate.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have docker-compose (apt-get install -y docker-compose)"
+        );
+        eprintln!("skipping `docker-compose config`: docker-compose is not installed");
+    }
+    found
+}
+
+#[test]
+fn docker_compose_config_accepts_the_compose_files() {
+    let Some(docker_compose) = docker_compose() else {
+        return;
+    };
+    // A fresh clone plus the one step the README asks for: `cp .env.example .env`.
+    let dir = tempfile::tempdir().expect("temp dir");
+    for file in [
+        "docker-compose.yml",
+        "docker-compose.scale.yml",
+        "routes.toml",
+        "Dockerfile",
+    ] {
+        std::fs::copy(root().join(file), dir.path().join(file)).expect("copy");
+    }
+    std::fs::copy(root().join(".env.example"), dir.path().join(".env")).expect(".env");
+    for files in [
+        &["docker-compose.yml"][..],
+        &["docker-compose.yml", "docker-compose.scale.yml"],
+    ] {
+        let mut command = Command::new(&docker_compose);
+        command.current_dir(dir.path());
+        for file in files {
+            command.args(["-f", file]);
+        }
+        let output = command
+            .args(["config", "-q"])
+            .output()
+            .expect("docker-compose runs");
+        assert!(
+            output.status.success(),
+            "docker-compose {files:?} config -q: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// `key` of a compose service, looking through a `<<:` merge (YAML merge keys are not resolved
+/// by the parser).
+fn field<'a>(service: &'a Yaml, key: &str) -> &'a Yaml {
+    let own = &service[key];
+    if own.is_badvalue() {
+        &service["<<"][key]
+    } else {
+        own
+    }
+}
+
+/// The binary a service of ours runs (services built from this repository's Dockerfile).
+fn our_binary(service: &Yaml) -> Option<&str> {
+    if field(service, "build").is_badvalue() {
+        return None;
+    }
+    field(service, "command")[0].as_str()
+}
+
+/// The crates whose code each binary runs.
+fn crates_of(binary: &str) -> &'static [&'static str] {
+    match binary {
+        "writer" => &["writer", "session", "common"],
+        "reader" => &["reader", "session", "common"],
+        "gateway" => &["gateway", "common"],
+        other => panic!("unknown binary {other:?}"),
+    }
+}
+
+/// Every string literal in the Rust sources of `crates`.
+fn string_literals(crates: &[&str]) -> BTreeSet<String> {
+    fn walk(dir: &Path, found: &mut BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|ext| ext == "rs") {
+                let text = std::fs::read_to_string(&path).expect("source");
+                found.extend(text.split('"').skip(1).step_by(2).map(str::to_owned));
+            }
+        }
+    }
+    let mut found = BTreeSet::new();
+    for name in crates {
+        walk(&root().join(name).join("src"), &mut found);
+    }
+    found
+}
+
+#[test]
+fn every_compose_environment_variable_is_read_by_its_binary() {
+    let compose = compose();
+    let services = compose["services"].as_hash().expect("services");
+    let routes = std::fs::read_to_string(root().join("routes.toml")).expect("routes.toml");
+    let mut checked = BTreeMap::new();
+    for (name, service) in services {
+        let name = name.as_str().expect("service name");
+        let Some(binary) = our_binary(service) else {
+            assert!(
+                service["image"]
+                    .as_str()
+                    .is_some_and(|image| image.starts_with("redis")),
+                "{name}"
+            );
+            continue;
+        };
+        let known = string_literals(crates_of(binary));
+        let environment = service["environment"].as_hash().expect("environment");
+        for variable in environment
+            .keys()
+            .map(|key| key.as_str().expect("variable name"))
+        {
+            let read = known.contains(variable)
+                || (binary == "gateway" && routes.contains(&format!("${{{variable}")));
+            assert!(read, "service {name}: {variable} is not read by `{binary}`");
+        }
+        checked.insert(name.to_owned(), binary.to_owned());
+    }
+    assert_eq!(
+        checked.values().cloned().collect::<BTreeSet<_>>(),
+        ["gateway", "reader", "writer"].map(String::from).into(),
+        "each service binary runs in one service"
+    );
+    // Only the gateway is published.
+    for (name, service) in services {
+        let published = !service["ports"].is_badvalue();
+        assert_eq!(
+            published,
+            name.as_str() == Some("gateway"),
+            "{name:?} ports"
+        );
+    }
+}
+
+#[test]
+fn the_dockerfile_builds_and_copies_exactly_the_service_binaries() {
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).expect("Dockerfile");
+    let stages: BTreeSet<&str> = dockerfile
+        .lines()
+        .filter(|line| line.starts_with("FROM "))
+        .filter_map(|line| {
+            line.split_whitespace()
+                .skip_while(|w| !w.eq_ignore_ascii_case("AS"))
+                .nth(1)
+        })
+        .collect();
+    for line in dockerfile.lines() {
+        for from in line
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix("--from="))
+        {
+            assert!(
+                stages.contains(from),
+                "COPY --from={from}: no such stage in {stages:?}"
+            );
+        }
+    }
+    let built: BTreeSet<&str> = dockerfile
+        .lines()
+        .filter(|line| line.contains("cargo build"))
+        .flat_map(|line| line.split(" -p ").skip(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    let copied: BTreeSet<&str> = dockerfile
+        .split_whitespace()
+        .filter_map(|word| word.strip_prefix("/src/target/release/"))
+        .collect();
+
+    // The workspace's service binaries, from cargo itself.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let metadata = Command::new(cargo)
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .current_dir(root())
+        .output()
+        .expect("cargo metadata");
+    let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).expect("JSON");
+    let binaries: BTreeSet<String> = metadata["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .flat_map(|package| package["targets"].as_array().cloned().unwrap_or_default())
+        .filter(|target| {
+            target["kind"]
+                .as_array()
+                .is_some_and(|kinds| kinds.contains(&"bin".into()))
+        })
+        .filter_map(|target| target["name"].as_str().map(str::to_owned))
+        .filter(|name| name != "stack")
+        .collect();
+    let as_strings =
+        |set: &BTreeSet<&str>| set.iter().map(|s| (*s).to_owned()).collect::<BTreeSet<_>>();
+    assert_eq!(
+        as_strings(&built),
+        binaries,
+        "packages built by the Dockerfile"
+    );
+    assert_eq!(
+        as_strings(&copied),
+        binaries,
+        "binaries copied into the runtime image"
+    );
+
+    // Every compose service runs one of them.
+    let compose = compose();
+    for (name, service) in compose["services"].as_hash().expect("services") {
+        if let Some(binary) = our_binary(service) {
+            assert!(binaries.contains(binary), "{name:?} runs {binary:?}");
+        }
+    }
+}
