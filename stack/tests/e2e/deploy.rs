@@ -249,3 +249,62 @@ fn the_dockerfile_builds_and_copies_exactly_the_service_binaries() {
         }
     }
 }
+
+/// Every environment variable the code reads as a setting, from the sources: the first string
+/// literal after each `env::` call.
+fn settings_read_by_the_code() -> BTreeSet<String> {
+    /// Read by the code, but not settings of the stack.
+    const NOT_SETTINGS: [&str; 4] = ["PATH", "CARGO", "CI", "TEST_LOG"];
+    fn walk(dir: &Path, found: &mut BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|ext| ext == "rs") {
+                let text = std::fs::read_to_string(&path).expect("source");
+                for (at, _) in text.match_indices("env::") {
+                    let after = &text[at..(at + 160).min(text.len())];
+                    let Some(literal) = after.split('"').nth(1) else {
+                        continue;
+                    };
+                    let is_name = !literal.is_empty()
+                        && literal.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
+                    if is_name
+                        && !NOT_SETTINGS.contains(&literal)
+                        && after.find('"') < after.find(';')
+                    {
+                        found.insert(literal.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    let mut found = BTreeSet::new();
+    for name in ["common", "session", "writer", "reader", "gateway", "stack"] {
+        walk(&root().join(name).join("src"), &mut found);
+    }
+    found
+}
+
+#[test]
+fn every_setting_is_in_env_example_and_the_readme() {
+    let example = std::fs::read_to_string(root().join(".env.example")).expect(".env.example");
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let settings = settings_read_by_the_code();
+    assert!(
+        settings.contains("SESSION_MAX_PER_USER") && settings.contains("REDIS_URL"),
+        "{settings:?}"
+    );
+    for setting in &settings {
+        assert!(
+            example
+                .lines()
+                .any(|line| line.starts_with(&format!("{setting}="))),
+            "{setting} is read by the code but missing from .env.example"
+        );
+        assert!(
+            readme.contains(&format!("`{setting}`")),
+            "{setting} is not in the README"
+        );
+    }
+}
