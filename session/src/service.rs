@@ -6,7 +6,7 @@
 use std::{future::Future, io, net::SocketAddr, time::Instant};
 
 use actix_web::{
-    App, HttpMessage, HttpRequest, HttpResponse, HttpServer,
+    App, HttpMessage, HttpResponse, HttpServer,
     body::MessageBody,
     dev::{Server, ServiceRequest, ServiceResponse},
     http::header::{HeaderName, HeaderValue},
@@ -23,10 +23,6 @@ use crate::{
     error::ApiError,
     middleware::session_middleware,
 };
-
-/// The id of the current request, as logged and echoed in `X-Request-Id`.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
 
 /// A service bound to its port, not yet running.
 pub struct BoundService {
@@ -158,7 +154,6 @@ async fn trace_request(
         method = %req.method(),
         path = %req.path(),
     );
-    req.extensions_mut().insert(RequestId(id.clone()));
     let started = Instant::now();
     let result = next.call(req).instrument(span.clone()).await;
     let _entered = span.enter();
@@ -185,9 +180,4 @@ async fn trace_request(
             Err(err)
         }
     }
-}
-
-/// The request id of `req` (set by the tracing middleware).
-pub fn request_id(req: &HttpRequest) -> Option<String> {
-    req.extensions().get::<RequestId>().map(|id| id.0.clone())
 }

@@ -28,8 +28,6 @@ pub enum Persistence {
 pub struct RedisServer {
     process: Supervised,
     addr: SocketAddr,
-    dir: PathBuf,
-    persistence: Persistence,
 }
 
 impl RedisServer {
@@ -55,12 +53,7 @@ impl RedisServer {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let process = Supervised::spawn(Self::spec(&binary, port, dir, persistence, output))
             .map_err(|err| err.to_string())?;
-        let mut server = Self {
-            process,
-            addr,
-            dir: dir.to_owned(),
-            persistence,
-        };
+        let mut server = Self { process, addr };
         server.wait_ready()?;
         Ok(server)
     }
@@ -133,14 +126,6 @@ impl RedisServer {
     pub fn restart(&mut self) -> Result<(), String> {
         self.process.restart().map_err(|err| err.to_string())?;
         self.wait_ready()
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    pub fn persistence(&self) -> Persistence {
-        self.persistence
     }
 }
 

@@ -108,24 +108,37 @@ fn crates_of(binary: &str) -> &'static [&'static str] {
     }
 }
 
-/// Every string literal in the Rust sources of `crates`.
-fn string_literals(crates: &[&str]) -> BTreeSet<String> {
-    fn walk(dir: &Path, found: &mut BTreeSet<String>) {
+/// The text of every Rust source file under `<crate>/src` for each of `crates`.
+fn rust_sources(crates: &[&str]) -> Vec<String> {
+    fn walk(dir: &Path, found: &mut Vec<String>) {
         for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
             let path = entry.path();
             if path.is_dir() {
                 walk(&path, found);
             } else if path.extension().is_some_and(|ext| ext == "rs") {
-                let text = std::fs::read_to_string(&path).expect("source");
-                found.extend(text.split('"').skip(1).step_by(2).map(str::to_owned));
+                found.push(std::fs::read_to_string(&path).expect("source"));
             }
         }
     }
-    let mut found = BTreeSet::new();
+    let mut found = Vec::new();
     for name in crates {
         walk(&root().join(name).join("src"), &mut found);
     }
     found
+}
+
+/// Every string literal in the Rust sources of `crates`.
+fn string_literals(crates: &[&str]) -> BTreeSet<String> {
+    rust_sources(crates)
+        .iter()
+        .flat_map(|text| {
+            text.split('"')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 #[test]
@@ -255,33 +268,20 @@ fn the_dockerfile_builds_and_copies_exactly_the_service_binaries() {
 fn settings_read_by_the_code() -> BTreeSet<String> {
     /// Read by the code, but not settings of the stack.
     const NOT_SETTINGS: [&str; 4] = ["PATH", "CARGO", "CI", "TEST_LOG"];
-    fn walk(dir: &Path, found: &mut BTreeSet<String>) {
-        for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, found);
-            } else if path.extension().is_some_and(|ext| ext == "rs") {
-                let text = std::fs::read_to_string(&path).expect("source");
-                for (at, _) in text.match_indices("env::") {
-                    let after = &text[at..(at + 160).min(text.len())];
-                    let Some(literal) = after.split('"').nth(1) else {
-                        continue;
-                    };
-                    let is_name = !literal.is_empty()
-                        && literal.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
-                    if is_name
-                        && !NOT_SETTINGS.contains(&literal)
-                        && after.find('"') < after.find(';')
-                    {
-                        found.insert(literal.to_owned());
-                    }
-                }
+    let sources = rust_sources(&["common", "session", "writer", "reader", "gateway", "stack"]);
+    let mut found = BTreeSet::new();
+    for text in &sources {
+        for (at, _) in text.match_indices("env::") {
+            let after = &text[at..(at + 160).min(text.len())];
+            let Some(literal) = after.split('"').nth(1) else {
+                continue;
+            };
+            let is_name =
+                !literal.is_empty() && literal.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
+            if is_name && !NOT_SETTINGS.contains(&literal) && after.find('"') < after.find(';') {
+                found.insert(literal.to_owned());
             }
         }
-    }
-    let mut found = BTreeSet::new();
-    for name in ["common", "session", "writer", "reader", "gateway", "stack"] {
-        walk(&root().join(name).join("src"), &mut found);
     }
     found
 }
