@@ -5,7 +5,9 @@
 # Dependencies are compiled in their own layer (cargo-chef), so a source change rebuilds only
 # the workspace crates.
 
-FROM lukemathwalker/cargo-chef:latest-rust-1-slim-bookworm AS chef
+# Same Debian release as the runtime stage, so the binaries find the glibc they were linked with.
+FROM rust:1-slim-bookworm AS chef
+RUN cargo install cargo-chef --locked
 WORKDIR /src
 
 FROM chef AS planner
