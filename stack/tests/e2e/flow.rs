@@ -374,8 +374,8 @@ async fn json_logs_carry_one_request_id_through_every_service() {
 }
 
 #[tokio::test]
-async fn sighup_reloads_the_routes() {
-    let stack = TestStack::start();
+async fn sighup_reloads_the_routes_and_sigterm_exits_cleanly() {
+    let mut stack = TestStack::start();
     let admin = format!("http://{}/routes", stack.admin_addr);
     let (_, routes) = json(stack.client().get(&admin).send().await.expect("routes")).await;
     assert_eq!(routes["generation"], 1);
@@ -389,6 +389,8 @@ async fn sighup_reloads_the_routes() {
         reloaded,
         "SIGHUP forces a reload even when the file did not change"
     );
+    let status = stack.gateway.stop().expect("the gateway exits on SIGTERM");
+    assert!(status.success(), "{status}");
 }
 
 #[tokio::test]
