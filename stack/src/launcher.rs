@@ -133,13 +133,13 @@ pub fn launch(config: &LaunchConfig) -> Result<Stack, String> {
         "[3/5]",
         service("writer").env("WRITER_ADDR", config.writer.to_string()),
         config.writer,
-        "/healthz",
+        (config.writer, "/healthz"),
     )?;
     let reader = start(
         "[4/5]",
         service("reader").env("READER_ADDR", config.reader.to_string()),
         config.reader,
-        "/healthz",
+        (config.reader, "/healthz"),
     )?;
     let gateway = start(
         "[5/5]",
@@ -150,13 +150,9 @@ pub fn launch(config: &LaunchConfig) -> Result<Stack, String> {
             .env("WRITER_URL", format!("http://{}", config.writer))
             .env("READER_URL", format!("http://{}", config.reader))
             .output(Output::Prefixed),
-        config.admin,
-        "/readyz",
+        config.gateway,
+        (config.admin, "/readyz"),
     )?;
-    say(format!(
-        "[5/5] gateway: serving http://{} (admin http://{})",
-        config.gateway, config.admin
-    ));
     Ok(Stack {
         gateway,
         writer,
@@ -166,14 +162,20 @@ pub fn launch(config: &LaunchConfig) -> Result<Stack, String> {
     })
 }
 
-/// Starts one service and waits until `probe` answers 200 on `addr`.
-fn start(step: &str, spec: Spec, addr: SocketAddr, probe: &str) -> Result<Supervised, String> {
+/// Starts one service listening on `addr` and waits until `probe` (a path on `probe_addr`)
+/// answers 200.
+fn start(
+    step: &str,
+    spec: Spec,
+    addr: SocketAddr,
+    (probe_addr, probe): (SocketAddr, &str),
+) -> Result<Supervised, String> {
     let name = spec.name.clone();
     say(format!("{step} {name}: starting on {addr}…"));
     let mut process = Supervised::spawn(spec).map_err(|err| err.to_string())?;
     let ready = net::wait_until(READY_TIMEOUT, || {
         process.try_wait().is_some()
-            || net::http_status(addr, probe, Duration::from_millis(500)) == Some(200)
+            || net::http_status(probe_addr, probe, Duration::from_millis(500)) == Some(200)
     });
     if let Some(status) = process.try_wait() {
         return Err(format!(
@@ -182,7 +184,7 @@ fn start(step: &str, spec: Spec, addr: SocketAddr, probe: &str) -> Result<Superv
     }
     if !ready {
         return Err(format!(
-            "{name} did not answer on {addr}{probe} within {READY_TIMEOUT:?}"
+            "{name} did not answer on {probe_addr}{probe} within {READY_TIMEOUT:?}"
         ));
     }
     say(format!("{step} {name}: ready on http://{addr}"));
