@@ -9,6 +9,7 @@ pub mod env;
 pub mod request_id;
 pub mod shutdown;
 pub mod telemetry;
+pub mod time;
 
 pub use env::ConfigError;
 

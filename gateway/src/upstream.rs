@@ -16,10 +16,10 @@ use std::{
         Arc, Mutex, Weak,
         atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use arc_swap::ArcSwap;
+use common::time::{millis, now_ms};
 use rand::Rng;
 
 use crate::routes::{Balance, Eject, Target, Upstream};
@@ -249,16 +249,6 @@ async fn lookup(target: &Target) -> std::io::Result<Vec<SocketAddr>> {
         return Err(std::io::Error::other("no addresses"));
     }
     Ok(addrs)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, millis)
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

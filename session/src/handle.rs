@@ -7,10 +7,10 @@
 //! absolute lifetime) are fixed at login. Everything that changes, the count, lives only in Redis,
 //! so a logout or an expiry on the server ends the session whatever cookie a client replays.
 
-use std::{
-    fmt,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{fmt, time::Duration};
+
+use common::time::millis;
+pub use common::time::now_ms;
 
 use rand::RngCore;
 
@@ -176,18 +176,6 @@ impl SessionHandle {
             deadline_ms,
         })
     }
-}
-
-/// Wall-clock Unix time in milliseconds.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(millis)
-        .unwrap_or(0)
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn random_hex<const N: usize>() -> String {

@@ -30,6 +30,7 @@ use std::{
     time::Duration,
 };
 
+use common::time::{millis, now_ms};
 use redis::{
     AsyncCommands, Client, Script,
     aio::{ConnectionManager, ConnectionManagerConfig},
@@ -37,7 +38,7 @@ use redis::{
 
 use crate::{
     config::RedisUrl,
-    handle::{SessionHandle, UserId, now_ms},
+    handle::{SessionHandle, UserId},
 };
 
 /// Upper bound on any single store operation, connection included.
@@ -258,7 +259,7 @@ impl RedisStore {
                 let key = &key;
                 async move {
                     connection
-                        .get_ex(key, redis::Expiry::PX(millis(lifetime)))
+                        .get_ex(key, redis::Expiry::PX(px(lifetime)))
                         .await
                 }
             })
@@ -298,7 +299,7 @@ impl RedisStore {
         }
         let index_lifetime = lifetime + self.index_slack;
         let mut extend = redis::cmd("PEXPIRE");
-        extend.arg(&index).arg(millis(index_lifetime)).arg("GT");
+        extend.arg(&index).arg(px(index_lifetime)).arg("GT");
         let extended: Result<bool, _> = self
             .run(Retry::Idempotent, |mut connection| {
                 let extend = &extend;
@@ -328,8 +329,8 @@ impl RedisStore {
     ) -> Result<Option<i64>, StoreError> {
         let mut call = self.scripts.increment.key(Self::session_key(handle));
         call.key(Self::index_key(handle.user()))
-            .arg(millis(lifetime))
-            .arg(millis(lifetime + self.index_slack));
+            .arg(px(lifetime))
+            .arg(px(lifetime + self.index_slack));
         self.invoke(&call).await
     }
 
@@ -347,11 +348,11 @@ impl RedisStore {
         let mut call = self.scripts.login.key(Self::index_key(new.user()));
         call.key(Self::session_key(new))
             .arg(new.id().as_str())
-            .arg(millis(lifetime))
+            .arg(px(lifetime))
             .arg(new.issued_at_ms())
             .arg(cap.unwrap_or(0))
             .arg(Self::session_prefix(new.user()))
-            .arg(millis(lifetime + self.index_slack));
+            .arg(px(lifetime + self.index_slack));
         if let Some(previous) = previous {
             call.key(Self::session_key(previous))
                 .arg(previous.id().as_str());
@@ -422,10 +423,9 @@ impl Retry {
     }
 }
 
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis())
-        .unwrap_or(u64::MAX)
-        .max(1)
+/// A Redis `PX` argument: whole milliseconds, at least 1 (Redis refuses 0).
+fn px(duration: Duration) -> u64 {
+    millis(duration).max(1)
 }
 
 #[cfg(test)]
