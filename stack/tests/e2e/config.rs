@@ -56,6 +56,18 @@ fn services_refuse_to_start_without_valid_settings() {
             &[redis, secret, ("SESSION_HEADER", "cookie")],
             "SESSION_HEADER: \"cookie\" is not one of",
         ),
+        (
+            &[redis, secret, ("RUST_LOG", "writer=loudly")],
+            "RUST_LOG: invalid filter",
+        ),
+        (
+            &[redis, secret, ("SESSION_COOKIE_NAME", "my cookie")],
+            "SESSION_COOKIE_NAME: \"my cookie\" is not a valid cookie name",
+        ),
+        (
+            &[redis, secret, ("SESSION_MAX_AGE", "0")],
+            "SESSION_MAX_AGE: must be at least 1 second",
+        ),
     ];
     for name in ["writer", "reader"] {
         for (env, expected) in cases {
@@ -79,6 +91,16 @@ fn services_refuse_to_start_without_valid_settings() {
         stderr.contains("SESSION_MAX_PER_USER: must be at least 1"),
         "{stderr}"
     );
+    for (name, variable) in [("writer", "WRITER_ADDR"), ("reader", "READER_ADDR")] {
+        let (code, stderr) = run(name, &[redis, secret, (variable, "localhost")]);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{variable}: \"localhost\" is not a listen address"
+            )),
+            "{stderr}"
+        );
+    }
     let missing = ("AUTH_USERS_FILE", "/nonexistent/users.toml");
     let (code, stderr) = run("writer", &[redis, secret, missing]);
     assert_eq!(code, Some(2));

@@ -490,3 +490,52 @@ async fn browsers_get_pages_and_api_clients_keep_their_json() {
             .contains("href=\"/login\"")
     );
 }
+
+#[tokio::test]
+async fn cookie_name_secure_and_same_site_follow_the_settings() {
+    let stack = TestStack::start_with(
+        crate::helpers::Options::default()
+            .env("SESSION_COOKIE_NAME", "__Host-session")
+            .env("SESSION_COOKIE_SECURE", "true")
+            .env("SESSION_COOKIE_SAMESITE", "strict"),
+    );
+    let login = stack
+        .client()
+        .get(stack.url("/login"))
+        .send()
+        .await
+        .expect("login");
+    let cookies = set_cookies(&login);
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let cookie = &cookies[0];
+    assert!(cookie.starts_with("__Host-session="), "{cookie}");
+    for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(
+            cookie.contains(attribute),
+            "{attribute} missing in {cookie}"
+        );
+    }
+    // The reader reads the same cookie name.
+    let value = cookie.split(';').next().expect("name=value");
+    let read = stack
+        .client()
+        .get(stack.url("/"))
+        .header("cookie", value)
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(read.status(), 200);
+    let other_name = value.replacen("__Host-session", "sid", 1);
+    let read = stack
+        .client()
+        .get(stack.url("/"))
+        .header("cookie", other_name)
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(
+        read.status(),
+        401,
+        "the default name is not accepted under another name"
+    );
+}
