@@ -194,18 +194,14 @@ fn add_forwarded(headers: &mut HeaderMap, peer: Peer, host: Option<&HeaderValue>
 }
 
 fn add_via(headers: &mut HeaderMap, version: Version) {
-    let protocol = match version {
-        Version::HTTP_09 => "0.9",
-        Version::HTTP_10 => "1.0",
-        Version::HTTP_2 => "2",
-        Version::HTTP_3 => "3",
-        _ => "1.1",
+    let via = match version {
+        Version::HTTP_09 => "0.9 gateway",
+        Version::HTTP_10 => "1.0 gateway",
+        Version::HTTP_2 => "2 gateway",
+        Version::HTTP_3 => "3 gateway",
+        _ => "1.1 gateway",
     };
-    headers.append(
-        VIA,
-        HeaderValue::from_str(&format!("{protocol} gateway"))
-            .unwrap_or_else(|_| HeaderValue::from_static("1.1 gateway")),
-    );
+    headers.append(VIA, HeaderValue::from_static(via));
 }
 
 /// All values of `name`, joined with ", " (several header lines mean one list).

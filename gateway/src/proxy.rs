@@ -334,6 +334,9 @@ impl Proxy {
         let (first_body, mut reclaim) = Reclaimable::new(Limited::new(body, limit));
         let mut first_body = Some(first_body.boxed());
 
+        // Headers are kept for a retry only when there is another address to retry on (and an
+        // upgrade is never retried): for a single-address upstream they move into the request.
+        let may_retry = pool.has_alternatives() && !upgrade;
         let mut tried: Vec<Arc<Endpoint>> = Vec::new();
         let mut last_error = None;
         while served.attempts < MAX_ATTEMPTS {
@@ -357,10 +360,14 @@ impl Proxy {
             let mut attempt = Request::new(attempt_body);
             *attempt.method_mut() = parts.method.clone();
             *attempt.version_mut() = Version::HTTP_11;
-            *attempt.headers_mut() = parts.headers.clone();
+            *attempt.headers_mut() = if may_retry {
+                parts.headers.clone()
+            } else {
+                std::mem::take(&mut parts.headers)
+            };
             *attempt.uri_mut() = Uri::builder()
                 .scheme("http")
-                .authority(endpoint.addr.to_string())
+                .authority(endpoint.authority.clone())
                 .path_and_query(path_and_query.clone())
                 .build()
                 .map_err(|_| GatewayError::BadRequest("request target cannot be forwarded"))?;
@@ -392,7 +399,7 @@ impl Proxy {
                     tracing::debug!(address = %endpoint.addr, error = %err, retryable, "upstream attempt failed");
                     last_error = Some(unavailable(route, &endpoint, Box::new(err)));
                     tried.push(endpoint);
-                    if !retryable || upgrade {
+                    if !(retryable && may_retry) {
                         break;
                     }
                 }

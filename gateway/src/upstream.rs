@@ -28,6 +28,8 @@ use crate::routes::{Balance, Eject, Target, Upstream};
 #[derive(Debug)]
 pub struct Endpoint {
     pub addr: SocketAddr,
+    /// `addr` as a URI authority, made once: every request to this address needs it.
+    pub authority: http::uri::Authority,
     /// The target it was resolved from (`http://reader:8091`), for logs and metrics.
     pub target: String,
     /// The target's host, sent as `Host` by health checks.
@@ -43,6 +45,8 @@ impl Endpoint {
     fn new(target: &Target, addr: SocketAddr) -> Self {
         Self {
             addr,
+            authority: http::uri::Authority::try_from(addr.to_string().as_str())
+                .unwrap_or_else(|_| http::uri::Authority::from_static("0.0.0.0:0")),
             target: target.url().to_owned(),
             host: target.host.clone(),
             in_flight: AtomicUsize::new(0),
@@ -164,6 +168,11 @@ impl Pool {
         self.endpoints.load_full()
     }
 
+    /// Whether a failed attempt could go to another address.
+    pub fn has_alternatives(&self) -> bool {
+        self.endpoints.load().len() > 1
+    }
+
     /// Resolves the targets again; a target whose lookup fails keeps its previous addresses.
     pub async fn resolve(&self, registry: &Registry) {
         let previous = self.endpoints.load_full();
@@ -207,6 +216,10 @@ impl Pool {
     /// down).
     pub fn pick(&self, tried: &[Arc<Endpoint>]) -> Option<Arc<Endpoint>> {
         let endpoints = self.endpoints.load();
+        // The common case, one address and a first attempt: nothing to choose.
+        if let ([only], []) = (endpoints.as_slice(), tried) {
+            return Some(Arc::clone(only));
+        }
         let untried: Vec<&Arc<Endpoint>> = endpoints
             .iter()
             .filter(|e| !tried.iter().any(|t| Arc::ptr_eq(t, e)))
