@@ -6,6 +6,7 @@
 //! in actix.
 
 pub mod env;
+pub mod random;
 pub mod request_id;
 pub mod shutdown;
 pub mod telemetry;

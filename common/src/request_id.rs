@@ -5,8 +5,6 @@
 //! anything else (empty, too long, spaces, control or non-ASCII bytes) is replaced by a fresh id,
 //! so a client cannot inject text into log lines.
 
-use rand::RngCore;
-
 /// The header carrying the id, in both directions.
 pub const HEADER: &str = "x-request-id";
 
@@ -24,9 +22,7 @@ pub fn is_valid(value: &[u8]) -> bool {
 
 /// A fresh id: 128 random bits as 32 hex digits.
 pub fn generate() -> String {
-    let mut bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::random::hex(16)
 }
 
 /// The incoming id when valid, else a fresh one.

@@ -12,8 +12,6 @@ use std::{fmt, time::Duration};
 use common::time::millis;
 pub use common::time::now_ms;
 
-use rand::RngCore;
-
 use crate::keys::Keyring;
 
 /// Version tag of the handle format, so a future layout can coexist with cookies already out.
@@ -30,7 +28,7 @@ pub struct UserId(String);
 impl UserId {
     /// A fresh random id (128 bits, hex) for a visitor of the open demo login.
     pub fn random() -> Self {
-        Self(random_hex::<16>())
+        Self(common::random::hex(16))
     }
 
     pub fn parse(raw: &str) -> Result<Self, String> {
@@ -63,7 +61,7 @@ pub struct SessionId(String);
 
 impl SessionId {
     pub fn random() -> Self {
-        Self(random_hex::<32>())
+        Self(common::random::hex(32))
     }
 
     fn parse(raw: &str) -> Option<Self> {
@@ -176,12 +174,6 @@ impl SessionHandle {
             deadline_ms,
         })
     }
-}
-
-fn random_hex<const N: usize>() -> String {
-    let mut bytes = [0u8; N];
-    rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -201,10 +201,7 @@ fn development_secret(data_dir: &Path) -> Result<String, String> {
             return Ok(secret);
         }
     }
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let secret = common::random::hex(32);
     std::fs::create_dir_all(data_dir)
         .and_then(|()| write_private(&path, &secret))
         .map_err(|err| format!("cannot write {}: {err}", path.display()))?;

@@ -107,10 +107,7 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 }
 
 fn random_password() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 24];
-    rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    common::random::hex(24)
 }
 
 #[cfg(test)]
