@@ -201,6 +201,9 @@ mod tests {
         assert!(RedisUrl::parse("redis://127.0.0.1:6379/0").is_ok());
         assert!(RedisUrl::parse("redis://user:secret@redis.internal:6379/2").is_ok());
         assert!(RedisUrl::parse("redis+unix:///run/redis/redis.sock").is_ok());
-        assert!(RedisUrl::parse("rediss://redis.internal:6380").is_err(), "TLS is not built in");
+        assert!(
+            RedisUrl::parse("rediss://redis.internal:6380").is_err(),
+            "TLS is not built in"
+        );
     }
 }
