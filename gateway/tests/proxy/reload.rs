@@ -190,3 +190,28 @@ async fn a_hundred_edits_under_continuous_load_lose_no_request() {
         "{routes}"
     );
 }
+
+#[tokio::test]
+async fn a_request_in_flight_finishes_on_the_table_it_started_with() {
+    let probe = Probe::start().await;
+    let routes = format!(
+        "[upstreams]\nprobe = [\"{}\"]\n[[routes]]\npath = \"/\"\nupstream = \"probe\"\n",
+        probe.url()
+    );
+    let gateway = TestGateway::start(&routes).await;
+    let url = gateway.url("/slow");
+    let slow =
+        tokio::spawn(async move { client().get(url).send().await.map(|r| r.status().as_u16()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Re-route everything to a dead address while /slow is running.
+    std::fs::write(
+        &gateway.routes,
+        "[upstreams]\nnowhere = [\"http://127.0.0.1:9\"]\n[[routes]]\npath = \"/\"\nupstream = \"nowhere\"\n",
+    )
+    .expect("edit");
+    wait_for_status(&gateway, "/echo", 502).await;
+    assert_eq!(
+        slow.await.expect("task").expect("the request completes"),
+        200
+    );
+}
