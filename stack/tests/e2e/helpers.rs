@@ -74,7 +74,7 @@ pub struct Options {
     pub writers: usize,
     /// Extra environment for writers and reader (for example `SESSION_TTL`).
     pub session_env: Vec<(String, String)>,
-    /// Extra environment for every process (for example `LOG_FORMAT`).
+    /// Extra environment for the gateway (see [`Options::env_all`]).
     pub gateway_env: Vec<(String, String)>,
 }
 
