@@ -281,17 +281,17 @@ mod tests {
         })
     }
 
+    /// A pool over two local addresses (ports 1 and 2), with its own registry.
+    async fn pair(balance: Balance) -> (Registry, Pool) {
+        let registry = Registry::default();
+        let targets = ["http://127.0.0.1:1", "http://127.0.0.1:2"];
+        let pool = Pool::new(upstream(&targets, balance), &registry).await;
+        (registry, pool)
+    }
+
     #[tokio::test]
     async fn round_robin_takes_turns_and_skips_tried_endpoints() {
-        let registry = Registry::default();
-        let pool = Pool::new(
-            upstream(
-                &["http://127.0.0.1:1", "http://127.0.0.1:2"],
-                Balance::RoundRobin,
-            ),
-            &registry,
-        )
-        .await;
+        let (_registry, pool) = pair(Balance::RoundRobin).await;
         let ports: Vec<u16> = (0..4)
             .map(|_| pool.pick(&[]).expect("one").addr.port())
             .collect();
@@ -304,15 +304,7 @@ mod tests {
 
     #[tokio::test]
     async fn power_of_two_choices_prefers_the_less_busy() {
-        let registry = Registry::default();
-        let pool = Pool::new(
-            upstream(
-                &["http://127.0.0.1:1", "http://127.0.0.1:2"],
-                Balance::PowerOfTwoChoices,
-            ),
-            &registry,
-        )
-        .await;
+        let (_registry, pool) = pair(Balance::PowerOfTwoChoices).await;
         let busy = pool.endpoints()[0].clone();
         let _guards: Vec<InFlight> = (0..5).map(|_| busy.begin()).collect();
         for _ in 0..20 {
@@ -322,15 +314,7 @@ mod tests {
 
     #[tokio::test]
     async fn ejected_endpoints_are_skipped_until_all_are_down() {
-        let registry = Registry::default();
-        let pool = Pool::new(
-            upstream(
-                &["http://127.0.0.1:1", "http://127.0.0.1:2"],
-                Balance::RoundRobin,
-            ),
-            &registry,
-        )
-        .await;
+        let (_registry, pool) = pair(Balance::RoundRobin).await;
         let eject = Eject::default();
         let down = pool.endpoints()[0].clone();
         assert!(down.connect_failed(&eject), "one failure ejects by default");

@@ -14,6 +14,18 @@ fn two_targets(a: &Probe, b: &Probe, extra: &str) -> String {
     )
 }
 
+/// Sends `n` POSTs to `url`, `concurrency` at a time; their statuses (0 = no answer).
+async fn posts(client: &reqwest::Client, url: &str, n: usize, concurrency: usize) -> Vec<u16> {
+    stream::iter(0..n)
+        .map(|_| {
+            let request = client.post(url).body("payload");
+            async move { request.send().await.map_or(0, |r| r.status().as_u16()) }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
 async fn who_answers(gateway: &TestGateway, path: &str, n: usize) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
     for _ in 0..n {
@@ -131,38 +143,14 @@ async fn killing_one_of_two_replicas_under_load_fails_at_most_the_requests_in_fl
     let (a, mut b) = (Probe::named("a").await, Probe::named("b").await);
     let gateway = TestGateway::start(&two_targets(&a, &b, "")).await;
     let client = client();
-    let load = stream::iter(0..800)
-        .map(|_| {
-            let request = client.post(gateway.url("/echo")).body("payload");
-            async move {
-                request
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16())
-                    .unwrap_or(0)
-            }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .collect::<Vec<u16>>();
+    let url = gateway.url("/echo");
+    let load = posts(&client, &url, 800, CONCURRENCY);
     let killer = async {
         tokio::time::sleep(Duration::from_millis(150)).await;
         b.kill().await;
     };
     let (results, ()) = tokio::join!(load, killer);
-    let after: Vec<u16> = stream::iter(0..100)
-        .map(|_| {
-            let request = client.post(gateway.url("/echo")).body("payload");
-            async move {
-                request
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16())
-                    .unwrap_or(0)
-            }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
+    let after = posts(&client, &url, 100, CONCURRENCY).await;
     let failed = results
         .iter()
         .chain(after.iter())
