@@ -1,7 +1,7 @@
 //! What writer and reader share as HTTP services: the server loop (bind, run until a shutdown
 //! future resolves), request ids on every span, `/healthz` and `/readyz`, and JSON answers for
 //! everything actix would otherwise answer in plain text (unknown paths, wrong methods, bad
-//! queries or bodies).
+//! queries or bodies, oversized payloads).
 
 use std::{future::Future, io, net::SocketAddr, time::Instant};
 
@@ -9,8 +9,8 @@ use actix_web::{
     App, HttpMessage, HttpResponse, HttpServer,
     body::MessageBody,
     dev::{Server, ServiceRequest, ServiceResponse},
-    http::header::{HeaderName, HeaderValue},
-    middleware::{Next, from_fn},
+    http::header::{self, HeaderName, HeaderValue},
+    middleware::{ErrorHandlerResponse, ErrorHandlers, Next, from_fn},
     web,
 };
 use common::request_id;
@@ -72,6 +72,7 @@ where
             )
             .default_service(web::to(not_found))
             .wrap(session_middleware(&config))
+            .wrap(ErrorHandlers::new().default_handler(json_errors))
             .wrap(from_fn(trace_request))
     })
     .listen(listener)?
@@ -135,6 +136,38 @@ async fn not_allowed() -> Result<HttpResponse, ApiError> {
 
 fn bad_request(err: impl std::fmt::Display) -> actix_web::Error {
     ApiError::BadRequest(format!("invalid request: {err}")).into()
+}
+
+/// Turns an error response that actix itself wrote in plain text (an oversized body, a
+/// malformed header an extractor refused, …) into the JSON every client of these services
+/// expects: `{"error": "<reason>"}`, same status, same other headers. Our own errors (JSON) and
+/// pages (HTML) pass untouched.
+fn json_errors<B>(response: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let ours = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|kind| kind.starts_with("application/json") || kind.starts_with("text/html"));
+    if ours {
+        return Ok(ErrorHandlerResponse::Response(
+            response.map_into_left_body(),
+        ));
+    }
+    let status = response.status();
+    let reason = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase();
+    let (request, original) = response.into_parts();
+    let mut json = HttpResponse::build(status).json(json!({ "error": reason }));
+    for (name, value) in original.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            json.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(request, json).map_into_right_body(),
+    ))
 }
 
 /// Opens a span carrying the request id for everything the request logs, echoes the id in the

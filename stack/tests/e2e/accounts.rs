@@ -119,6 +119,20 @@ async fn credentials_log_in_and_a_wrong_pair_does_not_say_which_part() {
     let (status, body) = json(form).await;
     assert_eq!((status, body["user"]["id"].clone()), (200, json!("bob")));
 
+    // A body over actix's payload limit is refused in JSON too, not actix's plain text.
+    let huge = client
+        .post(stack.url("/login"))
+        .header("content-type", "application/json")
+        .body(vec![b'a'; 400_000])
+        .send()
+        .await
+        .expect("huge");
+    let (status, body) = json(huge).await;
+    assert_eq!(
+        (status, body),
+        (413, json!({ "error": "payload too large" }))
+    );
+
     let empty = client
         .post(stack.url("/login"))
         .send()
