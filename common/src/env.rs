@@ -105,6 +105,25 @@ pub fn flag(name: &str, default: bool) -> Result<bool, ConfigError> {
     }
 }
 
+/// One of a fixed set of words (compared case-insensitively), `default` when unset. `expected`
+/// completes the error "`<value>` is not …", e.g. "one of strict, lax, none".
+pub fn choice<T: Copy>(
+    name: &str,
+    choices: &[(&str, T)],
+    default: T,
+    expected: &str,
+) -> Result<T, ConfigError> {
+    let Some(raw) = optional(name)? else {
+        return Ok(default);
+    };
+    let word = raw.trim().to_ascii_lowercase();
+    choices
+        .iter()
+        .find(|(choice, _)| *choice == word)
+        .map(|(_, value)| *value)
+        .ok_or_else(|| ConfigError::new(name, format!("{word:?} is not {expected}")))
+}
+
 /// A positive number of seconds.
 pub fn seconds_optional(name: &str) -> Result<Option<std::time::Duration>, ConfigError> {
     match parse_optional::<u64>(name, "a whole number of seconds")? {

@@ -18,14 +18,12 @@ pub enum LogFormat {
 impl LogFormat {
     /// Reads `LOG_FORMAT` (default `text`).
     pub fn from_env() -> Result<Self, ConfigError> {
-        match env::optional("LOG_FORMAT")?.as_deref().map(str::trim) {
-            None | Some("text") => Ok(Self::Text),
-            Some("json") => Ok(Self::Json),
-            Some(other) => Err(ConfigError::new(
-                "LOG_FORMAT",
-                format!("{other:?} is not a log format (use text or json)"),
-            )),
-        }
+        env::choice(
+            "LOG_FORMAT",
+            &[("text", Self::Text), ("json", Self::Json)],
+            Self::Text,
+            "a log format (use text or json)",
+        )
     }
 }
 

@@ -14,7 +14,12 @@ use http::{
     },
 };
 
-use crate::{Body, error::json_response, routes::Cors};
+use crate::{
+    Body,
+    error::{empty_body, json_response},
+    headers::X_REQUEST_ID,
+    routes::Cors,
+};
 
 const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 const EXPOSED_HEADERS: &str = "x-request-id, x-session-token";
@@ -46,19 +51,11 @@ pub fn preflight(cors: &Cors, headers: &HeaderMap, request_id: &HeaderValue) -> 
         add_vary(response.headers_mut());
         return response;
     };
-    let mut response = json_response(
-        StatusCode::NO_CONTENT,
-        &serde_json::Value::Null,
-        Some(request_id),
-    );
-    *response.body_mut() = crate::error::empty_body();
+    let mut response = Response::new(empty_body());
+    *response.status_mut() = StatusCode::NO_CONTENT;
     let out = response.headers_mut();
-    out.remove(http::header::CONTENT_TYPE);
-    out.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-    out.insert(
-        ACCESS_CONTROL_ALLOW_CREDENTIALS,
-        HeaderValue::from_static("true"),
-    );
+    out.insert(X_REQUEST_ID.clone(), request_id.clone());
+    allow(out, origin);
     out.insert(
         ACCESS_CONTROL_ALLOW_METHODS,
         HeaderValue::from_static(ALLOWED_METHODS),
@@ -86,17 +83,22 @@ pub fn decorate(response: &mut HeaderMap, origin: Option<&HeaderValue>) {
         response.remove(name);
     }
     if let Some(origin) = origin {
-        response.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-        response.insert(
-            ACCESS_CONTROL_ALLOW_CREDENTIALS,
-            HeaderValue::from_static("true"),
-        );
+        allow(response, origin);
         response.insert(
             ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static(EXPOSED_HEADERS),
         );
     }
     add_vary(response);
+}
+
+/// What every answer to a listed origin says: this origin, with credentials.
+fn allow(headers: &mut HeaderMap, origin: &HeaderValue) {
+    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
 }
 
 fn add_vary(headers: &mut HeaderMap) {

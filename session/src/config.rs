@@ -110,20 +110,16 @@ impl SessionConfig {
             ));
         }
         let secure = env::flag("SESSION_COOKIE_SECURE", false)?;
-        let same_site = match env::optional("SESSION_COOKIE_SAMESITE")?
-            .map(|raw| raw.trim().to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("lax") => SameSite::Lax,
-            Some("strict") => SameSite::Strict,
-            Some("none") => SameSite::None,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "SESSION_COOKIE_SAMESITE",
-                    format!("{other:?} is not one of strict, lax, none"),
-                ));
-            }
-        };
+        let same_site = env::choice(
+            "SESSION_COOKIE_SAMESITE",
+            &[
+                ("strict", SameSite::Strict),
+                ("lax", SameSite::Lax),
+                ("none", SameSite::None),
+            ],
+            SameSite::Lax,
+            "one of strict, lax, none",
+        )?;
         if same_site == SameSite::None && !secure {
             // Browsers drop `SameSite=None` cookies that are not `Secure`; fail here rather than
             // ship a login that silently never sticks.
@@ -135,20 +131,16 @@ impl SessionConfig {
 
         let ttl = env::seconds_optional("SESSION_TTL")?.unwrap_or(DEFAULT_TTL);
         let max_age = env::seconds_optional("SESSION_MAX_AGE")?;
-        let header = match env::optional("SESSION_HEADER")?
-            .map(|raw| raw.trim().to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("authorization") => HeaderSessions::Authorization,
-            Some("x-session-id") => HeaderSessions::XSessionId,
-            Some("none") => HeaderSessions::Disabled,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "SESSION_HEADER",
-                    format!("{other:?} is not one of authorization, x-session-id, none"),
-                ));
-            }
-        };
+        let header = env::choice(
+            "SESSION_HEADER",
+            &[
+                ("authorization", HeaderSessions::Authorization),
+                ("x-session-id", HeaderSessions::XSessionId),
+                ("none", HeaderSessions::Disabled),
+            ],
+            HeaderSessions::Authorization,
+            "one of authorization, x-session-id, none",
+        )?;
 
         Ok(Self {
             redis_url,

@@ -77,10 +77,10 @@ impl Sessions {
     /// A handle for a session of `user` starting now, and how long it may live.
     fn new_session(&self, user: UserId) -> (SessionHandle, Duration) {
         let handle = SessionHandle::new(user, self.rules.max_age);
-        let lifetime = self
-            .rules
-            .max_age
-            .map_or(self.rules.ttl, |max_age| max_age.min(self.rules.ttl));
+        // A new session's deadline (if any) is at least a second away, so it has a lifetime.
+        let lifetime = handle
+            .lifetime_from(handle.issued_at_ms(), self.rules.ttl)
+            .unwrap_or(self.rules.ttl);
         (handle, lifetime)
     }
 }

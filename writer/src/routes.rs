@@ -217,17 +217,16 @@ async fn logout(
     query: web::Query<LogoutQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let logout = current.logout(query.everywhere).await?;
-    let mut response = if is_form_post(&request) {
+    let (html, form_post) = (pages::wants_html(&request), is_form_post(&request));
+    let mut response = if form_post {
         pages::see_other("/")
     } else {
         HttpResponse::Ok()
     };
     logout.expire_cookie(&mut response);
-    if is_form_post(&request) {
-        return Ok(response.finish());
-    }
-    if pages::wants_html(&request) {
-        return Ok(pages::logged_out(response));
-    }
-    Ok(response.json(json!({ "message": "logged out : count reset" })))
+    Ok(match (html, form_post) {
+        (_, true) => response.finish(),
+        (true, false) => pages::logged_out(response),
+        (false, false) => response.json(json!({ "message": "logged out : count reset" })),
+    })
 }
