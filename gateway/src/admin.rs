@@ -6,15 +6,20 @@
 //! - `GET /metrics`: Prometheus text format (see [`crate::metrics`]);
 //! - `GET /routes`: the active table as JSON, with its generation and reload counts.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde_json::json;
 
-use crate::{Body, error::json_response, proxy::Proxy, server::Handler};
+use crate::{
+    error::json_response,
+    forward::{
+        Proxy,
+        body::{self, Body},
+    },
+    listen::{Handler, Remote},
+};
 
 #[derive(Debug)]
 pub struct Admin {
@@ -22,11 +27,7 @@ pub struct Admin {
 }
 
 impl Handler for Admin {
-    async fn call(
-        self: Arc<Self>,
-        request: Request<Incoming>,
-        _peer: SocketAddr,
-    ) -> Response<Body> {
+    async fn call(self: Arc<Self>, request: Request<Incoming>, _remote: Remote) -> Response<Body> {
         if request.method() != Method::GET {
             return json_response(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -59,11 +60,7 @@ impl Handler for Admin {
             }
             "/metrics" => {
                 let text = self.proxy.metrics.render(&generation);
-                let mut response = Response::new(
-                    Full::new(Bytes::from(text))
-                        .map_err(|never| match never {})
-                        .boxed(),
-                );
+                let mut response = Response::new(body::full(text));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -1,6 +1,6 @@
 //! The gateway's process settings (environment); routing lives in `routes.toml`.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, num::NonZeroUsize, path::PathBuf};
 
 use common::{ConfigError, env};
 
@@ -16,6 +16,9 @@ pub struct GatewayConfig {
     pub admin_addr: SocketAddr,
     /// `GATEWAY_ROUTES`: the routes file, watched for changes.
     pub routes: PathBuf,
+    /// `GATEWAY_WORKERS`: threads serving the public port, each a single-threaded runtime with
+    /// its own accept socket and upstream connections (default: one per core).
+    pub workers: NonZeroUsize,
 }
 
 impl GatewayConfig {
@@ -25,6 +28,11 @@ impl GatewayConfig {
             admin_addr: env::socket_addr("GATEWAY_ADMIN_ADDR", DEFAULT_ADMIN_ADDR)?,
             routes: env::optional("GATEWAY_ROUTES")?
                 .map_or_else(|| PathBuf::from(DEFAULT_ROUTES), PathBuf::from),
+            workers: env::parse_or(
+                "GATEWAY_WORKERS",
+                "a number of threads above 0",
+                default_workers(),
+            )?,
         };
         if config.addr == config.admin_addr && config.addr.port() != 0 {
             return Err(ConfigError::new(
@@ -34,4 +42,9 @@ impl GatewayConfig {
         }
         Ok(config)
     }
+}
+
+/// One worker per core the process may run on.
+pub fn default_workers() -> NonZeroUsize {
+    std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
 }

@@ -16,7 +16,9 @@ struct Cli {
     check: Option<Option<PathBuf>>,
 }
 
-#[tokio::main]
+// The control runtime (admin listener, routes watcher, health checks) needs one thread; the
+// public port has worker threads of its own (see `gateway::listen`).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match common::startup("gateway", GatewayConfig::from_env) {

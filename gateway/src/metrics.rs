@@ -1,20 +1,43 @@
 //! Prometheus metrics for the admin listener's `/metrics`: requests by route and status,
 //! latency by route, upstream address health and load, reloads and the routing generation.
+//!
+//! Requests are tallied per worker ([`RequestStats`]) and summed when scraped, so the hot path
+//! touches no counter or lock another core writes (prometheus-client's own histogram takes a
+//! shared lock on every observation).
 
-use std::time::Duration;
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
+use http::StatusCode;
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet, text::encode},
     metrics::{
-        counter::Counter,
+        MetricType,
+        counter::{ConstCounter, Counter},
         family::Family,
         gauge::Gauge,
-        histogram::{Histogram, exponential_buckets},
     },
     registry::Registry,
 };
 
-use crate::proxy::Generation;
+use crate::generation::Generation;
+
+const BUCKETS: usize = 16;
+/// Upper bounds of the latency histogram, seconds: 0.5 ms, doubling, to ~16 s.
+const LATENCY_BOUNDS: [f64; BUCKETS] = {
+    let mut bounds = [0.0; BUCKETS];
+    let (mut i, mut bound) = (0, 0.0005);
+    while i < BUCKETS {
+        bounds[i] = bound;
+        bound *= 2.0;
+        i += 1;
+    }
+    bounds
+};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -39,38 +62,25 @@ struct AddressLabels {
     address: String,
 }
 
-type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
-
 /// Every metric of the gateway.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    duration: HistogramFamily,
+    requests: Arc<RequestStats>,
     reloads: Family<ReloadLabels, Counter>,
     generation: Gauge,
     address_up: Family<AddressLabels, Gauge>,
     address_in_flight: Family<AddressLabels, Gauge>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
+impl Metrics {
+    /// Metrics for a gateway of `workers` workers.
+    pub fn new(workers: usize) -> Self {
         let mut registry = Registry::with_prefix("gateway");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "requests",
-            "Requests answered, by route and status",
-            requests.clone(),
-        );
-        let duration: HistogramFamily = Family::new_with_constructor(|| {
-            // 0.5 ms to ~16 s.
-            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        let requests = Arc::new(RequestStats {
+            shards: (0..workers.max(1)).map(|_| Mutex::default()).collect(),
         });
-        registry.register(
-            "request_duration_seconds",
-            "Time from request to response headers, by route",
-            duration.clone(),
-        );
+        registry.register_collector(Box::new(Arc::clone(&requests)));
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register("reloads", "routes.toml reloads, by result", reloads.clone());
         let generation = Gauge::default();
@@ -94,7 +104,6 @@ impl Default for Metrics {
         Self {
             registry,
             requests,
-            duration,
             reloads,
             generation,
             address_up,
@@ -104,19 +113,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Records one answered request (`route` is `-` when none matched).
-    pub fn observe(&self, route: &str, status: u16, latency: Duration) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                route: route.to_owned(),
-                status,
-            })
-            .inc();
-        self.duration
-            .get_or_create(&RouteLabels {
-                route: route.to_owned(),
-            })
-            .observe(latency.as_secs_f64());
+    /// Records one request answered by `worker` (`route` is `-` when none matched).
+    pub fn observe(&self, worker: usize, route: &str, status: StatusCode, latency: Duration) {
+        let shard = &self.requests.shards[worker % self.requests.shards.len()];
+        let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+        if !shard.contains_key(route) {
+            shard.insert(route.to_owned(), RouteTally::default());
+        }
+        if let Some(tally) = shard.get_mut(route) {
+            tally.observe(status.as_u16(), latency.as_secs_f64());
+        }
     }
 
     /// Records a reload attempt.
@@ -167,5 +173,110 @@ impl Metrics {
             text.clear();
         }
         text
+    }
+}
+
+/// Requests and latencies by route, one shard per worker. A shard's lock is only ever taken
+/// by its worker, and by a scrape.
+#[derive(Debug)]
+struct RequestStats {
+    shards: Box<[Mutex<HashMap<String, RouteTally>>]>,
+}
+
+/// One route's requests on one worker.
+#[derive(Debug, Default, Clone)]
+struct RouteTally {
+    /// (status, count); a route answers few distinct statuses.
+    statuses: Vec<(u16, u64)>,
+    /// Observations per latency bucket (the last: above every bound).
+    buckets: [u64; BUCKETS + 1],
+    sum: f64,
+    count: u64,
+}
+
+impl RouteTally {
+    fn observe(&mut self, status: u16, seconds: f64) {
+        match self.statuses.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, count)) => *count += 1,
+            None => self.statuses.push((status, 1)),
+        }
+        let bucket = LATENCY_BOUNDS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(BUCKETS);
+        self.buckets[bucket] += 1;
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    fn add(&mut self, other: &Self) {
+        for &(status, count) in &other.statuses {
+            match self.statuses.iter_mut().find(|(s, _)| *s == status) {
+                Some((_, total)) => *total += count,
+                None => self.statuses.push((status, count)),
+            }
+        }
+        for (total, count) in self.buckets.iter_mut().zip(other.buckets) {
+            *total += count;
+        }
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+}
+
+impl RequestStats {
+    /// Every worker's tallies, summed by route.
+    fn totals(&self) -> BTreeMap<String, RouteTally> {
+        let mut totals: BTreeMap<String, RouteTally> = BTreeMap::new();
+        for shard in &self.shards {
+            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            for (route, tally) in shard.iter() {
+                totals.entry(route.clone()).or_default().add(tally);
+            }
+        }
+        totals
+    }
+}
+
+impl Collector for RequestStats {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let totals = self.totals();
+        let mut requests = encoder.encode_descriptor(
+            "requests",
+            "Requests answered, by route and status",
+            None,
+            MetricType::Counter,
+        )?;
+        for (route, tally) in &totals {
+            let mut statuses = tally.statuses.clone();
+            statuses.sort_unstable();
+            for (status, count) in statuses {
+                let labels = RequestLabels {
+                    route: route.clone(),
+                    status,
+                };
+                ConstCounter::new(count).encode(requests.encode_family(&labels)?)?;
+            }
+        }
+        let mut duration = encoder.encode_descriptor(
+            "request_duration_seconds",
+            "Time from request to response headers, by route",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (route, tally) in &totals {
+            let buckets: Vec<(f64, u64)> = LATENCY_BOUNDS
+                .into_iter()
+                .chain([f64::INFINITY])
+                .zip(tally.buckets)
+                .collect();
+            let labels = RouteLabels {
+                route: route.clone(),
+            };
+            duration
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(tally.sum, tally.count, &buckets, None)?;
+        }
+        Ok(())
     }
 }

@@ -21,7 +21,7 @@ use std::{
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::{proxy::Proxy, routes};
+use crate::{forward::Proxy, routes};
 
 /// How often the file's metadata is checked when no event arrives.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);

@@ -256,6 +256,8 @@ impl TestGateway {
             addr: "127.0.0.1:0".parse().expect("addr"),
             admin_addr: "127.0.0.1:0".parse().expect("addr"),
             routes: path.clone(),
+            // Two workers whatever the machine: every test crosses the per-worker state.
+            workers: std::num::NonZeroUsize::new(2).expect("two"),
         })
         .await
         .expect("gateway starts");

@@ -12,32 +12,45 @@ use std::net::IpAddr;
 
 use http::{
     HeaderMap, HeaderName, HeaderValue, Version,
-    header::{CONNECTION, FORWARDED, HOST, TE, UPGRADE, VIA},
+    header::{
+        CONNECTION, EXPECT, FORWARDED, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
+        TRANSFER_ENCODING, UPGRADE, VIA,
+    },
 };
 
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static(common::request_id::HEADER);
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static(common::request_id::HEADER);
 
 /// Headers that are hop-by-hop whatever `Connection` says (RFC 9110 §7.6.1, plus the
 /// non-standard `Keep-Alive`/`Proxy-Connection` still sent by old clients, and the
 /// `Proxy-Authenticate`/`Proxy-Authorization` pair addressed to proxies, RFC 9110 §11.7).
 /// `Trailer` is not among them: RFC 9110 §6.6.2 makes it end-to-end, and without it the
 /// trailers it announces could not be relayed.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "transfer-encoding",
-    "upgrade",
+static HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TE,
+    TRANSFER_ENCODING,
+    UPGRADE,
 ];
+
+/// Whether any header of the fixed hop-by-hop list is present: one pass over the names
+/// (comparing known names is comparing small integers), no hashing. Most messages have none.
+fn has_hop_by_hop(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| HOP_BY_HOP.contains(name))
+}
 
 /// Removes every hop-by-hop header: those named in `Connection`, then the fixed list.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // `Connection` is on the list, so without any listed header there is nothing to do.
+    if !has_hop_by_hop(headers) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -48,7 +61,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -66,10 +79,39 @@ pub fn accepts_trailers(headers: &HeaderMap) -> bool {
 
 /// What the gateway knows about the connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
-pub struct Peer {
+pub struct Peer<'a> {
     pub addr: IpAddr,
+    /// `addr` as header text, made once per connection.
+    pub text: &'a HeaderValue,
     /// Whether `addr` is in `trusted_proxies`.
     pub trusted: bool,
+}
+
+/// Which headers a request carries that the rewrite must look at; most requests carry none
+/// of them, and one pass over the names finds out without a lookup per header.
+#[derive(Debug, Default)]
+struct Present {
+    hop_by_hop: bool,
+    expect: bool,
+    forwarded: bool,
+    forwarded_for: bool,
+    forwarded_proto: bool,
+    forwarded_host: bool,
+}
+
+impl Present {
+    fn scan(headers: &HeaderMap) -> Self {
+        let mut present = Self::default();
+        for name in headers.keys() {
+            present.hop_by_hop |= HOP_BY_HOP.contains(name);
+            present.expect |= name == EXPECT;
+            present.forwarded |= name == FORWARDED;
+            present.forwarded_for |= name == X_FORWARDED_FOR;
+            present.forwarded_proto |= name == X_FORWARDED_PROTO;
+            present.forwarded_host |= name == X_FORWARDED_HOST;
+        }
+        present
+    }
 }
 
 /// Rewrites the headers of a request about to be sent upstream.
@@ -81,19 +123,49 @@ pub fn prepare_request(
     headers: &mut HeaderMap,
     version: Version,
     authority: Option<&str>,
-    peer: Peer,
+    peer: &Peer<'_>,
     request_id: &HeaderValue,
     forwarded: bool,
 ) {
+    let present = Present::scan(headers);
+    if present.expect {
+        headers.remove(EXPECT);
+    }
+    // Host: kept as sent. HTTP/2 clients send `:authority` instead; carry it over as Host.
+    let sent_host = headers.get(HOST).cloned();
+    let host = sent_host
+        .clone()
+        .or_else(|| authority.and_then(|authority| HeaderValue::from_str(authority).ok()));
+    if present.hop_by_hop {
+        remove_hop_by_hop_keeping_agreed(headers);
+    }
+    if forwarded {
+        add_forwarded(headers, peer, host.as_ref());
+    } else if present.forwarded && !peer.trusted {
+        headers.remove(FORWARDED);
+    }
+    add_forwarded_for(headers, peer, present.forwarded_for);
+    if !(peer.trusted && present.forwarded_proto) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
+    if !(peer.trusted && present.forwarded_host) {
+        match &host {
+            Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
+            None => headers.remove(X_FORWARDED_HOST),
+        };
+    }
+    if let (None, Some(host)) = (sent_host, host) {
+        headers.insert(HOST, host);
+    }
+    headers.insert(X_REQUEST_ID, request_id.clone());
+    add_via(headers, version);
+}
+
+/// Removes the hop-by-hop headers of a request, keeping what must reach the upstream to be
+/// agreed end to end: `TE: trailers` (re-sent as just that token) and a protocol switch.
+fn remove_hop_by_hop_keeping_agreed(headers: &mut HeaderMap) {
     let trailers = accepts_trailers(headers);
     let upgrade = upgrade_protocol(headers);
-    headers.remove(http::header::EXPECT);
-    // Host: kept as sent. HTTP/2 clients send `:authority` instead; carry it over as Host.
-    let host = headers
-        .get(HOST)
-        .cloned()
-        .or_else(|| authority.and_then(|authority| HeaderValue::from_str(authority).ok()));
-
     remove_hop_by_hop(headers);
     if trailers {
         headers.insert(TE, HeaderValue::from_static("trailers"));
@@ -103,33 +175,18 @@ pub fn prepare_request(
         headers.insert(UPGRADE, protocol);
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    if forwarded {
-        add_forwarded(headers, peer, host.as_ref());
-    } else if !peer.trusted {
-        headers.remove(FORWARDED);
-    }
+}
 
-    let client = peer.addr.to_string();
-    let forwarded_for = match previous_values(headers, &X_FORWARDED_FOR) {
-        Some(chain) if peer.trusted => format!("{chain}, {client}"),
-        _ => client,
-    };
-    set(headers, &X_FORWARDED_FOR, &forwarded_for);
-
-    if !(peer.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    }
-    if !(peer.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
-        headers.remove(&X_FORWARDED_HOST);
-        if let Some(host) = &host {
-            headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+/// `X-Forwarded-For`: the client's address, after the chain a trusted proxy sent.
+fn add_forwarded_for(headers: &mut HeaderMap, peer: &Peer<'_>, present: bool) {
+    if peer.trusted && present {
+        if let Some(chain) = previous_values(headers, &X_FORWARDED_FOR) {
+            let text = peer.text.to_str().unwrap_or_default();
+            set(headers, &X_FORWARDED_FOR, &format!("{chain}, {text}"));
+            return;
         }
     }
-    if let Some(host) = host {
-        headers.insert(HOST, host);
-    }
-    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
-    add_via(headers, version);
+    headers.insert(X_FORWARDED_FOR, peer.text.clone());
 }
 
 /// Rewrites the headers of an upstream response about to be sent to the client. A
@@ -148,7 +205,7 @@ pub fn prepare_response(
         headers.insert(UPGRADE, protocol);
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+    headers.insert(X_REQUEST_ID, request_id.clone());
     add_via(headers, version);
 }
 
@@ -169,7 +226,7 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// Appends this hop to `Forwarded` (RFC 7239): the chain is kept from trusted proxies only.
-fn add_forwarded(headers: &mut HeaderMap, peer: Peer, host: Option<&HeaderValue>) {
+fn add_forwarded(headers: &mut HeaderMap, peer: &Peer<'_>, host: Option<&HeaderValue>) {
     let node = match peer.addr {
         IpAddr::V4(ip) => ip.to_string(),
         // IPv6 addresses are quoted and bracketed (RFC 7239 §6).
@@ -242,9 +299,12 @@ mod tests {
         headers
     }
 
-    fn peer(trusted: bool) -> Peer {
+    static CLIENT: HeaderValue = HeaderValue::from_static("203.0.113.7");
+
+    fn peer(trusted: bool) -> Peer<'static> {
         Peer {
             addr: "203.0.113.7".parse().expect("ip"),
+            text: &CLIENT,
             trusted,
         }
     }
@@ -290,7 +350,7 @@ mod tests {
             &mut headers,
             Version::HTTP_11,
             None,
-            peer(false),
+            &peer(false),
             &id(),
             false,
         );
@@ -316,7 +376,7 @@ mod tests {
             &mut headers,
             Version::HTTP_11,
             None,
-            peer(true),
+            &peer(true),
             &id(),
             false,
         );
@@ -335,7 +395,7 @@ mod tests {
             &mut headers,
             Version::HTTP_2,
             Some("example.test:8080"),
-            peer(false),
+            &peer(false),
             &id(),
             false,
         );
@@ -351,7 +411,7 @@ mod tests {
             &mut headers,
             Version::HTTP_11,
             None,
-            peer(false),
+            &peer(false),
             &id(),
             true,
         );
@@ -364,7 +424,7 @@ mod tests {
             &mut headers,
             Version::HTTP_11,
             None,
-            peer(true),
+            &peer(true),
             &id(),
             true,
         );
@@ -377,7 +437,7 @@ mod tests {
             &mut headers,
             Version::HTTP_11,
             None,
-            peer(false),
+            &peer(false),
             &id(),
             false,
         );
@@ -385,12 +445,14 @@ mod tests {
             !headers.contains_key("forwarded"),
             "an untrusted claim is dropped"
         );
+        let v6_text = HeaderValue::from_static("2001:db8::1");
         let v6 = Peer {
             addr: "2001:db8::1".parse().expect("ip"),
+            text: &v6_text,
             trusted: false,
         };
         let mut headers = HeaderMap::new();
-        prepare_request(&mut headers, Version::HTTP_11, None, v6, &id(), true);
+        prepare_request(&mut headers, Version::HTTP_11, None, &v6, &id(), true);
         assert_eq!(headers["forwarded"], "for=\"[2001:db8::1]\";proto=http");
     }
 
@@ -405,7 +467,7 @@ mod tests {
             &mut headers,
             Version::HTTP_11,
             None,
-            peer(false),
+            &peer(false),
             &id(),
             false,
         );
@@ -417,7 +479,7 @@ mod tests {
             &mut plain,
             Version::HTTP_11,
             None,
-            peer(false),
+            &peer(false),
             &id(),
             false,
         );
@@ -434,7 +496,7 @@ mod tests {
             &mut headers,
             Version::HTTP_11,
             None,
-            peer(false),
+            &peer(false),
             &id(),
             false,
         );
@@ -444,7 +506,7 @@ mod tests {
             &mut headers,
             Version::HTTP_11,
             None,
-            peer(false),
+            &peer(false),
             &id(),
             false,
         );

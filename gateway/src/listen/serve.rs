@@ -1,10 +1,10 @@
-//! Accepting connections: HTTP/1.1 and HTTP/2 (h2c with prior knowledge) on one port through
-//! hyper-util's auto builder, each connection on its own task, tracked so shutdown can drain
-//! them (the hyper-util `server_graceful` example, with a cap on the wait).
+//! Accepting connections on one listener: HTTP/1.1 and HTTP/2 (h2c with prior knowledge)
+//! through hyper-util's auto builder, each connection on its own task, tracked so shutdown can
+//! drain them (the hyper-util `server_graceful` example, with a cap on the wait).
 
 use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -12,7 +12,7 @@ use hyper_util::{
 };
 use tokio::net::TcpListener;
 
-use crate::Body;
+use crate::forward::body::Body;
 
 /// Limits applied to each new client connection.
 #[derive(Debug, Clone, Copy)]
@@ -32,12 +32,28 @@ impl Default for ConnectionSettings {
     }
 }
 
+/// The client end of a connection, as every request on it sees it.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub addr: SocketAddr,
+    /// The client's IP as header text (`X-Forwarded-For`), formatted once per connection.
+    pub ip: HeaderValue,
+}
+
+impl Remote {
+    fn new(addr: SocketAddr) -> Self {
+        let ip = HeaderValue::from_str(&addr.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self { addr, ip }
+    }
+}
+
 /// Something that answers requests; the proxy and the admin endpoints both are.
 pub trait Handler: Send + Sync + 'static {
     fn call(
         self: Arc<Self>,
         request: Request<Incoming>,
-        peer: SocketAddr,
+        remote: Remote,
     ) -> impl Future<Output = Response<Body>> + Send;
 
     /// Limits for a connection accepted now (the proxy's follow routes.toml).
@@ -84,9 +100,10 @@ pub async fn serve<H: Handler>(
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
         let handler = Arc::clone(&handler);
+        let remote = Remote::new(peer);
         let service = service_fn(move |request| {
-            let handler = Arc::clone(&handler);
-            async move { Ok::<_, Infallible>(handler.call(request, peer).await) }
+            let future = Arc::clone(&handler).call(request, remote.clone());
+            async move { Ok::<_, Infallible>(future.await) }
         });
         let watcher = graceful.watcher();
         tokio::spawn(async move {

@@ -7,7 +7,14 @@
 //!
 //! Endpoint state lives in a [`Registry`] shared by all generations of the routing table, so a
 //! reload does not forget that an address is down or busy. Host names are resolved again every
-//! `resolve_interval` by a task that lives as long as its generation.
+//! `resolve_interval` by a task that lives as long as its generation ([`health`] has it, and the
+//! active health checks).
+//!
+//! Requests in flight are counted per worker, each in a slot of its own cache line: a worker
+//! never writes a line another core reads on its hot path, and power-of-two-choices compares
+//! the picking worker's own counts (as each nginx worker balances its own connections).
+
+pub mod health;
 
 use std::{
     collections::HashMap,
@@ -34,22 +41,28 @@ pub struct Endpoint {
     pub target: String,
     /// The target's host, sent as `Host` by health checks.
     pub host: String,
-    in_flight: AtomicUsize,
+    /// Requests in flight, one slot per worker (see the module docs).
+    in_flight: Box<[Slot]>,
     failures: AtomicU32,
     ejected_until_ms: AtomicU64,
     /// Result of the last active health check (true until one fails, or without checks).
     healthy: AtomicBool,
 }
 
+/// A counter alone on its cache line.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Slot(AtomicUsize);
+
 impl Endpoint {
-    fn new(target: &Target, addr: SocketAddr) -> Self {
+    fn new(target: &Target, addr: SocketAddr, workers: usize) -> Self {
         Self {
             addr,
             authority: http::uri::Authority::try_from(addr.to_string().as_str())
                 .unwrap_or_else(|_| http::uri::Authority::from_static("0.0.0.0:0")),
             target: target.url().to_owned(),
             host: target.host.clone(),
-            in_flight: AtomicUsize::new(0),
+            in_flight: (0..workers.max(1)).map(|_| Slot::default()).collect(),
             failures: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
@@ -65,14 +78,27 @@ impl Endpoint {
         self.healthy.load(Relaxed)
     }
 
+    /// Requests in flight to this address, from every worker.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Relaxed)
+        self.in_flight.iter().map(|slot| slot.0.load(Relaxed)).sum()
     }
 
-    /// Counts a request in flight until the guard is dropped.
-    pub fn begin(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Relaxed);
-        InFlight(Arc::clone(self))
+    /// Requests in flight to this address from `worker`.
+    fn in_flight_on(&self, worker: usize) -> usize {
+        self.slot(worker).0.load(Relaxed)
+    }
+
+    fn slot(&self, worker: usize) -> &Slot {
+        &self.in_flight[worker % self.in_flight.len()]
+    }
+
+    /// Counts a request of `worker` in flight until the guard is dropped.
+    pub fn begin(self: &Arc<Self>, worker: usize) -> InFlight {
+        self.slot(worker).0.fetch_add(1, Relaxed);
+        InFlight {
+            endpoint: Arc::clone(self),
+            worker,
+        }
     }
 
     /// A connection could not be opened; returns true when this ejects the endpoint.
@@ -106,21 +132,33 @@ impl Endpoint {
 
 /// A request in flight on an endpoint.
 #[derive(Debug)]
-pub struct InFlight(Arc<Endpoint>);
+pub struct InFlight {
+    endpoint: Arc<Endpoint>,
+    worker: usize,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Relaxed);
+        self.endpoint.slot(self.worker).0.fetch_sub(1, Relaxed);
     }
 }
 
 /// Endpoint state shared across reloads: the same (target, address) is the same endpoint.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Registry {
+    /// Workers counting requests in flight (one slot each per endpoint).
+    workers: usize,
     endpoints: Mutex<HashMap<(String, SocketAddr), Weak<Endpoint>>>,
 }
 
 impl Registry {
+    pub fn new(workers: usize) -> Self {
+        Self {
+            workers,
+            endpoints: Mutex::default(),
+        }
+    }
+
     fn endpoint(&self, target: &Target, addr: SocketAddr) -> Arc<Endpoint> {
         let mut endpoints = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
         let key = (target.url().to_owned(), addr);
@@ -129,7 +167,7 @@ impl Registry {
         }
         // Forget endpoints no generation uses any more.
         endpoints.retain(|_, endpoint| endpoint.strong_count() > 0);
-        let endpoint = Arc::new(Endpoint::new(target, addr));
+        let endpoint = Arc::new(Endpoint::new(target, addr, self.workers));
         endpoints.insert(key, Arc::downgrade(&endpoint));
         endpoint
     }
@@ -211,10 +249,10 @@ impl Pool {
         }
     }
 
-    /// Picks an endpoint, never one of `tried`. Available endpoints first; when none is
-    /// available, any endpoint (a guess beats refusing every request while all are marked
-    /// down).
-    pub fn pick(&self, tried: &[Arc<Endpoint>]) -> Option<Arc<Endpoint>> {
+    /// Picks an endpoint for a request of `worker`, never one of `tried`. Available endpoints
+    /// first; when none is available, any endpoint (a guess beats refusing every request while
+    /// all are marked down).
+    pub fn pick(&self, worker: usize, tried: &[Arc<Endpoint>]) -> Option<Arc<Endpoint>> {
         let endpoints = self.endpoints.load();
         // The common case, one address and a first attempt: nothing to choose.
         if let ([only], []) = (endpoints.as_slice(), tried) {
@@ -244,7 +282,11 @@ impl Pool {
                     let first = rng.random_range(0..n);
                     let second = (first + rng.random_range(1..n)) % n;
                     let (a, b) = (candidates[first], candidates[second]);
-                    if b.in_flight() < a.in_flight() { b } else { a }
+                    if b.in_flight_on(worker) < a.in_flight_on(worker) {
+                        b
+                    } else {
+                        a
+                    }
                 }
             })),
         }
@@ -283,7 +325,7 @@ mod tests {
 
     /// A pool over two local addresses (ports 1 and 2), with its own registry.
     async fn pair(balance: Balance) -> (Registry, Pool) {
-        let registry = Registry::default();
+        let registry = Registry::new(1);
         let targets = ["http://127.0.0.1:1", "http://127.0.0.1:2"];
         let pool = Pool::new(upstream(&targets, balance), &registry).await;
         (registry, pool)
@@ -293,22 +335,25 @@ mod tests {
     async fn round_robin_takes_turns_and_skips_tried_endpoints() {
         let (_registry, pool) = pair(Balance::RoundRobin).await;
         let ports: Vec<u16> = (0..4)
-            .map(|_| pool.pick(&[]).expect("one").addr.port())
+            .map(|_| pool.pick(0, &[]).expect("one").addr.port())
             .collect();
         assert_eq!(ports, [1, 2, 1, 2]);
-        let first = pool.pick(&[]).expect("one");
-        let other = pool.pick(&[Arc::clone(&first)]).expect("another");
+        let first = pool.pick(0, &[]).expect("one");
+        let other = pool.pick(0, &[Arc::clone(&first)]).expect("another");
         assert_ne!(first.addr, other.addr);
-        assert!(pool.pick(&[first, other]).is_none(), "nothing left to try");
+        assert!(
+            pool.pick(0, &[first, other]).is_none(),
+            "nothing left to try"
+        );
     }
 
     #[tokio::test]
     async fn power_of_two_choices_prefers_the_less_busy() {
         let (_registry, pool) = pair(Balance::PowerOfTwoChoices).await;
         let busy = pool.endpoints()[0].clone();
-        let _guards: Vec<InFlight> = (0..5).map(|_| busy.begin()).collect();
+        let _guards: Vec<InFlight> = (0..5).map(|_| busy.begin(0)).collect();
         for _ in 0..20 {
-            assert_eq!(pool.pick(&[]).expect("one").addr.port(), 2);
+            assert_eq!(pool.pick(0, &[]).expect("one").addr.port(), 2);
         }
     }
 
@@ -319,10 +364,10 @@ mod tests {
         let down = pool.endpoints()[0].clone();
         assert!(down.connect_failed(&eject), "one failure ejects by default");
         for _ in 0..4 {
-            assert_eq!(pool.pick(&[]).expect("one").addr.port(), 2);
+            assert_eq!(pool.pick(0, &[]).expect("one").addr.port(), 2);
         }
         pool.endpoints()[1].connect_failed(&eject);
-        assert!(pool.pick(&[]).is_some(), "all down: still try something");
+        assert!(pool.pick(0, &[]).is_some(), "all down: still try something");
         assert!(
             down.checked(true) || down.is_available(),
             "a passing check lifts the ejection"
@@ -332,7 +377,7 @@ mod tests {
 
     #[tokio::test]
     async fn state_survives_a_new_generation() {
-        let registry = Registry::default();
+        let registry = Registry::new(1);
         let targets = ["http://127.0.0.1:1"];
         let old = Pool::new(upstream(&targets, Balance::RoundRobin), &registry).await;
         let endpoint = old.endpoints()[0].clone();
@@ -347,7 +392,7 @@ mod tests {
 
     #[tokio::test]
     async fn host_names_resolve_to_every_address() {
-        let registry = Registry::default();
+        let registry = Registry::new(1);
         let pool = Pool::new(
             upstream(&["http://localhost:9"], Balance::RoundRobin),
             &registry,

@@ -1,4 +1,5 @@
-//! Wrappers around bodies crossing the gateway.
+//! The bodies crossing the gateway: one boxed type for every request and response, and two
+//! wrappers.
 //!
 //! - [`Reclaimable`]: a request body that can be taken back if the upstream request failed
 //!   before reading any of it, so the request can go to another address (a retry never sends a
@@ -12,9 +13,29 @@ use std::{
 };
 
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::{BodyExt, combinators::BoxBody};
 
-use crate::{BoxError, upstream::InFlight};
+use crate::upstream::InFlight;
+
+/// Errors inside streamed bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type of every request and response crossing the gateway.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// A body with nothing in it.
+pub fn empty() -> Body {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A complete body the gateway wrote itself.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    http_body_util::Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
 
 /// A body that stays in a shared slot until first polled.
 #[derive(Debug)]
@@ -55,9 +76,9 @@ impl<B> Reclaim<B> {
     }
 }
 
-impl<B> Body for Reclaimable<B>
+impl<B> HttpBody for Reclaimable<B>
 where
-    B: Body<Data = Bytes> + Unpin,
+    B: HttpBody<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
     type Data = Bytes;
@@ -95,6 +116,45 @@ where
     }
 }
 
+/// A request body for one or more attempts: the first attempt gets it; a later attempt gets it
+/// only when no attempt read any of it. Without retries it is passed through untouched.
+#[derive(Debug)]
+pub enum Resendable {
+    Once(Option<Body>),
+    Retryable {
+        fresh: Option<Reclaimable<Body>>,
+        reclaim: Reclaim<Body>,
+    },
+}
+
+impl Resendable {
+    pub fn new(body: Body, retryable: bool) -> Self {
+        if !retryable {
+            return Self::Once(Some(body));
+        }
+        let (fresh, reclaim) = Reclaimable::new(body);
+        Self::Retryable {
+            fresh: Some(fresh),
+            reclaim,
+        }
+    }
+
+    /// The body for the next attempt, if it can still be sent whole.
+    pub fn for_attempt(&mut self) -> Option<Body> {
+        match self {
+            Self::Once(body) => body.take(),
+            Self::Retryable { fresh, reclaim } => {
+                if let Some(fresh) = fresh.take() {
+                    return Some(fresh.boxed());
+                }
+                let (body, handle) = Reclaimable::new(reclaim.take()?);
+                *reclaim = handle;
+                Some(body.boxed())
+            }
+        }
+    }
+}
+
 /// A response body holding its address's in-flight guard until the body ends or is dropped.
 #[derive(Debug)]
 pub struct Tracked<B> {
@@ -111,7 +171,7 @@ impl<B> Tracked<B> {
     }
 }
 
-impl<B: Body + Unpin> Body for Tracked<B> {
+impl<B: HttpBody + Unpin> HttpBody for Tracked<B> {
     type Data = B::Data;
     type Error = B::Error;
 
@@ -133,7 +193,7 @@ impl<B: Body + Unpin> Body for Tracked<B> {
 
 #[cfg(test)]
 mod tests {
-    use http_body_util::{BodyExt, Full};
+    use http_body_util::Full;
 
     use super::*;
 
@@ -148,6 +208,18 @@ mod tests {
         drop(body);
         let back = reclaim.take().expect("never polled");
         assert_eq!(back.collect().await.expect("body").to_bytes(), "abc");
+    }
+
+    #[tokio::test]
+    async fn a_resendable_body_is_sent_again_only_while_unread() {
+        let mut once = Resendable::new(full("abc"), false);
+        assert!(once.for_attempt().is_some());
+        assert!(once.for_attempt().is_none(), "no retries: one attempt only");
+        let mut retryable = Resendable::new(full("abc"), true);
+        drop(retryable.for_attempt().expect("first attempt"));
+        let second = retryable.for_attempt().expect("unread: sent again");
+        assert_eq!(second.collect().await.expect("body").to_bytes(), "abc");
+        assert!(retryable.for_attempt().is_none(), "read: never sent again");
     }
 
     #[tokio::test]

@@ -15,9 +15,11 @@ use http::{
 };
 
 use crate::{
-    Body,
-    error::{empty_body, json_response},
-    headers::X_REQUEST_ID,
+    error::json_response,
+    forward::{
+        body::{self, Body},
+        headers::X_REQUEST_ID,
+    },
     routes::Cors,
 };
 
@@ -51,10 +53,10 @@ pub fn preflight(cors: &Cors, headers: &HeaderMap, request_id: &HeaderValue) -> 
         add_vary(response.headers_mut());
         return response;
     };
-    let mut response = Response::new(empty_body());
+    let mut response = Response::new(body::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;
     let out = response.headers_mut();
-    out.insert(X_REQUEST_ID.clone(), request_id.clone());
+    out.insert(X_REQUEST_ID, request_id.clone());
     allow(out, origin);
     out.insert(
         ACCESS_CONTROL_ALLOW_METHODS,

@@ -1,0 +1,149 @@
+//! Step 1 of a request: admit it. Route the path, answer a CORS preflight here, refuse a body
+//! declared larger than the route allows, and prepare what goes upstream (the headers per RFC
+//! 9110 §7.6, the body wrapped in the route's limit) and what the response step needs back.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use http::{HeaderMap, HeaderValue, Method, Request, Response, uri::PathAndQuery};
+use http_body_util::{BodyExt, Limited};
+use hyper::{body::Incoming, upgrade::OnUpgrade};
+
+use crate::{
+    error::GatewayError,
+    forward::{
+        body::{Body, BoxError},
+        cors,
+        headers::{self, Peer},
+    },
+    generation::Generation,
+    routes::Route,
+    upstream::Pool,
+};
+
+/// The outcome of admission: answered by the gateway itself, or to be forwarded.
+#[derive(Debug)]
+pub enum Admission<'g> {
+    Answered(&'g Route, Response<Body>),
+    Forward(Admitted<'g>),
+}
+
+/// An admitted request, split between the step that sends it and the one that answers.
+#[derive(Debug)]
+pub struct Admitted<'g> {
+    pub outgoing: Outgoing<'g>,
+    pub returning: Returning,
+}
+
+/// What goes to the upstream.
+#[derive(Debug)]
+pub struct Outgoing<'g> {
+    pub route: &'g Route,
+    pub pool: &'g Arc<Pool>,
+    pub method: Method,
+    /// Already rewritten for the upstream.
+    pub headers: HeaderMap,
+    pub path_and_query: PathAndQuery,
+    /// Within the route's `max_body`.
+    pub body: Body,
+    /// An upgrade (WebSocket) is never retried: its body is the rest of the connection.
+    pub upgrade: bool,
+}
+
+/// What the response step needs from the request.
+#[derive(Debug)]
+pub struct Returning {
+    /// `Some` when CORS is configured: the request's origin if it is an allowed one.
+    pub cors_origin: Option<Option<HeaderValue>>,
+    /// The client side of a protocol switch the request asked for.
+    pub client_upgrade: Option<OnUpgrade>,
+}
+
+/// Admits `request` from `peer` (whose address is already formatted as header text in
+/// `peer_text`, once per connection) under `generation`'s table.
+pub fn admit<'g>(
+    generation: &'g Generation,
+    mut request: Request<Incoming>,
+    peer: SocketAddr,
+    peer_text: &HeaderValue,
+    request_id: &HeaderValue,
+) -> Result<Admission<'g>, GatewayError> {
+    let table = &generation.table;
+    let route = table
+        .route(request.uri().path())
+        .ok_or(GatewayError::NoRoute)?;
+    let pool = generation
+        .pool(&route.upstream.name)
+        .ok_or(GatewayError::NoRoute)?;
+    let cors_origin = match &table.cors {
+        Some(cors) if cors::is_preflight(request.method(), request.headers()) => {
+            let answer = cors::preflight(cors, request.headers(), request_id);
+            return Ok(Admission::Answered(route, answer));
+        }
+        Some(cors) => Some(cors::allowed_origin(cors, request.headers()).cloned()),
+        None => None,
+    };
+    refuse_declared_excess(route, request.headers())?;
+    let upgrade = headers::upgrade_protocol(request.headers()).is_some();
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+
+    let (mut parts, body) = request.into_parts();
+    let peer = Peer {
+        addr: peer.ip(),
+        text: peer_text,
+        trusted: table.settings.is_trusted(peer.ip()),
+    };
+    let authority = parts.uri.authority().map(|authority| authority.as_str());
+    headers::prepare_request(
+        &mut parts.headers,
+        parts.version,
+        authority,
+        &peer,
+        request_id,
+        table.settings.forwarded,
+    );
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    Ok(Admission::Forward(Admitted {
+        outgoing: Outgoing {
+            route,
+            pool,
+            method: parts.method,
+            headers: parts.headers,
+            path_and_query,
+            body: limit(route, body),
+            upgrade,
+        },
+        returning: Returning {
+            cors_origin,
+            client_upgrade,
+        },
+    }))
+}
+
+/// 413 before anything is sent when `Content-Length` already says the body is too large (a
+/// body without one is cut off at the limit while it streams, see [`limit`]).
+fn refuse_declared_excess(route: &Route, headers: &HeaderMap) -> Result<(), GatewayError> {
+    let Some(limit) = route.max_body else {
+        return Ok(());
+    };
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(GatewayError::PayloadTooLarge { limit });
+    }
+    Ok(())
+}
+
+/// The request body, ended with an error once it passes the route's `max_body`.
+fn limit(route: &Route, body: Incoming) -> Body {
+    match route.max_body {
+        Some(limit) => Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
+            .map_err(BoxError::from)
+            .boxed(),
+        None => body.map_err(BoxError::from).boxed(),
+    }
+}

@@ -1,0 +1,260 @@
+//! Forwarding one request, in three steps, each in its own module:
+//!
+//! 1. [`admit`]: route the path, answer CORS preflights, refuse a declared body over the limit,
+//!    and rewrite the headers to send (RFC 9110 §7.6);
+//! 2. [`send`]: pick an upstream address, send over a pooled keep-alive connection of this
+//!    worker, and retry on another address only when that cannot do harm;
+//! 3. [`respond`]: rewrite the response headers, apply CORS, stream the body back (or splice a
+//!    `101 Switching Protocols` into a tunnel).
+//!
+//! [`Proxy::handle`] strings them together and writes the access log and the metrics. Bodies
+//! are streamed both ways, never buffered; every failure becomes a JSON answer
+//! ([`crate::error`]).
+
+pub mod admit;
+pub mod body;
+pub mod cors;
+pub mod headers;
+pub mod respond;
+pub mod send;
+
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use arc_swap::ArcSwap;
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::Instrument;
+
+use crate::{
+    error::GatewayError,
+    forward::{
+        admit::{Admission, Admitted},
+        body::Body,
+        headers::X_REQUEST_ID,
+    },
+    generation::Generation,
+    listen::{ConnectionSettings, Handler, Remote},
+    metrics::Metrics,
+    routes::{Route, RouteTable},
+    upstream::Registry,
+};
+
+/// The proxy: the current generation (swapped atomically on reload), the endpoint registry shared
+/// by all generations, metrics, and the upgraded connections (tunnels) it carries.
+#[derive(Debug)]
+pub struct Proxy {
+    current: ArcSwap<Generation>,
+    registry: Arc<Registry>,
+    workers: usize,
+    pub metrics: Arc<Metrics>,
+    tunnels: TaskTracker,
+    close_tunnels: CancellationToken,
+}
+
+/// What the access log says about a request besides its status.
+#[derive(Debug, Default)]
+pub struct Served<'g> {
+    pub route: Option<&'g Route>,
+    /// The upstream address of the last attempt.
+    pub address: Option<SocketAddr>,
+    pub attempts: usize,
+}
+
+impl Proxy {
+    /// A proxy for `workers` workers, serving `table` as generation 1.
+    pub async fn new(table: RouteTable, metrics: Arc<Metrics>, workers: usize) -> Self {
+        let registry = Arc::new(Registry::new(workers));
+        let generation = Generation::new(1, table, &registry, workers).await;
+        generation.spawn_tasks(&registry);
+        Self {
+            current: ArcSwap::from_pointee(generation),
+            registry,
+            workers,
+            metrics,
+            tunnels: TaskTracker::new(),
+            close_tunnels: CancellationToken::new(),
+        }
+    }
+
+    /// The generation requests are routed with right now.
+    pub fn current(&self) -> Arc<Generation> {
+        self.current.load_full()
+    }
+
+    /// Installs a new routes table; requests (and tunnels) already running keep the old one.
+    pub async fn install(&self, table: RouteTable) -> u64 {
+        let number = self.current.load().number + 1;
+        let generation = Generation::new(number, table, &self.registry, self.workers).await;
+        generation.spawn_tasks(&self.registry);
+        self.current.store(Arc::new(generation));
+        number
+    }
+
+    /// Waits for upgraded connections to end, closing those still open after `grace`.
+    pub async fn drain_tunnels(&self, grace: Duration) {
+        self.tunnels.close();
+        if tokio::time::timeout(grace, self.tunnels.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = self.tunnels.len(),
+                "closing upgraded connections at the deadline"
+            );
+            self.close_tunnels.cancel();
+            self.tunnels.wait().await;
+        }
+    }
+
+    /// Handles one client request on `worker`; never fails (errors become JSON responses).
+    pub async fn handle(
+        &self,
+        worker: usize,
+        request: Request<Incoming>,
+        remote: &Remote,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let request_id = request_id(&request);
+        let span = tracing::info_span!(
+            "request",
+            request_id = request_id.to_str().unwrap_or_default(),
+            method = %request.method(),
+            path = request.uri().path(),
+        );
+        async {
+            let generation = self.current();
+            let mut served = Served::default();
+            let result = self
+                .forward(
+                    worker,
+                    &generation,
+                    request,
+                    remote,
+                    &request_id,
+                    &mut served,
+                )
+                .await;
+            let response = log_outcome(result, &served, &request_id, started.elapsed());
+            let route = served.route.map_or("-", |route| route.path.as_str());
+            self.metrics
+                .observe(worker, route, response.status(), started.elapsed());
+            response
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// admit → send → respond.
+    async fn forward<'g>(
+        &self,
+        worker: usize,
+        generation: &'g Generation,
+        request: Request<Incoming>,
+        remote: &Remote,
+        request_id: &HeaderValue,
+        served: &mut Served<'g>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let admission = admit::admit(generation, request, remote.addr, &remote.ip, request_id)?;
+        let Admitted {
+            outgoing,
+            returning,
+        } = match admission {
+            Admission::Answered(route, response) => {
+                served.route = Some(route);
+                return Ok(response);
+            }
+            Admission::Forward(admitted) => admitted,
+        };
+        served.route = Some(outgoing.route);
+        let sent = send::send(worker, generation, outgoing, served).await?;
+        Ok(respond::respond(self, sent, returning, request_id))
+    }
+}
+
+/// The incoming `X-Request-Id` when it is a usable id, else a fresh one.
+fn request_id(request: &Request<Incoming>) -> HeaderValue {
+    let incoming = request.headers().get(&X_REQUEST_ID);
+    if let Some(id) = incoming.filter(|id| common::request_id::is_valid(id.as_bytes())) {
+        return id.clone();
+    }
+    HeaderValue::from_str(&common::request_id::generate())
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// Writes the access-log line of a finished request and turns an error into its JSON answer.
+fn log_outcome(
+    result: Result<Response<Body>, GatewayError>,
+    served: &Served<'_>,
+    request_id: &HeaderValue,
+    latency: Duration,
+) -> Response<Body> {
+    let latency_ms = latency.as_secs_f64() * 1000.0;
+    let route = served.route.map_or("-", |route| route.path.as_str());
+    let upstream = served
+        .route
+        .map_or("-", |route| route.upstream.name.as_str());
+    let address = tracing::field::display(OrDash(served.address));
+    let attempts = served.attempts;
+    match result {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            tracing::info!(
+                route, upstream, address, attempts, status, latency_ms, "proxied"
+            );
+            response
+        }
+        Err(err) => {
+            let status = err.status().as_u16();
+            match &err {
+                GatewayError::UpstreamUnavailable { cause, .. } => tracing::warn!(
+                    route, upstream, address, attempts, status, latency_ms, cause = %cause,
+                    "upstream unavailable"
+                ),
+                _ => tracing::info!(
+                    route, upstream, address, attempts, status, latency_ms, error = %err,
+                    "refused"
+                ),
+            }
+            err.into_response(request_id)
+        }
+    }
+}
+
+/// A value for a log field, `-` when there is none (formatted only if the line is logged).
+struct OrDash<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(value) => value.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// The proxy as seen by one worker: requests it accepts use the worker's own upstream
+/// connections and counters.
+#[derive(Debug)]
+pub struct WorkerProxy {
+    pub proxy: Arc<Proxy>,
+    pub worker: usize,
+}
+
+impl Handler for WorkerProxy {
+    async fn call(self: Arc<Self>, request: Request<Incoming>, remote: Remote) -> Response<Body> {
+        self.proxy.handle(self.worker, request, &remote).await
+    }
+
+    fn connection_settings(&self) -> ConnectionSettings {
+        let settings = &self.proxy.current().table.settings;
+        ConnectionSettings {
+            idle_timeout: settings.idle_timeout,
+            max_header_bytes: settings.max_header_bytes,
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Step 3 of a request: answer the client. The upstream's response headers are rewritten (RFC
+//! 9110 §7.6), CORS applied, and the body streamed back holding its address's in-flight count;
+//! a `101 Switching Protocols` is spliced into a tunnel between the two upgraded connections.
+
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tracing::Instrument;
+
+use crate::{
+    forward::{
+        Proxy,
+        admit::Returning,
+        body::{self, Body, BoxError, Tracked},
+        cors, headers,
+        send::Sent,
+    },
+    upstream::InFlight,
+};
+
+/// The client's response to `sent`.
+pub fn respond(
+    proxy: &Proxy,
+    sent: Sent,
+    returning: Returning,
+    request_id: &HeaderValue,
+) -> Response<Body> {
+    let Sent {
+        mut response,
+        in_flight,
+    } = sent;
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let upstream_upgrade = switching.then(|| hyper::upgrade::on(&mut response));
+    let (mut parts, body) = response.into_parts();
+    headers::prepare_response(&mut parts.headers, parts.status, parts.version, request_id);
+    if let Some(origin) = &returning.cors_origin {
+        cors::decorate(&mut parts.headers, origin.as_ref());
+    }
+    if let (Some(client), Some(upstream)) = (returning.client_upgrade, upstream_upgrade) {
+        proxy.spawn_tunnel(client, upstream, in_flight);
+        return Response::from_parts(parts, body::empty());
+    }
+    let body = Tracked::new(body, in_flight)
+        .map_err(BoxError::from)
+        .boxed();
+    Response::from_parts(parts, body)
+}
+
+impl Proxy {
+    /// Splices the client's and the upstream's upgraded connections until either side closes,
+    /// or until shutdown closes all tunnels.
+    fn spawn_tunnel(&self, client: OnUpgrade, upstream: OnUpgrade, in_flight: InFlight) {
+        let closing = self.close_tunnels.clone();
+        self.tunnels.spawn(
+            async move {
+                let (client, upstream) = match tokio::try_join!(client, upstream) {
+                    Ok(sides) => sides,
+                    Err(err) => {
+                        tracing::debug!(error = %err, "upgrade did not complete");
+                        return;
+                    }
+                };
+                let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+                tokio::select! {
+                    copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                        if let Ok((up, down)) = copied {
+                            tracing::debug!(bytes_up = up, bytes_down = down, "tunnel closed");
+                        }
+                    }
+                    () = closing.cancelled() => tracing::debug!("tunnel closed at shutdown"),
+                }
+                drop(in_flight);
+            }
+            .in_current_span(),
+        );
+    }
+}

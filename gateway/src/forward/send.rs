@@ -1,0 +1,180 @@
+//! Step 2 of a request: send it upstream over the worker's pooled connections.
+//!
+//! A failed attempt is retried on another address only when that cannot do harm: when nothing
+//! reached the upstream (the connection was refused or timed out, and the body was not read), or
+//! when the method is idempotent and the body is still unread. A timeout is never retried: the
+//! upstream may still be working on it.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, Method, Request, Response, Uri, uri};
+use hyper::body::Incoming;
+
+use crate::{
+    error::GatewayError,
+    forward::{
+        Served,
+        admit::Outgoing,
+        body::{BoxError, Resendable},
+    },
+    generation::Generation,
+    routes::Route,
+    upstream::{Endpoint, InFlight, Pool},
+};
+
+/// Most addresses one request is tried on.
+const MAX_ATTEMPTS: usize = 3;
+
+/// An upstream's answer, with its address's in-flight count held until the body is done.
+#[derive(Debug)]
+pub struct Sent {
+    pub response: Response<Incoming>,
+    pub in_flight: InFlight,
+}
+
+/// Sends `outgoing` for `worker`, trying up to [`MAX_ATTEMPTS`] addresses when retrying is safe.
+pub async fn send<'g>(
+    worker: usize,
+    generation: &'g Generation,
+    outgoing: Outgoing<'g>,
+    served: &mut Served<'g>,
+) -> Result<Sent, GatewayError> {
+    let Outgoing {
+        route,
+        pool,
+        method,
+        mut headers,
+        path_and_query,
+        body,
+        upgrade,
+    } = outgoing;
+    let client = generation.client(worker);
+    // Headers are kept for a retry only when there is another address to retry on; for a
+    // single-address upstream they move into the request.
+    let may_retry = pool.has_alternatives() && !upgrade;
+    let mut body = Resendable::new(body, may_retry);
+    let mut tried: Vec<Arc<Endpoint>> = Vec::new();
+    let mut last_error = None;
+    while served.attempts < MAX_ATTEMPTS {
+        let Some(endpoint) = pool.pick(worker, &tried) else {
+            break;
+        };
+        let Some(attempt_body) = body.for_attempt() else {
+            break;
+        };
+        served.attempts += 1;
+        served.address = Some(endpoint.addr);
+        let attempt_headers = if may_retry {
+            headers.clone()
+        } else {
+            std::mem::take(&mut headers)
+        };
+        let request = upstream_request(&method, attempt_headers, &endpoint, &path_and_query)?
+            .map(|()| attempt_body);
+        let in_flight = endpoint.begin(worker);
+        match tokio::time::timeout(route.timeout, client.request(request)).await {
+            Ok(Ok(response)) => {
+                endpoint.answered();
+                return Ok(Sent {
+                    response,
+                    in_flight,
+                });
+            }
+            Ok(Err(err)) => {
+                let retryable = failed(route, pool, &endpoint, &method, &err)?;
+                last_error = Some(unavailable(route, &endpoint, Box::new(err)));
+                tried.push(endpoint);
+                if !(retryable && may_retry) {
+                    break;
+                }
+            }
+            Err(_) => return Err(timed_out(route, &endpoint)),
+        }
+    }
+    Err(
+        last_error.unwrap_or_else(|| GatewayError::UpstreamUnavailable {
+            upstream: route.upstream.name.clone(),
+            target: "-".into(),
+            cause: "no address to send the request to".into(),
+        }),
+    )
+}
+
+/// The request line and headers for one attempt on `endpoint` (HTTP/1.1 upstream, whatever the
+/// client spoke); the body is added by the caller.
+fn upstream_request(
+    method: &Method,
+    headers: HeaderMap,
+    endpoint: &Endpoint,
+    path_and_query: &uri::PathAndQuery,
+) -> Result<Request<()>, GatewayError> {
+    let mut target = uri::Parts::default();
+    target.scheme = Some(uri::Scheme::HTTP);
+    target.authority = Some(endpoint.authority.clone());
+    target.path_and_query = Some(path_and_query.clone());
+    let uri = Uri::from_parts(target)
+        .map_err(|_| GatewayError::BadRequest("request target cannot be forwarded"))?;
+    let mut request = Request::new(());
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    Ok(request)
+}
+
+/// Classifies a failed attempt: `Err` when it must not be retried at all (the client's body
+/// went over the limit), else whether another address may be tried. Connection failures count
+/// towards ejecting the address.
+fn failed(
+    route: &Route,
+    pool: &Pool,
+    endpoint: &Endpoint,
+    method: &Method,
+    err: &hyper_util::client::legacy::Error,
+) -> Result<bool, GatewayError> {
+    if let Some(limit) = route.max_body.filter(|_| is_length_limit(err)) {
+        return Err(GatewayError::PayloadTooLarge { limit });
+    }
+    let unsent = err.is_connect();
+    if unsent && endpoint.connect_failed(&pool.upstream.eject) {
+        tracing::warn!(upstream = %pool.upstream.name, address = %endpoint.addr, cooldown = ?pool.upstream.eject.cooldown, "address ejected after connection failures");
+    }
+    let retryable = unsent || is_idempotent(method);
+    tracing::debug!(address = %endpoint.addr, error = %err, retryable, "upstream attempt failed");
+    Ok(retryable)
+}
+
+fn unavailable(route: &Route, endpoint: &Endpoint, cause: BoxError) -> GatewayError {
+    GatewayError::UpstreamUnavailable {
+        upstream: route.upstream.name.clone(),
+        target: endpoint.target.clone(),
+        cause,
+    }
+}
+
+fn timed_out(route: &Route, endpoint: &Endpoint) -> GatewayError {
+    GatewayError::UpstreamTimeout {
+        upstream: route.upstream.name.clone(),
+        target: endpoint.target.clone(),
+        after: route.timeout,
+    }
+}
+
+/// RFC 9110 §9.2.2: repeating these has the same effect as sending them once.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Whether a failed upstream request failed because the client's body went over `max_body`.
+fn is_length_limit(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(error) = cause {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
