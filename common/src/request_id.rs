@@ -20,17 +20,13 @@ pub fn is_valid(value: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(b))
 }
 
-/// A fresh id: 128 random bits as 32 hex digits.
-pub fn generate() -> String {
-    crate::random::hex(16)
-}
+/// Length of a generated id.
+pub const GENERATED_LEN: usize = 32;
 
-/// The incoming id when valid, else a fresh one.
-pub fn keep_or_generate(incoming: Option<&[u8]>) -> String {
-    match incoming {
-        Some(value) if is_valid(value) => String::from_utf8_lossy(value).into_owned(),
-        _ => generate(),
-    }
+/// A fresh id (128 random bits as 32 hex digits) written into `out`, without allocating: every
+/// request without a usable id gets one.
+pub fn generate_into(out: &mut [u8; GENERATED_LEN]) {
+    crate::random::fill_hex(out);
 }
 
 #[cfg(test)]
@@ -38,21 +34,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn valid_ids_are_kept() {
-        assert_eq!(keep_or_generate(Some(b"abc-123")), "abc-123");
-        let uuid = b"6f1c2a4e-0b8d-4b9e-9f3a-2c1d5e7f8a9b";
-        assert_eq!(keep_or_generate(Some(uuid)).as_bytes(), uuid);
+    fn ids_that_look_like_ids_are_valid() {
+        assert!(is_valid(b"abc-123"));
+        assert!(is_valid(b"6f1c2a4e-0b8d-4b9e-9f3a-2c1d5e7f8a9b"));
+        let too_long = vec![b'a'; MAX_LEN + 1];
+        for bad in [&b""[..], b"a b", b"line\nbreak", "\u{e9}".as_bytes(), &too_long] {
+            assert!(!is_valid(bad), "{bad:?}");
+        }
     }
 
     #[test]
-    fn invalid_ids_are_replaced() {
-        let too_long = vec![b'a'; MAX_LEN + 1];
-        for bad in [&b""[..], b"a b", b"line\nbreak", "é".as_bytes(), &too_long] {
-            let id = keep_or_generate(Some(bad));
-            assert_ne!(id.as_bytes(), bad);
-            assert!(is_valid(id.as_bytes()));
-        }
-        assert_eq!(generate().len(), 32);
-        assert_ne!(generate(), generate());
+    fn generated_ids_are_valid_and_differ() {
+        let (mut a, mut b) = ([0u8; GENERATED_LEN], [0u8; GENERATED_LEN]);
+        generate_into(&mut a);
+        generate_into(&mut b);
+        assert!(is_valid(&a) && is_valid(&b));
+        assert_ne!(a, b);
     }
 }

@@ -4,7 +4,8 @@
 //! - [`Reclaimable`]: a request body that can be taken back if the upstream request failed
 //!   before reading any of it, so the request can go to another address (a retry never sends a
 //!   half-read body).
-//! - [`Tracked`]: a response body that keeps its address's in-flight count until it ends.
+//! - [`Streamed`]: a response body that drives its upstream connection, gives it back for reuse
+//!   at its end, and keeps its address's in-flight count until then.
 
 use std::{
     pin::Pin,
@@ -16,7 +17,9 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{BodyExt, combinators::BoxBody};
 
-use crate::upstream::InFlight;
+use hyper::body::Incoming;
+
+use crate::upstream::{InFlight, connection::Connection};
 
 /// Errors inside streamed bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -155,31 +158,54 @@ impl Resendable {
     }
 }
 
-/// A response body holding its address's in-flight guard until the body ends or is dropped.
+/// A response body from an upstream: it drives its connection while it streams (see
+/// [`crate::upstream::connection`]), gives the connection back for the worker's next request
+/// once it has been read to its end, and holds the address's in-flight count until it is done.
 #[derive(Debug)]
-pub struct Tracked<B> {
-    body: B,
-    _in_flight: InFlight,
+pub struct Streamed {
+    body: Incoming,
+    /// `None` for a connection that cannot be reused (ended, or never pooled).
+    connection: Option<Connection>,
+    in_flight: InFlight,
 }
 
-impl<B> Tracked<B> {
-    pub fn new(body: B, in_flight: InFlight) -> Self {
+impl Streamed {
+    pub fn new(body: Incoming, connection: Option<Connection>, in_flight: InFlight) -> Self {
         Self {
             body,
-            _in_flight: in_flight,
+            connection,
+            in_flight,
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            self.in_flight.give_back(connection);
         }
     }
 }
 
-impl<B: HttpBody + Unpin> HttpBody for Tracked<B> {
-    type Data = B::Data;
-    type Error = B::Error;
+impl HttpBody for Streamed {
+    type Data = Bytes;
+    type Error = hyper::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        if let Some(connection) = &mut this.connection {
+            if !connection.drive(cx) {
+                // Ended (the upstream closed it after this response, or failed): the body
+                // ends or fails by itself; the connection is not kept.
+                this.connection = None;
+            }
+        }
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            this.finish();
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -188,6 +214,16 @@ impl<B: HttpBody + Unpin> HttpBody for Tracked<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+impl Drop for Streamed {
+    fn drop(&mut self) {
+        // A body the server never polls (empty: a 204, a HEAD) is complete all the same; one
+        // dropped halfway leaves unread bytes on its connection, which then closes with it.
+        if self.body.is_end_stream() {
+            self.finish();
+        }
     }
 }
 

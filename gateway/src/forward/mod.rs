@@ -50,7 +50,6 @@ use crate::{
 pub struct Proxy {
     current: ArcSwap<Generation>,
     registry: Arc<Registry>,
-    workers: usize,
     pub metrics: Arc<Metrics>,
     tunnels: TaskTracker,
     close_tunnels: CancellationToken,
@@ -69,12 +68,11 @@ impl Proxy {
     /// A proxy for `workers` workers, serving `table` as generation 1.
     pub async fn new(table: RouteTable, metrics: Arc<Metrics>, workers: usize) -> Self {
         let registry = Arc::new(Registry::new(workers));
-        let generation = Generation::new(1, table, &registry, workers).await;
+        let generation = Generation::new(1, table, &registry).await;
         generation.spawn_tasks(&registry);
         Self {
             current: ArcSwap::from_pointee(generation),
             registry,
-            workers,
             metrics,
             tunnels: TaskTracker::new(),
             close_tunnels: CancellationToken::new(),
@@ -89,7 +87,7 @@ impl Proxy {
     /// Installs a new routes table; requests (and tunnels) already running keep the old one.
     pub async fn install(&self, table: RouteTable) -> u64 {
         let number = self.current.load().number + 1;
-        let generation = Generation::new(number, table, &self.registry, self.workers).await;
+        let generation = Generation::new(number, table, &self.registry).await;
         generation.spawn_tasks(&self.registry);
         self.current.store(Arc::new(generation));
         number
@@ -182,8 +180,9 @@ fn request_id(request: &Request<Incoming>) -> HeaderValue {
     if let Some(id) = incoming.filter(|id| common::request_id::is_valid(id.as_bytes())) {
         return id.clone();
     }
-    HeaderValue::from_str(&common::request_id::generate())
-        .unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    let mut fresh = [0u8; common::request_id::GENERATED_LEN];
+    common::request_id::generate_into(&mut fresh);
+    HeaderValue::from_bytes(&fresh).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 /// Writes the access-log line of a finished request and turns an error into its JSON answer.

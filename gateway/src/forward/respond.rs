@@ -1,5 +1,5 @@
 //! Step 3 of a request: answer the client. The upstream's response headers are rewritten (RFC
-//! 9110 §7.6), CORS applied, and the body streamed back holding its address's in-flight count;
+//! 9110 §7.6), CORS applied, and the body streamed back, driving its upstream connection;
 //! a `101 Switching Protocols` is spliced into a tunnel between the two upgraded connections.
 
 use http::{HeaderValue, Response, StatusCode};
@@ -12,7 +12,7 @@ use crate::{
     forward::{
         Proxy,
         admit::Returning,
-        body::{self, Body, BoxError, Tracked},
+        body::{self, Body, BoxError, Streamed},
         cors, headers,
         send::Sent,
     },
@@ -28,6 +28,7 @@ pub fn respond(
 ) -> Response<Body> {
     let Sent {
         mut response,
+        connection,
         in_flight,
     } = sent;
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -41,7 +42,7 @@ pub fn respond(
         proxy.spawn_tunnel(client, upstream, in_flight);
         return Response::from_parts(parts, body::empty());
     }
-    let body = Tracked::new(body, in_flight)
+    let body = Streamed::new(body, connection, in_flight)
         .map_err(BoxError::from)
         .boxed();
     Response::from_parts(parts, body)

@@ -1,4 +1,5 @@
-//! Step 2 of a request: send it upstream over the worker's pooled connections.
+//! Step 2 of a request: send it upstream, on one of the worker's idle connections to the
+//! address picked or on a new one ([`crate::upstream::connection`]).
 //!
 //! A failed attempt is retried on another address only when that cannot do harm: when nothing
 //! reached the upstream (the connection was refused or timed out, and the body was not read), or
@@ -7,7 +8,7 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, Method, Request, Response, Uri, uri};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, header::HOST, uri};
 use hyper::body::Incoming;
 
 use crate::{
@@ -19,16 +20,21 @@ use crate::{
     },
     generation::Generation,
     routes::Route,
-    upstream::{Endpoint, InFlight, Pool},
+    upstream::{
+        Endpoint, InFlight, Pool,
+        connection::{self, Connection, SendError},
+    },
 };
 
 /// Most addresses one request is tried on.
 const MAX_ATTEMPTS: usize = 3;
 
-/// An upstream's answer, with its address's in-flight count held until the body is done.
+/// An upstream's answer, with the connection its body arrives on (`None` for a protocol
+/// switch) and its address's in-flight count, both held until the body is done.
 #[derive(Debug)]
 pub struct Sent {
     pub response: Response<Incoming>,
+    pub connection: Option<Connection>,
     pub in_flight: InFlight,
 }
 
@@ -48,7 +54,7 @@ pub async fn send<'g>(
         body,
         upgrade,
     } = outgoing;
-    let client = generation.client(worker);
+    let connect_timeout = generation.table.settings.connect_timeout;
     // Headers are kept for a retry only when there is another address to retry on; for a
     // single-address upstream they move into the request.
     let may_retry = pool.has_alternatives() && !upgrade;
@@ -72,11 +78,21 @@ pub async fn send<'g>(
         let request = upstream_request(&method, attempt_headers, &endpoint, &path_and_query)?
             .map(|()| attempt_body);
         let in_flight = endpoint.begin(worker);
-        match tokio::time::timeout(route.timeout, client.request(request)).await {
-            Ok(Ok(response)) => {
+        let sending = async {
+            if upgrade {
+                let response = connection::send_upgrade(endpoint.addr, connect_timeout, request);
+                response.await.map(|response| (response, None))
+            } else {
+                let sent = endpoint.send(worker, request, connect_timeout).await;
+                sent.map(|(response, connection)| (response, Some(connection)))
+            }
+        };
+        match tokio::time::timeout(route.timeout, sending).await {
+            Ok(Ok((response, connection))) => {
                 endpoint.answered();
                 return Ok(Sent {
                     response,
+                    connection,
                     in_flight,
                 });
             }
@@ -101,19 +117,23 @@ pub async fn send<'g>(
 }
 
 /// The request line and headers for one attempt on `endpoint` (HTTP/1.1 upstream, whatever the
-/// client spoke); the body is added by the caller.
+/// client spoke, in origin form); the body is added by the caller. A request without a `Host`
+/// (HTTP/1.0) gets the address's, which HTTP/1.1 requires.
 fn upstream_request(
     method: &Method,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     endpoint: &Endpoint,
     path_and_query: &uri::PathAndQuery,
 ) -> Result<Request<()>, GatewayError> {
     let mut target = uri::Parts::default();
-    target.scheme = Some(uri::Scheme::HTTP);
-    target.authority = Some(endpoint.authority.clone());
     target.path_and_query = Some(path_and_query.clone());
     let uri = Uri::from_parts(target)
         .map_err(|_| GatewayError::BadRequest("request target cannot be forwarded"))?;
+    if !headers.contains_key(HOST) {
+        if let Ok(host) = HeaderValue::from_str(endpoint.authority.as_str()) {
+            headers.insert(HOST, host);
+        }
+    }
     let mut request = Request::new(());
     *request.method_mut() = method.clone();
     *request.uri_mut() = uri;
@@ -129,12 +149,12 @@ fn failed(
     pool: &Pool,
     endpoint: &Endpoint,
     method: &Method,
-    err: &hyper_util::client::legacy::Error,
+    err: &SendError,
 ) -> Result<bool, GatewayError> {
     if let Some(limit) = route.max_body.filter(|_| is_length_limit(err)) {
         return Err(GatewayError::PayloadTooLarge { limit });
     }
-    let unsent = err.is_connect();
+    let unsent = matches!(err, SendError::Connect(_));
     if unsent && endpoint.connect_failed(&pool.upstream.eject) {
         tracing::warn!(upstream = %pool.upstream.name, address = %endpoint.addr, cooldown = ?pool.upstream.eject.cooldown, "address ejected after connection failures");
     }

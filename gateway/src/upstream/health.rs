@@ -6,8 +6,8 @@ use std::{sync::Weak, time::Duration};
 
 use http::Request;
 
-use super::{Pool, Registry};
-use crate::{forward::body, generation::UpstreamClient};
+use super::{Endpoint, HealthCheck, Pool, Registry, connection::Connection};
+use crate::forward::body;
 
 /// Resolves `pool`'s targets every `interval` until the pool is gone.
 pub async fn resolve_every(
@@ -22,24 +22,19 @@ pub async fn resolve_every(
     }
 }
 
-/// Checks every address of `pool` each interval until the pool is gone, over `client` (the
-/// generation's control client: checks never borrow a worker's connections).
-pub async fn check_every(client: UpstreamClient, pool: Weak<Pool>) {
+/// Checks every address of `pool` each interval until the pool is gone, each check on a new
+/// connection (it runs on the control runtime, and never borrows a worker's connections).
+pub async fn check_every(connect_timeout: Duration, pool: Weak<Pool>) {
     loop {
         let Some(pool) = pool.upgrade() else { break };
         let Some(check) = pool.upstream.health_check.clone() else {
             break;
         };
         for endpoint in pool.endpoints().iter() {
-            let request = Request::get(format!("http://{}{}", endpoint.addr, check.path))
-                .header(http::header::HOST, &endpoint.host)
-                .header(http::header::USER_AGENT, "gateway-health-check")
-                .body(body::empty());
-            let Ok(request) = request else { continue };
-            let healthy = matches!(
-                tokio::time::timeout(check.timeout, client.request(request)).await,
-                Ok(Ok(response)) if response.status().is_success()
-            );
+            let healthy =
+                tokio::time::timeout(check.timeout, passes(endpoint, &check, connect_timeout))
+                    .await
+                    .unwrap_or(false);
             if endpoint.checked(healthy) {
                 if healthy {
                     tracing::info!(upstream = %pool.upstream.name, address = %endpoint.addr, "health check passes again");
@@ -51,4 +46,17 @@ pub async fn check_every(client: UpstreamClient, pool: Weak<Pool>) {
         drop(pool);
         tokio::time::sleep(check.interval).await;
     }
+}
+
+/// Whether `endpoint` answers `GET <check.path>` with a 2xx.
+async fn passes(endpoint: &Endpoint, check: &HealthCheck, connect_timeout: Duration) -> bool {
+    let Ok(mut connection) = Connection::open(endpoint.addr, connect_timeout).await else {
+        return false;
+    };
+    let request = Request::get(check.path.as_str())
+        .header(http::header::HOST, &endpoint.host)
+        .header(http::header::USER_AGENT, "gateway-health-check")
+        .body(body::empty());
+    let Ok(request) = request else { return false };
+    matches!(connection.send(request).await, Ok(response) if response.status().is_success())
 }

@@ -10,10 +10,13 @@
 //! `resolve_interval` by a task that lives as long as its generation ([`health`] has it, and the
 //! active health checks).
 //!
-//! Requests in flight are counted per worker, each in a slot of its own cache line: a worker
-//! never writes a line another core reads on its hot path, and power-of-two-choices compares
-//! the picking worker's own counts (as each nginx worker balances its own connections).
+//! Each worker has a slot of its own in every endpoint, on its own cache line: its requests in
+//! flight and its idle connections to the address ([`connection`]). A worker never writes a
+//! line another core reads on its hot path; power-of-two-choices compares the picking worker's
+//! own counts (as each nginx worker balances its own connections). Connections live as long as
+//! the endpoint, so a reload keeps them.
 
+pub mod connection;
 pub mod health;
 
 use std::{
@@ -25,11 +28,22 @@ use std::{
     },
 };
 
+use std::time::Duration;
+
 use arc_swap::ArcSwap;
 use common::time::{millis, now_ms};
+use http::{Request, Response};
+use hyper::body::Incoming;
 use rand::Rng;
 
-use crate::routes::{Balance, Eject, Target, Upstream};
+use self::connection::{Connection, SendError};
+use crate::{
+    forward::body::Body,
+    routes::{Balance, Eject, HealthCheck, Target, Upstream},
+};
+
+/// Most idle connections a worker keeps to one address.
+const MAX_IDLE_PER_WORKER: usize = 256;
 
 /// One address of an upstream target.
 #[derive(Debug)]
@@ -41,28 +55,32 @@ pub struct Endpoint {
     pub target: String,
     /// The target's host, sent as `Host` by health checks.
     pub host: String,
-    /// Requests in flight, one slot per worker (see the module docs).
-    in_flight: Box<[Slot]>,
+    /// One slot per worker (see the module docs).
+    slots: Box<[Slot]>,
     failures: AtomicU32,
     ejected_until_ms: AtomicU64,
     /// Result of the last active health check (true until one fails, or without checks).
     healthy: AtomicBool,
 }
 
-/// A counter alone on its cache line.
+/// What one worker has of an endpoint, alone on its cache line(s).
 #[derive(Debug, Default)]
 #[repr(align(64))]
-struct Slot(AtomicUsize);
+struct Slot {
+    in_flight: AtomicUsize,
+    /// Only this worker takes this lock, so it is never contended.
+    idle: Mutex<Vec<Connection>>,
+}
 
 impl Endpoint {
-    fn new(target: &Target, addr: SocketAddr, workers: usize) -> Self {
+    fn new(target: &Target, addr: SocketAddr, slots: usize) -> Self {
         Self {
             addr,
             authority: http::uri::Authority::try_from(addr.to_string().as_str())
                 .unwrap_or_else(|_| http::uri::Authority::from_static("0.0.0.0:0")),
             target: target.url().to_owned(),
             host: target.host.clone(),
-            in_flight: (0..workers.max(1)).map(|_| Slot::default()).collect(),
+            slots: (0..slots.max(1)).map(|_| Slot::default()).collect(),
             failures: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
@@ -80,21 +98,82 @@ impl Endpoint {
 
     /// Requests in flight to this address, from every worker.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.iter().map(|slot| slot.0.load(Relaxed)).sum()
+        self.slots
+            .iter()
+            .map(|slot| slot.in_flight.load(Relaxed))
+            .sum()
     }
 
     /// Requests in flight to this address from `worker`.
     fn in_flight_on(&self, worker: usize) -> usize {
-        self.slot(worker).0.load(Relaxed)
+        self.slot(worker).in_flight.load(Relaxed)
     }
 
     fn slot(&self, worker: usize) -> &Slot {
-        &self.in_flight[worker % self.in_flight.len()]
+        &self.slots[worker % self.slots.len()]
+    }
+
+    /// Sends `request` for `worker` on one of its idle connections to this address, or on a
+    /// new one; returns the response head and the connection, which the response body drives
+    /// and then gives back ([`Endpoint::give_back`]).
+    pub async fn send(
+        &self,
+        worker: usize,
+        mut request: Request<Body>,
+        connect_timeout: Duration,
+    ) -> Result<(Response<Incoming>, Connection), SendError> {
+        loop {
+            let (mut connection, reused) = match self.take_idle(worker).await {
+                Some(connection) => (connection, true),
+                None => (
+                    Connection::open(self.addr, connect_timeout)
+                        .await
+                        .map_err(SendError::Connect)?,
+                    false,
+                ),
+            };
+            match connection.send(request).await {
+                Ok(response) => return Ok((response, connection)),
+                Err(mut err) => match err.take_message() {
+                    // A pooled connection that turned out closed: the request was not written.
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(SendError::Failed(err.into_error())),
+                },
+            }
+        }
+    }
+
+    /// An idle connection of `worker` that is still usable (closed ones are dropped).
+    async fn take_idle(&self, worker: usize) -> Option<Connection> {
+        loop {
+            let mut connection = self
+                .slot(worker)
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop()?;
+            if connection.is_reusable().await {
+                return Some(connection);
+            }
+        }
+    }
+
+    /// Keeps a connection whose last response was read to its end, for `worker`'s next request.
+    pub fn give_back(&self, worker: usize, mut connection: Connection) {
+        connection.idle();
+        let mut idle = self
+            .slot(worker)
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE_PER_WORKER {
+            idle.push(connection);
+        }
     }
 
     /// Counts a request of `worker` in flight until the guard is dropped.
     pub fn begin(self: &Arc<Self>, worker: usize) -> InFlight {
-        self.slot(worker).0.fetch_add(1, Relaxed);
+        self.slot(worker).in_flight.fetch_add(1, Relaxed);
         InFlight {
             endpoint: Arc::clone(self),
             worker,
@@ -137,16 +216,26 @@ pub struct InFlight {
     worker: usize,
 }
 
+impl InFlight {
+    /// Keeps `connection` for the next request of the same worker to the same address.
+    pub fn give_back(&self, connection: Connection) {
+        self.endpoint.give_back(self.worker, connection);
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.endpoint.slot(self.worker).0.fetch_sub(1, Relaxed);
+        self.endpoint
+            .slot(self.worker)
+            .in_flight
+            .fetch_sub(1, Relaxed);
     }
 }
 
 /// Endpoint state shared across reloads: the same (target, address) is the same endpoint.
 #[derive(Debug)]
 pub struct Registry {
-    /// Workers counting requests in flight (one slot each per endpoint).
+    /// Workers serving requests; each has a slot per endpoint.
     workers: usize,
     endpoints: Mutex<HashMap<(String, SocketAddr), Weak<Endpoint>>>,
 }

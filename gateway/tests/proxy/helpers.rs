@@ -344,3 +344,18 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
     let _ = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut answer)).await;
     String::from_utf8_lossy(&answer).into_owned()
 }
+
+/// Waits (up to 5 s) until the gateway serves routing generation `generation` or a later one.
+pub async fn wait_for_generation(gateway: &TestGateway, generation: u64) {
+    let url = format!("http://{}/routes", gateway.admin);
+    for _ in 0..100 {
+        if let Ok(response) = client().get(&url).send().await {
+            let (_, routes) = json(response).await;
+            if routes["generation"].as_u64() >= Some(generation) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the gateway did not reach generation {generation}");
+}

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod connections;
 mod cors;
 mod errors;
 mod headers;

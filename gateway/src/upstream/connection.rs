@@ -1,0 +1,189 @@
+//! HTTP/1.1 connections to an upstream address, kept per worker and driven by the request that
+//! uses them.
+//!
+//! hyper-util's pooled client spawns a task per connection and hands every request to it over
+//! channels: two tasks and several wake-ups per request, and a pool keyed by a hashed URI behind
+//! a lock. Here a connection is hyper's `SendRequest` together with its connection future, and
+//! the request's own task polls that future while it waits for the response head and while it
+//! streams the body ([`Connection::drive`]). Between requests the connection waits in the idle
+//! list of its address and worker ([`super::Endpoint`]). One task per client connection does all
+//! the I/O of its requests, as an nginx worker's event loop does.
+//!
+//! A pooled connection the upstream closed while it sat idle (a keep-alive timeout, a restart)
+//! fails before the request is written; hyper hands such a request back and it is sent again on
+//! a new connection, so a stale connection never costs the client an error.
+
+use std::{
+    future::{Future, poll_fn},
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use http::{Request, Response};
+use hyper::{
+    body::Incoming,
+    client::conn::{TrySendError, http1},
+};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::forward::body::Body;
+
+type Driver = http1::Connection<TokioIo<TcpStream>, Body>;
+
+/// An idle connection older than this is closed instead of reused (upstreams close theirs
+/// sooner or later; actix-web after 5 s by default, which a poll at reuse notices anyway).
+pub const MAX_IDLE: Duration = Duration::from_secs(30);
+
+/// One HTTP/1.1 connection to an upstream address (boxed: it moves between the idle list, the
+/// request and the response body, and hyper's connection state is large).
+pub struct Connection(Box<State>);
+
+struct State {
+    sender: http1::SendRequest<Body>,
+    driver: Driver,
+    /// The driver has finished (closed, failed or shut down): never poll it again.
+    ended: bool,
+    idle_since: Instant,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("ended", &self.0.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a request got no response.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be opened: nothing was sent.
+    Connect(io::Error),
+    /// The connection failed after the request was handed to it: it may have been processed.
+    Failed(hyper::Error),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connect(err) => write!(f, "cannot connect: {err}"),
+            Self::Failed(err) => write!(f, "{err}"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Connect(err) => Some(err),
+            Self::Failed(err) => Some(err),
+        }
+    }
+}
+
+impl Connection {
+    /// Opens a connection to `addr` within `connect_timeout`.
+    pub async fn open(addr: SocketAddr, connect_timeout: Duration) -> io::Result<Self> {
+        let (sender, driver) = handshake(addr, connect_timeout).await?;
+        Ok(Self(Box::new(State {
+            sender,
+            driver,
+            ended: false,
+            idle_since: Instant::now(),
+        })))
+    }
+
+    /// Polls the connection's I/O (reading responses, writing requests and their bodies);
+    /// returns false once the connection has ended.
+    pub fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        drive(&mut self.0.driver, &mut self.0.ended, cx)
+    }
+
+    /// Whether the connection can take a request now: not idle for too long, and still open
+    /// once its I/O has been polled (which notices a close by the upstream).
+    pub async fn is_reusable(&mut self) -> bool {
+        if self.0.idle_since.elapsed() > MAX_IDLE {
+            return false;
+        }
+        poll_fn(|cx| Poll::Ready(self.drive(cx))).await
+            && !self.0.sender.is_closed()
+            && self.0.sender.is_ready()
+    }
+
+    /// Marks the start of an idle period (the response body was read to its end).
+    pub fn idle(&mut self) {
+        self.0.idle_since = Instant::now();
+    }
+
+    /// Sends `request` and drives the connection until the response head arrives. A request
+    /// the connection never wrote comes back in the error.
+    pub async fn send(
+        &mut self,
+        request: Request<Body>,
+    ) -> Result<Response<Incoming>, TrySendError<Request<Body>>> {
+        let state = &mut *self.0;
+        let mut response = std::pin::pin!(state.sender.try_send_request(request));
+        let (driver, ended) = (&mut state.driver, &mut state.ended);
+        poll_fn(|cx| {
+            if let Poll::Ready(result) = response.as_mut().poll(cx) {
+                return Poll::Ready(result);
+            }
+            // The driver's progress wakes this task again when there is more to do.
+            drive(driver, ended, cx);
+            response.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+fn drive(driver: &mut Driver, ended: &mut bool, cx: &mut Context<'_>) -> bool {
+    if *ended {
+        return false;
+    }
+    if let Poll::Ready(result) = Pin::new(driver).poll(cx) {
+        *ended = true;
+        if let Err(err) = result {
+            tracing::debug!(error = %err, "upstream connection ended with an error");
+        }
+    }
+    !*ended
+}
+
+/// Sends a request that asks to switch protocols (WebSocket) on a connection of its own: the
+/// connection is driven by a task of its own, which hands it over as an upgraded stream when
+/// the upstream agrees (`101`), so it is never pooled.
+pub async fn send_upgrade(
+    addr: SocketAddr,
+    connect_timeout: Duration,
+    request: Request<Body>,
+) -> Result<Response<Incoming>, SendError> {
+    let (mut sender, driver) = handshake(addr, connect_timeout)
+        .await
+        .map_err(SendError::Connect)?;
+    tokio::spawn(async move {
+        if let Err(err) = driver.with_upgrades().await {
+            tracing::debug!(error = %err, "upgraded upstream connection ended with an error");
+        }
+    });
+    sender
+        .send_request(request)
+        .await
+        .map_err(SendError::Failed)
+}
+
+async fn handshake(
+    addr: SocketAddr,
+    connect_timeout: Duration,
+) -> io::Result<(http1::SendRequest<Body>, Driver)> {
+    let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
+    http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(io::Error::other)
+}

@@ -1,0 +1,135 @@
+//! Upstream connections: kept per worker and reused, renewed when the upstream closed them
+//! while they sat idle, and kept across a reload.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+};
+
+use crate::helpers::{TestGateway, client};
+
+/// A minimal HTTP/1.1 upstream that counts the connections it accepts, answers each request
+/// with `200 ok` on a kept-alive connection, and closes a connection that has been idle for
+/// `idle_close` (as actix-web does after its keep-alive timeout).
+struct Counting {
+    url: String,
+    accepted: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Counting {
+    async fn start(idle_close: Duration) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buffer = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let read = tokio::time::timeout(idle_close, stream.read(&mut chunk)).await;
+                        let Ok(Ok(n @ 1..)) = read else { return };
+                        buffer.extend_from_slice(&chunk[..n]);
+                        while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buffer.drain(..end + 4);
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if stream.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            url,
+            accepted,
+            task,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Counting {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn routes(upstream: &Counting) -> String {
+    format!(
+        "[upstreams]\nup = [\"{}\"]\n[[routes]]\npath = \"/\"\nupstream = \"up\"\n",
+        upstream.url
+    )
+}
+
+async fn get_ok(client: &reqwest::Client, url: &str) {
+    let response = client.get(url).send().await.expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.expect("body"), "ok");
+}
+
+#[tokio::test]
+async fn sequential_requests_reuse_one_upstream_connection() {
+    let upstream = Counting::start(Duration::from_secs(30)).await;
+    let gateway = TestGateway::start(&routes(&upstream)).await;
+    // One client connection is served by one worker, whose pool keeps one connection.
+    let client = client();
+    for _ in 0..20 {
+        get_ok(&client, &gateway.url("/")).await;
+    }
+    assert_eq!(
+        upstream.accepted(),
+        1,
+        "20 requests, one upstream connection"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_the_upstream_closed_while_idle_is_replaced_without_an_error() {
+    let upstream = Counting::start(Duration::from_millis(100)).await;
+    let gateway = TestGateway::start(&routes(&upstream)).await;
+    let client = client();
+    for round in 1..=3 {
+        get_ok(&client, &gateway.url("/")).await;
+        // The upstream closes the idle connection; the next request must not see it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(upstream.accepted(), round);
+    }
+    get_ok(&client, &gateway.url("/")).await;
+    assert_eq!(upstream.accepted(), 4);
+}
+
+#[tokio::test]
+async fn a_reload_keeps_the_upstream_connections() {
+    let upstream = Counting::start(Duration::from_secs(30)).await;
+    let gateway = TestGateway::start(&routes(&upstream)).await;
+    let client = client();
+    get_ok(&client, &gateway.url("/")).await;
+    let edited = format!(
+        "{}\n[settings]\nrequest_timeout = \"20s\"\n",
+        routes(&upstream)
+    );
+    std::fs::write(&gateway.routes, edited).expect("edit routes");
+    crate::helpers::wait_for_generation(&gateway, 2).await;
+    get_ok(&client, &gateway.url("/")).await;
+    assert_eq!(
+        upstream.accepted(),
+        1,
+        "the new table uses the same connection"
+    );
+}
