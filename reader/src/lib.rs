@@ -8,7 +8,6 @@ use std::{future::Future, io, net::SocketAddr};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 pub use config::ReaderConfig;
-use serde_json::json;
 use session::{
     ApiError, CurrentSession, pages,
     service::{self, BoundService, resource},
@@ -45,14 +44,27 @@ fn configure(config: &mut web::ServiceConfig) {
     config.service(resource("/").get(whoami));
 }
 
+/// `{"user":{"id":"…"},"count":N}`, serialized straight from borrowed fields.
+#[derive(serde::Serialize)]
+struct WhoAmI<'a> {
+    user: User<'a>,
+    count: i64,
+}
+
+#[derive(serde::Serialize)]
+struct User<'a> {
+    id: &'a session::UserId,
+}
+
 /// `GET /`: JSON for API clients, a page for browsers.
 async fn whoami(request: HttpRequest, current: CurrentSession) -> Result<HttpResponse, ApiError> {
     let html = pages::wants_html(&request);
     match current.read().await {
         Ok((user, count)) if html => Ok(pages::session(&user, count, "Your session")),
-        Ok((user, count)) => {
-            Ok(HttpResponse::Ok().json(json!({ "user": { "id": user }, "count": count })))
-        }
+        Ok((user, count)) => Ok(HttpResponse::Ok().json(WhoAmI {
+            user: User { id: &user },
+            count,
+        })),
         Err(ApiError::NotLoggedIn) if html => Ok(pages::login_prompt()),
         Err(err) => Err(err),
     }

@@ -6,7 +6,7 @@
 //! writes it all back after (concurrent updates are lost), its `update` re-creates a session that
 //! a logout just deleted, it needs two round trips per request, and a Redis outage turns into an
 //! empty 500 after minutes of retries. Here the store only translates between the cookie and a
-//! [`SessionHandle`]; every Redis operation is an explicit, atomic call made by the handler through
+//! [`SessionHandle`](crate::SessionHandle); every Redis operation is an explicit, atomic call made by the handler through
 //! [`crate::CurrentSession`], so its failures become proper JSON answers.
 
 use std::collections::HashMap;
@@ -18,7 +18,7 @@ use actix_session::{
 };
 use actix_web::cookie::time::Duration;
 
-use crate::{config::SessionConfig, handle::SessionHandle};
+use crate::config::SessionConfig;
 
 /// The one entry of actix-session's state: the encoded handle, as a JSON string.
 pub(crate) const HANDLE_ENTRY: &str = "handle";
@@ -37,10 +37,9 @@ impl SessionStore for HandleStore {
         &self,
         session_key: &SessionKey,
     ) -> Result<Option<HashMap<String, String>>, LoadError> {
-        let Some(handle) = SessionHandle::decode(session_key.as_ref()) else {
-            return Ok(None);
-        };
-        let encoded = serde_json::to_string(&handle.encode())
+        // The cookie was sealed by us (actix-session has authenticated it): it is an encoded
+        // handle, which `CurrentSession` decodes (and refuses when malformed) once.
+        let encoded = serde_json::to_string(session_key.as_ref())
             .map_err(|err| LoadError::Deserialization(err.into()))?;
         Ok(Some(HashMap::from([(HANDLE_ENTRY.to_owned(), encoded)])))
     }

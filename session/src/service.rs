@@ -176,14 +176,18 @@ async fn trace_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let id = request_id::keep_or_generate(
-        req.headers()
-            .get(request_id::HEADER)
-            .map(HeaderValue::as_bytes),
-    );
+    // The gateway always sends an id: it is kept as it came, without a copy.
+    let id = match req.headers().get(request_id::HEADER) {
+        Some(incoming) if request_id::is_valid(incoming.as_bytes()) => incoming.clone(),
+        _ => {
+            let mut fresh = [0u8; request_id::GENERATED_LEN];
+            request_id::generate_into(&mut fresh);
+            HeaderValue::from_bytes(&fresh).unwrap_or_else(|_| HeaderValue::from_static("-"))
+        }
+    };
     let span = tracing::info_span!(
         "request",
-        request_id = %id,
+        request_id = id.to_str().unwrap_or_default(),
         method = %req.method(),
         path = %req.path(),
     );
@@ -200,9 +204,7 @@ async fn trace_request(
                 .get::<RefreshedToken>()
                 .cloned();
             let headers = response.headers_mut();
-            if let Ok(value) = HeaderValue::from_str(&id) {
-                headers.insert(HeaderName::from_static(request_id::HEADER), value);
-            }
+            headers.insert(HeaderName::from_static(request_id::HEADER), id);
             if let Some(value) = refreshed.and_then(|token| HeaderValue::from_str(&token.0).ok()) {
                 headers.insert(HeaderName::from_static(REFRESHED_TOKEN_HEADER), value);
             }

@@ -199,11 +199,12 @@ impl RedisStore {
 
     /// `session:{<user>}:<id>`
     pub fn session_key(handle: &SessionHandle) -> String {
-        format!(
-            "{}{}",
-            Self::session_prefix(handle.user()),
-            handle.id().as_str()
-        )
+        let (user, id) = (handle.user().as_str(), handle.id().as_str());
+        let mut key = String::with_capacity("session:{}:".len() + user.len() + id.len());
+        for part in ["session:{", user, "}:", id] {
+            key.push_str(part);
+        }
+        key
     }
 
     /// `user:{<user>}:sessions`

@@ -200,8 +200,18 @@ async fn increment(
     }
     match current.claimed_user() {
         Some(user) if html => Ok(pages::session(user, count, "Incremented")),
-        _ => Ok(HttpResponse::Ok().json(json!({ "message": "Incremented Count", "count": count }))),
+        _ => Ok(HttpResponse::Ok().json(Incremented {
+            message: "Incremented Count",
+            count,
+        })),
     }
+}
+
+/// `{"message":"Incremented Count","count":N}`, serialized without an intermediate JSON value.
+#[derive(serde::Serialize)]
+struct Incremented {
+    message: &'static str,
+    count: i64,
 }
 
 #[derive(Debug, Deserialize)]
