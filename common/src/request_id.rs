@@ -38,7 +38,13 @@ mod tests {
         assert!(is_valid(b"abc-123"));
         assert!(is_valid(b"6f1c2a4e-0b8d-4b9e-9f3a-2c1d5e7f8a9b"));
         let too_long = vec![b'a'; MAX_LEN + 1];
-        for bad in [&b""[..], b"a b", b"line\nbreak", "\u{e9}".as_bytes(), &too_long] {
+        for bad in [
+            &b""[..],
+            b"a b",
+            b"line\nbreak",
+            "\u{e9}".as_bytes(),
+            &too_long,
+        ] {
             assert!(!is_valid(bad), "{bad:?}");
         }
     }

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{Probe, TestGateway, client, json};
+use crate::helpers::{Probe, TestGateway, client, json, routes_to};
 
 #[tokio::test]
 async fn no_route_is_404_json() {
@@ -158,4 +158,41 @@ async fn admin_endpoints_answer_on_their_own_port() {
         echo["path"], "/routes",
         "the public port proxied it like any path"
     );
+}
+
+#[tokio::test]
+async fn metrics_add_up_the_requests_of_every_worker() {
+    let probe = Probe::start().await;
+    let gateway = TestGateway::start(&routes_to(&probe)).await;
+    // A new client per request: new connections, spread by the kernel over both workers.
+    for _ in 0..40 {
+        let response = client()
+            .get(gateway.url("/echo"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200);
+    }
+    let missing = client()
+        .get(gateway.url("/status/404"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(missing.status(), 404);
+    let text = client()
+        .get(format!("http://{}/metrics", gateway.admin))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for expected in [
+        "gateway_requests_total{route=\"/\",status=\"200\"} 40\n",
+        "gateway_requests_total{route=\"/\",status=\"404\"} 1\n",
+        "gateway_request_duration_seconds_count{route=\"/\"} 41\n",
+        "gateway_request_duration_seconds_bucket{le=\"+Inf\",route=\"/\"} 41\n",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing in:\n{text}");
+    }
 }

@@ -157,4 +157,16 @@ fn gateway_refuses_an_invalid_routes_file_with_file_line_and_reason() {
         String::from_utf8_lossy(&check.stderr)
     );
     assert!(String::from_utf8_lossy(&check.stdout).contains("OK (4 routes, 2 upstreams)"));
+
+    // The number of workers is checked like every other setting.
+    for workers in ["0", "many"] {
+        let (code, stderr) = run("gateway", &[("GATEWAY_WORKERS", workers)]);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "gateway: GATEWAY_WORKERS: \"{workers}\" is not a number of threads above 0"
+            )),
+            "{stderr}"
+        );
+    }
 }
