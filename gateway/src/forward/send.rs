@@ -6,7 +6,7 @@
 //! when the method is idempotent and the body is still unread. A timeout is never retried: the
 //! upstream may still be working on it.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, header::HOST, uri};
 use hyper::body::Incoming;
@@ -16,7 +16,7 @@ use crate::{
     forward::{
         Served,
         admit::Outgoing,
-        body::{BoxError, Resendable},
+        body::{Body, BoxError, Resendable},
     },
     generation::Generation,
     routes::Route,
@@ -78,15 +78,7 @@ pub async fn send<'g>(
         let request = upstream_request(&method, attempt_headers, &endpoint, &path_and_query)?
             .map(|()| attempt_body);
         let in_flight = endpoint.begin(worker);
-        let sending = async {
-            if upgrade {
-                let response = connection::send_upgrade(endpoint.addr, connect_timeout, request);
-                response.await.map(|response| (response, None))
-            } else {
-                let sent = endpoint.send(worker, request, connect_timeout).await;
-                sent.map(|(response, connection)| (response, Some(connection)))
-            }
-        };
+        let sending = exchange(worker, &endpoint, request, upgrade, connect_timeout);
         match tokio::time::timeout(route.timeout, sending).await {
             Ok(Ok((response, connection))) => {
                 endpoint.answered();
@@ -107,13 +99,24 @@ pub async fn send<'g>(
             Err(_) => return Err(timed_out(route, &endpoint)),
         }
     }
-    Err(
-        last_error.unwrap_or_else(|| GatewayError::UpstreamUnavailable {
-            upstream: route.upstream.name.clone(),
-            target: "-".into(),
-            cause: "no address to send the request to".into(),
-        }),
-    )
+    Err(last_error.unwrap_or_else(|| no_address(route)))
+}
+
+/// One request and its response head on `endpoint`: over a connection of the worker's pool,
+/// or, for a protocol switch, over a connection of its own (then no connection comes back).
+async fn exchange(
+    worker: usize,
+    endpoint: &Endpoint,
+    request: Request<Body>,
+    upgrade: bool,
+    connect_timeout: Duration,
+) -> Result<(Response<Incoming>, Option<Connection>), SendError> {
+    if upgrade {
+        let response = connection::send_upgrade(endpoint.addr, connect_timeout, request).await?;
+        return Ok((response, None));
+    }
+    let (response, connection) = endpoint.send(worker, request, connect_timeout).await?;
+    Ok((response, Some(connection)))
 }
 
 /// The request line and headers for one attempt on `endpoint` (HTTP/1.1 upstream, whatever the
@@ -168,6 +171,14 @@ fn unavailable(route: &Route, endpoint: &Endpoint, cause: BoxError) -> GatewayEr
         upstream: route.upstream.name.clone(),
         target: endpoint.target.clone(),
         cause,
+    }
+}
+
+fn no_address(route: &Route) -> GatewayError {
+    GatewayError::UpstreamUnavailable {
+        upstream: route.upstream.name.clone(),
+        target: "-".into(),
+        cause: "no address to send the request to".into(),
     }
 }
 

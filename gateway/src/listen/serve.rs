@@ -8,9 +8,12 @@ use http::{HeaderValue, Request, Response};
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+    server::{
+        conn::auto,
+        graceful::{GracefulShutdown, Watcher},
+    },
 };
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::forward::body::Body;
 
@@ -87,41 +90,14 @@ pub async fn serve<H: Handler>(
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
-        let settings = handler.connection_settings();
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(settings.idle_timeout)
-            .max_buf_size(settings.max_header_bytes);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
-        let handler = Arc::clone(&handler);
-        let remote = Remote::new(peer);
-        let service = service_fn(move |request| {
-            let future = Arc::clone(&handler).call(request, remote.clone());
-            async move { Ok::<_, Infallible>(future.await) }
-        });
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            // hyper reads the first bytes (HTTP/1.1 or HTTP/2?) without a deadline; a client
-            // that connects and says nothing is dropped after the idle timeout instead.
-            let mut first = [0u8; 1];
-            if tokio::time::timeout(settings.idle_timeout, stream.peek(&mut first))
-                .await
-                .is_err()
-            {
-                tracing::debug!(listener = name, %peer, "closing a connection that sent nothing");
-                return;
-            }
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(err) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(listener = name, %peer, error = %err, "connection ended with an error");
-            }
-        });
+        tokio::spawn(serve_connection(
+            name,
+            stream,
+            peer,
+            Arc::clone(&handler),
+            watcher,
+        ));
     }
 
     drop(listener);
@@ -134,5 +110,46 @@ pub async fn serve<H: Handler>(
             ?grace,
             "closing connections still open after the grace period"
         ),
+    }
+}
+
+/// Serves one accepted connection until it closes (or shutdown, through `watcher`, ends it).
+async fn serve_connection<H: Handler>(
+    name: &'static str,
+    stream: TcpStream,
+    peer: SocketAddr,
+    handler: Arc<H>,
+    watcher: Watcher,
+) {
+    let _ = stream.set_nodelay(true);
+    let settings = handler.connection_settings();
+    // hyper reads the first bytes (HTTP/1.1 or HTTP/2?) without a deadline; a client that
+    // connects and says nothing is dropped after the idle timeout instead.
+    let mut first = [0u8; 1];
+    if tokio::time::timeout(settings.idle_timeout, stream.peek(&mut first))
+        .await
+        .is_err()
+    {
+        tracing::debug!(listener = name, %peer, "closing a connection that sent nothing");
+        return;
+    }
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.idle_timeout)
+        .max_buf_size(settings.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
+    let remote = Remote::new(peer);
+    let service = service_fn(move |request| {
+        let future = Arc::clone(&handler).call(request, remote.clone());
+        async move { Ok::<_, Infallible>(future.await) }
+    });
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    if let Err(err) = watcher.watch(connection.into_owned()).await {
+        tracing::debug!(listener = name, %peer, error = %err, "connection ended with an error");
     }
 }

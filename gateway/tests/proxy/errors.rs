@@ -83,7 +83,7 @@ async fn slow_upstream_is_504_json_after_the_route_timeout() {
 #[tokio::test]
 async fn an_upstream_dying_mid_response_breaks_that_response_only() {
     let probe = Probe::start().await;
-    let gateway = TestGateway::start(&crate::helpers::routes_to(&probe)).await;
+    let gateway = TestGateway::start(&routes_to(&probe)).await;
     let response = client()
         .get(gateway.url("/die"))
         .send()
@@ -106,7 +106,7 @@ async fn an_upstream_dying_mid_response_breaks_that_response_only() {
 #[tokio::test]
 async fn admin_endpoints_answer_on_their_own_port() {
     let probe = Probe::start().await;
-    let gateway = TestGateway::start(&crate::helpers::routes_to(&probe)).await;
+    let gateway = TestGateway::start(&routes_to(&probe)).await;
     let admin = |path: &str| format!("http://{}{path}", gateway.admin);
     for path in ["/healthz", "/readyz"] {
         let response = client().get(admin(path)).send().await.expect("admin");
