@@ -220,11 +220,16 @@ minmax() { printf '%s\n' "$@" | sort -g | awk 'NR==1{lo=$1} {hi=$1} END{print lo
 # CPU time: utime+stime (fields 14 and 15 of /proc/PID/stat, clock ticks) of a process tree
 CLK_TCK=$(getconf CLK_TCK)
 ticks() {
-  local sum=0 p t
+  # strip "pid (comm) " first: comm may contain spaces; field 14 is then $12
+  # shellcheck disable=SC2016 # an awk program
+  tree_sum "$1" stat '{sub(/^.*\) /, ""); print $12 + $13}'
+}
+# tree_sum PID FILE AWK: a number read by AWK from /proc/P/FILE, summed over PID's process tree
+tree_sum() {
+  local sum=0 p v
   for p in $(tree_pids "$1"); do
-    # strip "pid (comm) " first: comm may contain spaces; field 14 is then $12
-    t=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$p/stat" 2>/dev/null) || continue
-    sum=$((sum + ${t:-0}))
+    v=$(awk "$3" "/proc/$p/$2" 2>/dev/null) || continue
+    sum=$((sum + ${v:-0}))
   done
   echo "$sum"
 }
@@ -254,14 +259,8 @@ cpu_put() {
   done
 }
 # peak RSS (VmHWM, kB) of a process tree
-hwm() {
-  local sum=0 p v
-  for p in $(tree_pids "$1"); do
-    v=$(awk '/^VmHWM:/{print $2}' "/proc/$p/status" 2>/dev/null) || continue
-    sum=$((sum + ${v:-0}))
-  done
-  echo "$sum"
-}
+# shellcheck disable=SC2016 # an awk program
+hwm() { tree_sum "$1" status '/^VmHWM:/{print $2}'; }
 redis_cmds() {
   timeout 5 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" info stats | tr -d '\r' |
     awk -F: '$1=="total_commands_processed"{print $2}'
