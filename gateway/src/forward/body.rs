@@ -178,9 +178,13 @@ impl Streamed {
         }
     }
 
+    /// The response is complete: the connection goes back to its worker's pool, unless the
+    /// upstream answered before the request body was all sent (then it closes with this body).
     fn finish(&mut self) {
         if let Some(connection) = self.connection.take() {
-            self.in_flight.give_back(connection);
+            if connection.request_sent() {
+                self.in_flight.give_back(connection);
+            }
         }
     }
 }

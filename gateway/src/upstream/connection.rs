@@ -12,17 +12,28 @@
 //! A pooled connection the upstream closed while it sat idle (a keep-alive timeout, a restart)
 //! fails before the request is written; hyper hands such a request back and it is sent again on
 //! a new connection, so a stale connection never costs the client an error.
+//!
+//! An upstream may answer before it has read the whole request body (a `413`, an early error).
+//! Such a connection is never pooled: the rest of the body would wait in it, unread, and so
+//! would the client connection it streams from. [`Connection::request_sent`] tells.
 
 use std::{
     future::{Future, poll_fn},
     io,
     net::SocketAddr,
     pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
     time::{Duration, Instant},
 };
 
+use bytes::Bytes;
 use http::{Request, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::{
     body::Incoming,
     client::conn::{TrySendError, http1},
@@ -48,6 +59,9 @@ struct State {
     /// The driver has finished (closed, failed or shut down): never poll it again.
     ended: bool,
     idle_since: Instant,
+    /// Set once the last request's body has been handed to the connection whole (`None`: it
+    /// had no body).
+    body_sent: Option<Arc<AtomicBool>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -94,6 +108,7 @@ impl Connection {
             driver,
             ended: false,
             idle_since: Instant::now(),
+            body_sent: None,
         })))
     }
 
@@ -109,7 +124,8 @@ impl Connection {
         if self.0.idle_since.elapsed() > MAX_IDLE {
             return false;
         }
-        poll_fn(|cx| Poll::Ready(self.drive(cx))).await
+        self.request_sent()
+            && poll_fn(|cx| Poll::Ready(self.drive(cx))).await
             && !self.0.sender.is_closed()
             && self.0.sender.is_ready()
     }
@@ -119,6 +135,15 @@ impl Connection {
         self.0.idle_since = Instant::now();
     }
 
+    /// Whether the last request went out whole, body included: only then can the connection
+    /// carry another one.
+    pub fn request_sent(&self) -> bool {
+        self.0
+            .body_sent
+            .as_ref()
+            .is_none_or(|sent| sent.load(Ordering::Relaxed))
+    }
+
     /// Sends `request` and drives the connection until the response head arrives. A request
     /// the connection never wrote comes back in the error.
     pub async fn send(
@@ -126,6 +151,14 @@ impl Connection {
         request: Request<Body>,
     ) -> Result<Response<Incoming>, TrySendError<Request<Body>>> {
         let state = &mut *self.0;
+        let request = if request.body().is_end_stream() {
+            state.body_sent = None;
+            request
+        } else {
+            let sent = Arc::new(AtomicBool::new(false));
+            state.body_sent = Some(Arc::clone(&sent));
+            request.map(|body| Watched { body, sent }.boxed())
+        };
         let mut response = std::pin::pin!(state.sender.try_send_request(request));
         let (driver, ended) = (&mut state.driver, &mut state.ended);
         poll_fn(|cx| {
@@ -137,6 +170,41 @@ impl Connection {
             response.as_mut().poll(cx)
         })
         .await
+    }
+}
+
+/// A request body that records when it has been read to its end.
+struct Watched {
+    body: Body,
+    sent: Arc<AtomicBool>,
+}
+
+impl HttpBody for Watched {
+    type Data = Bytes;
+    type Error = crate::forward::body::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        // hyper stops polling once `is_end_stream` says so, or at `None`.
+        if matches!(polled, Poll::Ready(None)) || self.body.is_end_stream() {
+            self.sent.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let ended = self.body.is_end_stream();
+        if ended {
+            self.sent.store(true, Ordering::Relaxed);
+        }
+        ended
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

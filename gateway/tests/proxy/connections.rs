@@ -18,7 +18,9 @@ use crate::helpers::{TestGateway, client};
 
 /// A minimal HTTP/1.1 upstream that counts the connections it accepts, answers each request
 /// with `200 ok` on a kept-alive connection, and closes a connection that has been idle for
-/// `idle_close` (as actix-web does after its keep-alive timeout).
+/// `idle_close` (as actix-web does after its keep-alive timeout). A request for `/early` gets
+/// `413` at once and the connection then reads nothing more (an upstream that refuses a body
+/// without reading it).
 struct Counting {
     url: String,
     accepted: Arc<AtomicUsize>,
@@ -42,7 +44,15 @@ impl Counting {
                         let Ok(Ok(n @ 1..)) = read else { return };
                         buffer.extend_from_slice(&chunk[..n]);
                         while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let early = buffer.starts_with(b"POST /early ");
                             buffer.drain(..end + 4);
+                            if early {
+                                let refusal =
+                                    b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n";
+                                let _ = stream.write_all(refusal).await;
+                                tokio::time::sleep(Duration::from_secs(60)).await;
+                                return;
+                            }
                             let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
                             if stream.write_all(answer).await.is_err() {
                                 return;
@@ -132,4 +142,58 @@ async fn a_reload_keeps_the_upstream_connections() {
         1,
         "the new table uses the same connection"
     );
+}
+
+#[tokio::test]
+async fn a_connection_answered_before_its_body_was_sent_is_not_reused() {
+    let upstream = Counting::start(Duration::from_secs(30)).await;
+    let gateway = TestGateway::start(&routes(&upstream)).await;
+    // One client connection: a POST whose body the upstream refuses unread, then a GET. The
+    // body is more than the upstream's socket takes unread, so part of it is still unsent at
+    // the 413; the client has sent it all and waits for the second answer on the same
+    // connection.
+    let body = vec![b'x'; 400_000];
+    let mut stream = tokio::net::TcpStream::connect(gateway.addr)
+        .await
+        .expect("connect");
+    let (mut read, mut write) = stream.split();
+    let requests = async {
+        let head = format!(
+            "POST /early HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        write.write_all(head.as_bytes()).await?;
+        write.write_all(&body).await?;
+        write
+            .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+            .await
+    };
+    let answers = async {
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("\r\n\r\nok") {
+            match read.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&chunk[..n]),
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    };
+    let both = async { tokio::join!(requests, answers) };
+    let (_, answers) = tokio::time::timeout(Duration::from_secs(5), both)
+        .await
+        .expect("both requests answered; the refused body never blocks the connection");
+    assert!(answers.starts_with("HTTP/1.1 413"), "{answers}");
+    // The gateway either answered the GET on this connection (on a new upstream connection:
+    // the refused one is never pooled) or closed it after the 413 (it could not read the rest
+    // of a body it no longer forwards); it never hangs.
+    if answers.contains("\r\n\r\nok") {
+        assert!(answers.contains("HTTP/1.1 200"), "{answers}");
+        assert_eq!(
+            upstream.accepted(),
+            2,
+            "the refused connection was not pooled"
+        );
+    }
+    get_ok(&client(), &gateway.url("/")).await;
 }
