@@ -118,8 +118,9 @@ impl Connection {
         drive(&mut self.0.driver, &mut self.0.ended, cx)
     }
 
-    /// Whether the connection can take a request now: not idle for too long, and still open
-    /// once its I/O has been polled (which notices a close by the upstream).
+    /// Whether the connection can take a request now: its last request went out whole, it has
+    /// not been idle for too long, and it is still open once its I/O has been polled (which
+    /// notices a close by the upstream).
     pub async fn is_reusable(&mut self) -> bool {
         if self.0.idle_since.elapsed() > MAX_IDLE {
             return false;
