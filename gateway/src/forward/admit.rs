@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use http::{HeaderMap, HeaderValue, Method, Request, Response, uri::PathAndQuery};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Version, uri::PathAndQuery};
 use http_body_util::{BodyExt, Limited};
 use hyper::{body::Incoming, upgrade::OnUpgrade};
 
@@ -56,6 +56,8 @@ pub struct Returning {
     pub cors_origin: Option<Option<HeaderValue>>,
     /// The client side of a protocol switch the request asked for.
     pub client_upgrade: Option<OnUpgrade>,
+    /// The HTTP version the client spoke.
+    pub client_version: Version,
 }
 
 /// Admits `request` from `peer` (whose address is already formatted as header text in
@@ -119,6 +121,7 @@ pub fn admit<'g>(
         returning: Returning {
             cors_origin,
             client_upgrade,
+            client_version: parts.version,
         },
     }))
 }

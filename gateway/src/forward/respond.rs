@@ -2,7 +2,7 @@
 //! 9110 §7.6), CORS applied, and the body streamed back, driving its upstream connection;
 //! a `101 Switching Protocols` is spliced into a tunnel between the two upgraded connections.
 
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode, Version, header::CONNECTION};
 use http_body_util::BodyExt;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -35,6 +35,15 @@ pub fn respond(
     let upstream_upgrade = switching.then(|| hyper::upgrade::on(&mut response));
     let (mut parts, body) = response.into_parts();
     headers::prepare_response(&mut parts.headers, parts.status, parts.version, request_id);
+    let body_unsent = connection.as_ref().is_some_and(|c| !c.request_sent());
+    if body_unsent && returning.client_version <= Version::HTTP_11 {
+        // The upstream answered before taking the whole request body (an early 413): the rest
+        // of it will not be read, so this client connection closes after the response. Saying
+        // so (RFC 9112 §9.6) keeps the client from sending another request on it meanwhile.
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     if let Some(origin) = &returning.cors_origin {
         cors::decorate(&mut parts.headers, origin.as_ref());
     }
