@@ -32,7 +32,7 @@ use std::{
 
 use common::time::{millis, now_ms};
 use redis::{
-    AsyncCommands, Client, Script,
+    AsyncCommands, Client, IntoConnectionInfo, Script,
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
 
@@ -80,12 +80,12 @@ impl From<redis::RedisError> for StoreError {
 /// KEYS: 1 index, 2 new session, [3 previous session]
 /// ARGV: 1 new id, 2 lifetime ms, 3 issued ms, 4 cap (0 = none), 5 session key prefix,
 ///       6 index lifetime ms, [7 previous id]
-/// Returns the count of the new session, or false when the previous session is gone.
+/// Returns the count of the new session, or nil when the previous session is gone.
 const LOGIN: &str = r#"
 local count = '0'
 if KEYS[3] then
   count = redis.call('GET', KEYS[3])
-  if not count then return false end
+  if not count then return nil end
   redis.call('DEL', KEYS[3])
   redis.call('ZREM', KEYS[1], ARGV[7])
 end
@@ -114,9 +114,9 @@ return tonumber(count)
 /// kept alive at least as long.
 ///
 /// KEYS: 1 session, 2 index.  ARGV: 1 lifetime ms, 2 index lifetime ms.
-/// Returns the new count, or false when the session does not exist.
+/// Returns the new count, or nil when the session does not exist.
 const INCREMENT: &str = r#"
-if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 0 then return false end
+if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 0 then return nil end
 redis.call('PEXPIRE', KEYS[2], ARGV[2], 'GT')
 return redis.call('INCR', KEYS[1])
 "#;
@@ -175,7 +175,16 @@ impl RedisStore {
     ///
     /// Must be called inside a Tokio runtime; the connection's I/O task runs on it.
     pub fn new(url: &RedisUrl, ttl: Duration) -> Result<Self, StoreError> {
-        let client = Client::open(url.expose())?;
+        // RESP3, because with it the connection manager learns at once that Redis closed the
+        // connection (a restart, a failover) and reconnects in the background; with RESP2 the
+        // next command would go out on the dead connection and fail. (Scripts return nil, not
+        // false, for "no such session": RESP3 would turn a Lua false into a boolean.)
+        let info = url.expose().into_connection_info()?;
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let client = Client::open(info.set_redis_settings(settings))?;
         // No backoff loop inside the client: a request fails within OP_TIMEOUT and the next one
         // triggers a fresh connection attempt, so recovery needs no restart and no request waits
         // for minutes behind retries.
