@@ -3,6 +3,11 @@
 //! Every process started here is owned by a [`Supervised`] guard: dropping it sends SIGTERM,
 //! waits up to [`STOP_GRACE`] for a clean exit (services drain their requests), then SIGKILLs and
 //! reaps it. No process is ever found by name (`pkill`): only the PIDs we started are signalled.
+//!
+//! Each child leads a process group of its own. A terminal's Ctrl-C goes to its whole
+//! foreground process group; in ours it would reach every part at once, and then the launcher's
+//! own SIGTERM a second time (Redis then "insists" and exits without its shutdown save). Apart,
+//! the launcher alone gets it and stops the parts in order.
 
 use std::{
     ffi::OsString,
@@ -15,7 +20,7 @@ use std::{
 };
 
 use nix::{
-    sys::signal::{Signal, kill},
+    sys::signal::{Signal, kill, killpg},
     unistd::Pid,
 };
 
@@ -104,6 +109,8 @@ impl Supervised {
     pub fn spawn(spec: Spec) -> std::io::Result<Self> {
         let mut command = Command::new(&spec.program);
         command.args(&spec.args).stdin(Stdio::null());
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         for name in &spec.env_remove {
             command.env_remove(name);
         }
@@ -180,6 +187,14 @@ impl Supervised {
     pub fn signal(&self, signal: Signal) {
         if let Ok(pid) = i32::try_from(self.child.id()) {
             let _ = kill(Pid::from_raw(pid), signal);
+        }
+    }
+
+    /// Sends a signal to the process's whole process group, as a terminal's Ctrl-C does (the
+    /// process leads its group; see the module docs).
+    pub fn signal_group(&self, signal: Signal) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = killpg(Pid::from_raw(pid), signal);
         }
     }
 

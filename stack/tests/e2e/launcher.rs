@@ -103,15 +103,21 @@ async fn cargo_run_serves_the_flow_and_a_restart_keeps_the_session() {
     let cookie = format!("sid={}", session_cookie(&login).expect("cookie"));
     let (_, body) = json(login).await;
     let user = body["user"]["id"].clone();
-    client
-        .get(url("/increment"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("increment");
+    const INCREMENTS: i64 = 50;
+    for _ in 0..INCREMENTS {
+        let response = client
+            .get(url("/increment"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("increment");
+        assert_eq!(response.status(), 200);
+    }
 
-    // Ctrl-C stops everything, cleanly.
-    stack.signal(Signal::SIGINT);
+    // Ctrl-C in the terminal, right after the last acknowledged increment: the signal goes to
+    // the launcher's whole process group, as a terminal sends it. Everything stops, cleanly,
+    // Redis with its shutdown save, and only once.
+    stack.signal_group(Signal::SIGINT);
     let status = stack
         .wait_timeout(Duration::from_secs(20))
         .expect("the launcher exits");
@@ -119,6 +125,18 @@ async fn cargo_run_serves_the_flow_and_a_restart_keeps_the_session() {
     for addr in [ports.gateway, ports.writer, ports.reader, ports.admin] {
         assert!(net::is_free(addr), "{addr} is still bound after Ctrl-C");
     }
+    let output = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        output.contains("ready to exit"),
+        "Redis shut down cleanly: {output}"
+    );
+    // Redis heard only the launcher, after the other parts had stopped: not the terminal's
+    // SIGINT, and not twice ("You insist" skips its shutdown save).
+    assert!(
+        output.contains("Received SIGTERM") && !output.contains("Received SIGINT"),
+        "Redis was stopped by the launcher alone: {output}"
+    );
+    assert!(!output.contains("You insist"), "{output}");
 
     // Same data directory: same secret, same Redis data, same session.
     let mut stack = Supervised::spawn(launcher(data.path(), &ports, &log)).expect("relaunch");
@@ -136,7 +154,7 @@ async fn cargo_run_serves_the_flow_and_a_restart_keeps_the_session() {
     .await;
     assert_eq!(
         (status, body),
-        (200, json!({ "user": { "id": user }, "count": 1 }))
+        (200, json!({ "user": { "id": user }, "count": INCREMENTS }))
     );
     stack.stop();
 }
