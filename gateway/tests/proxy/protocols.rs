@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{Probe, TestGateway, json, received, routes_to};
+use crate::helpers::{Probe, TestGateway, client, json, received, routes_to, wait_for_generation};
 
 #[tokio::test]
 async fn http2_clients_are_served_on_the_same_port() {
@@ -77,7 +77,13 @@ async fn upgrades_are_spliced_and_survive_a_reload() {
         "[upstreams]\nnowhere = [\"http://127.0.0.1:9\"]\n[[routes]]\npath = \"/\"\nupstream = \"nowhere\"\n",
     )
     .expect("edit");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    wait_for_generation(&gateway, 2).await;
+    let rerouted = client()
+        .get(gateway.url("/echo"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(rerouted.status(), 502, "new requests follow the new table");
     assert_eq!(echo(&mut tunnel, "still here").await, "still here");
 }
 

@@ -1,6 +1,10 @@
 //! Upstreams with several addresses: balancing, retries, passive ejection, active health checks.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
+};
 
 use futures_util::{StreamExt, stream};
 
@@ -16,10 +20,25 @@ fn two_targets(a: &Probe, b: &Probe, extra: &str) -> String {
 
 /// Sends `n` POSTs to `url`, `concurrency` at a time; their statuses (0 = no answer).
 async fn posts(client: &reqwest::Client, url: &str, n: usize, concurrency: usize) -> Vec<u16> {
+    posts_counted(client, url, n, concurrency, &AtomicUsize::new(0)).await
+}
+
+/// [`posts`], counting answered requests in `done` as they come.
+async fn posts_counted(
+    client: &reqwest::Client,
+    url: &str,
+    n: usize,
+    concurrency: usize,
+    done: &AtomicUsize,
+) -> Vec<u16> {
     stream::iter(0..n)
         .map(|_| {
             let request = client.post(url).body("payload");
-            async move { request.send().await.map_or(0, |r| r.status().as_u16()) }
+            async move {
+                let status = request.send().await.map_or(0, |r| r.status().as_u16());
+                done.fetch_add(1, Ordering::SeqCst);
+                status
+            }
         })
         .buffer_unordered(concurrency)
         .collect()
@@ -144,12 +163,19 @@ async fn killing_one_of_two_replicas_under_load_fails_at_most_the_requests_in_fl
     let gateway = TestGateway::start(&two_targets(&a, &b, "")).await;
     let client = client();
     let url = gateway.url("/echo");
-    let load = posts(&client, &url, 800, CONCURRENCY);
+    let done = AtomicUsize::new(0);
+    let load = posts_counted(&client, &url, 800, CONCURRENCY, &done);
     let killer = async {
         tokio::time::sleep(Duration::from_millis(150)).await;
         b.kill().await;
+        done.load(Ordering::SeqCst)
     };
-    let (results, ()) = tokio::join!(load, killer);
+    let (results, done_at_kill) = tokio::join!(load, killer);
+    assert!(
+        done_at_kill > 0 && done_at_kill < results.len(),
+        "the kill came while the load ran ({done_at_kill} of {} answered)",
+        results.len()
+    );
     let after = posts(&client, &url, 100, CONCURRENCY).await;
     let failed = results
         .iter()

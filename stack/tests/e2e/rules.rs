@@ -598,15 +598,19 @@ async fn killing_one_of_two_writers_mid_load_fails_at_most_the_requests_in_fligh
     let (cookie, user) = login(&stack).await;
     let client = stack.client();
     let url = stack.url("/increment");
+    let done = std::sync::atomic::AtomicUsize::new(0);
     let load = stream::iter(0..1500)
         .map(|_| {
             let request = client.post(&url).header("cookie", &cookie);
+            let done = &done;
             async move {
-                request
+                let status = request
                     .send()
                     .await
                     .map(|r| r.status().as_u16())
-                    .unwrap_or(0)
+                    .unwrap_or(0);
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                status
             }
         })
         .buffer_unordered(CLIENTS)
@@ -615,8 +619,14 @@ async fn killing_one_of_two_writers_mid_load_fails_at_most_the_requests_in_fligh
     let kill = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         second_writer.kill();
+        done.load(std::sync::atomic::Ordering::SeqCst)
     };
-    let (statuses, ()) = tokio::join!(load, kill);
+    let (statuses, done_at_kill) = tokio::join!(load, kill);
+    assert!(
+        done_at_kill > 0 && done_at_kill < statuses.len(),
+        "the kill came while the load ran ({done_at_kill} of {} answered)",
+        statuses.len()
+    );
     let succeeded = statuses.iter().filter(|s| **s == 200).count();
     let failed = statuses.len() - succeeded;
     assert!(
