@@ -34,6 +34,9 @@ pub enum Output {
     Prefixed,
     /// Appended to a file.
     File(PathBuf),
+    /// Both: prefixed to our stderr and appended to a file (tests that read their logs, run
+    /// with the logs shown).
+    PrefixedAndFile(PathBuf),
     /// Discarded.
     Null,
 }
@@ -119,7 +122,7 @@ impl Supervised {
             command.current_dir(dir);
         }
         match &spec.output {
-            Output::Prefixed => {
+            Output::Prefixed | Output::PrefixedAndFile(_) => {
                 command.stdout(Stdio::piped()).stderr(Stdio::piped());
             }
             Output::File(path) => {
@@ -140,13 +143,23 @@ impl Supervised {
                 ),
             )
         })?;
-        if let Output::Prefixed = spec.output {
+        let copy = match &spec.output {
+            Output::Prefixed => Some(None),
+            Output::PrefixedAndFile(path) => Some(Some(path)),
+            Output::File(_) | Output::Null => None,
+        };
+        if let Some(file) = copy {
             let width = spec.name.len().max(7);
+            let prefix = format!("{:width$} | ", spec.name);
+            let open = || {
+                file.map(|path| File::options().create(true).append(true).open(path))
+                    .transpose()
+            };
             if let Some(stdout) = child.stdout.take() {
-                pump(format!("{:width$} | ", spec.name), stdout);
+                pump(prefix.clone(), stdout, open()?);
             }
             if let Some(stderr) = child.stderr.take() {
-                pump(format!("{:width$} | ", spec.name), stderr);
+                pump(prefix, stderr, open()?);
             }
         }
         Ok(Self {
@@ -244,10 +257,14 @@ impl Drop for Supervised {
 }
 
 /// Copies lines from `reader` to our stderr with `prefix`, on a thread of its own.
-fn pump(prefix: String, reader: impl std::io::Read + Send + 'static) {
+fn pump(prefix: String, reader: impl std::io::Read + Send + 'static, mut file: Option<File>) {
     thread::spawn(move || {
         for line in BufReader::new(reader).lines() {
             let Ok(line) = line else { break };
+            if let Some(file) = &mut file {
+                // One write per line: the stdout and stderr pumps share the file.
+                let _ = file.write_all(format!("{line}\n").as_bytes());
+            }
             let mut stderr = std::io::stderr().lock();
             let _ = writeln!(stderr, "{prefix}{line}");
         }

@@ -24,12 +24,14 @@ pub fn bin(name: &str) -> PathBuf {
     binaries::path(dir, name)
 }
 
-/// Where a test's processes write their logs.
+/// Where a test's processes write their logs: always to a file the test may read, and with
+/// `TEST_LOG` to the terminal as well.
 fn output(dir: &std::path::Path, name: &str) -> Output {
+    let file = dir.join(format!("{name}.log"));
     if std::env::var_os("TEST_LOG").is_some() {
-        Output::Prefixed
+        Output::PrefixedAndFile(file)
     } else {
-        Output::File(dir.join(format!("{name}.log")))
+        Output::File(file)
     }
 }
 
