@@ -35,7 +35,9 @@ fn browser_available() -> bool {
             std::env::var_os("CI").is_none(),
             "CI must have {CHROMIUM} and {CHROMEDRIVER} (apt-get install -y chromium chromium-driver)"
         );
-        eprintln!("skipping the browser test: {CHROMIUM} or {CHROMEDRIVER} is missing");
+        crate::helpers::report_skip(&format!(
+            "the browser test: {CHROMIUM} or {CHROMEDRIVER} is missing"
+        ));
     }
     found
 }

@@ -37,7 +37,7 @@ fn docker_compose() -> Option<PathBuf> {
             std::env::var_os("CI").is_none(),
             "CI must have docker-compose (apt-get install -y docker-compose)"
         );
-        eprintln!("skipping `docker-compose config`: docker-compose is not installed");
+        crate::helpers::report_skip("`docker-compose config`: docker-compose is not installed");
     }
     found
 }
