@@ -90,7 +90,6 @@ fn every_damaged_value_is_refused_without_panicking() {
             SessionHandle::open(&keyring, "sid", text).is_none(),
             "a damaged value opened: {text:?}"
         );
-        assert!(SessionHandle::decode(text).is_none());
         refused += 1;
     }
     assert!(refused > 10_000, "the corpus exercised {refused} values");
