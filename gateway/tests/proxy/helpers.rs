@@ -38,7 +38,7 @@ fn full(body: impl Into<Bytes>) -> ProbeBody {
 /// - `/hop`: hop-by-hop response headers;
 /// - `/slow`: answers after 3 s;
 /// - `/die`: promises 1000 bytes, sends 10, then closes the connection;
-/// - `/stream`: 5 chunks, 50 ms apart;
+/// - `/stream`: 5 chunks, the first at once, the rest 2 s later;
 /// - `/status/<code>`: that status, with a body unless the status forbids one;
 /// - `/trailers`: a chunked body with an `x-checksum` trailer (sent when the request allows);
 /// - `/healthz`: 200 or 503 as [`Probe::set_healthy`] says;
@@ -154,7 +154,11 @@ async fn answer(
                 if i == 5 {
                     return None;
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // The first chunk at once, the rest after a pause far longer than any
+                // scheduling delay: a proxy that buffers cannot deliver the first in time.
+                if i == 1 {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
                 Some((
                     Ok::<_, std::io::Error>(Frame::data(Bytes::from(format!("chunk{i};")))),
                     i + 1,
