@@ -10,6 +10,8 @@
 //! - [`middleware`]: the actix-session wiring (cookie and request lifecycle);
 //! - [`current`]: [`CurrentSession`], the extractor handlers use;
 //! - [`error`]: the JSON error type every endpoint answers with;
+//! - [`pages`]: the small HTML pages browsers get instead of JSON;
+//! - [`throttle`]: failed-login counters in Redis (per user name and per address);
 //! - [`service`]: what both HTTP services share (request ids, health checks, the server loop).
 
 pub mod config;
