@@ -7,7 +7,7 @@
 //! the ring (rotation), else nothing. Any other value (garbage, truncated, tampered, foreign) is
 //! simply "not logged in": it never reaches Redis and never causes an error.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use actix_session::{Session, SessionExt};
 use actix_web::{
@@ -22,6 +22,7 @@ use crate::{
     keys::Keyring,
     middleware::HANDLE_ENTRY,
     store::{RedisStore, StoreError},
+    throttle::LoginThrottle,
 };
 
 /// The per-worker session service: the store plus the rules both services follow.
@@ -65,8 +66,13 @@ impl Sessions {
         self
     }
 
-    pub fn store(&self) -> &RedisStore {
+    pub(crate) fn store(&self) -> &RedisStore {
         &self.store
+    }
+
+    /// The failed-login counters, kept in the same Redis.
+    pub fn login_throttle(&self) -> LoginThrottle {
+        LoginThrottle::new(self.store.clone())
     }
 
     /// How long a session may live from now: `None` once its absolute deadline has passed.
@@ -200,36 +206,37 @@ impl CurrentSession {
 
     /// The user and count of a live session, restarting its idle timeout. One Redis command.
     pub async fn read(&self) -> Result<(UserId, i64), ApiError> {
-        let credential = self.credential.as_ref().ok_or(ApiError::NotLoggedIn)?;
-        let lifetime = self
-            .sessions
-            .lifetime(&credential.handle)
-            .ok_or(ApiError::NotLoggedIn)?;
-        let count = self
-            .sessions
-            .store
-            .read(&credential.handle, lifetime)
-            .await?
-            .ok_or(ApiError::NotLoggedIn)?;
-        self.reseal_if_rotated(credential);
+        let (credential, count) = self.on_live_session(RedisStore::read).await?;
         Ok((credential.handle.user().clone(), count))
     }
 
     /// Adds one to the count of a live session and returns the new count. One Redis command.
     pub async fn increment(&self) -> Result<i64, ApiError> {
+        let (_, count) = self.on_live_session(RedisStore::increment).await?;
+        Ok(count)
+    }
+
+    /// Runs a store operation on the request's live session (its handle and how long it may
+    /// still live), which answers the count or `None` when the session is gone; then seals a
+    /// credential from an older key again. Not logged in, or gone: [`ApiError::NotLoggedIn`].
+    async fn on_live_session<'a, F, Fut>(
+        &'a self,
+        operation: F,
+    ) -> Result<(&'a Credential, i64), ApiError>
+    where
+        F: FnOnce(&'a RedisStore, &'a SessionHandle, Duration) -> Fut,
+        Fut: Future<Output = Result<Option<i64>, StoreError>>,
+    {
         let credential = self.credential.as_ref().ok_or(ApiError::NotLoggedIn)?;
         let lifetime = self
             .sessions
             .lifetime(&credential.handle)
             .ok_or(ApiError::NotLoggedIn)?;
-        let count = self
-            .sessions
-            .store
-            .increment(&credential.handle, lifetime)
+        let count = operation(&self.sessions.store, &credential.handle, lifetime)
             .await?
             .ok_or(ApiError::NotLoggedIn)?;
         self.reseal_if_rotated(credential);
-        Ok(count)
+        Ok((credential, count))
     }
 
     /// Logs in: always a new session id (the pre-login cookie is dead afterwards), never an id

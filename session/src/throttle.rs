@@ -46,7 +46,7 @@ pub struct LoginThrottle {
 }
 
 impl LoginThrottle {
-    pub fn new(store: RedisStore) -> Self {
+    pub(crate) fn new(store: RedisStore) -> Self {
         Self { store }
     }
 

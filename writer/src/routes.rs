@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 use session::{
     ApiError, CurrentSession, LoggedIn, LoginAs, Sessions, Transport, UserId, pages,
-    service::resource, throttle::LoginThrottle,
+    service::resource,
 };
 
 use crate::auth::Users;
@@ -130,7 +130,7 @@ async fn verify_and_login(
     let credentials = parse_credentials(request, body)?;
     let address = client_address(request);
     let claimed = UserId::parse(&credentials.username).ok();
-    let throttle = LoginThrottle::new(sessions.store().clone());
+    let throttle = sessions.login_throttle();
     throttle.check(claimed.as_ref(), address).await?;
 
     let users = users.clone().into_inner();
