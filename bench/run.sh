@@ -47,6 +47,8 @@
 #   LAT_DURATION=3 (q 1)    seconds per one-connection latency run
 #   REJECT=1         also measure GET / without cookie through the gateway (0: skip)
 #   CALLGRIND=1      instruction counts under valgrind (0: skip)
+#   REDIS_APPENDFSYNC=everysec  Redis's fsync policy (`always`: no acknowledged write lost to a
+#                    crash, at a cost this knob measures)
 #   CALLGRIND_N=2000 (q 200)  requests counted; CALLGRIND_WARMUP=200 (q 50) before zeroing
 #   PEER=1 (q 0)     run the reference afterwards; REDIS_BENCH_N=50000 its redis-benchmark size
 #   PROXY_WORKERS=$(nproc)  nginx worker_processes, HAProxy nbthread, Caddy GOMAXPROCS
@@ -70,6 +72,7 @@ ROUND_DURATION=${ROUND_DURATION:-5}
 LAT_DURATION=${LAT_DURATION:-3}
 REJECT=${REJECT:-1}
 CALLGRIND=${CALLGRIND:-1}
+REDIS_APPENDFSYNC=${REDIS_APPENDFSYNC:-everysec}
 CALLGRIND_N=${CALLGRIND_N:-2000}
 CALLGRIND_WARMUP=${CALLGRIND_WARMUP:-200}
 PEER=${PEER:-1}
@@ -282,7 +285,8 @@ log "run dir $RUN_DIR"
 read -r REDIS_PORT WRITER_PORT READER_PORT GATEWAY_PORT ADMIN_PORT <<<"$(free_ports 5)"
 mkdir -p "$RUN_DIR/redis"
 start redis "$RUN_DIR/redis/stdout.log" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
-  --appendonly yes --save "" --daemonize no --dir "$RUN_DIR/redis" --logfile "$RUN_DIR/redis/redis.log"
+  --appendonly yes --appendfsync "$REDIS_APPENDFSYNC" --save "" --daemonize no \
+  --dir "$RUN_DIR/redis" --logfile "$RUN_DIR/redis/redis.log"
 for ((i = 0; i < 100; i++)); do
   [[ $(timeout 2 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]] && break
   sleep 0.1
@@ -539,6 +543,7 @@ put check.logout_ok "$([[ $lo == 200 && ($CODE == 401 || $CODE == 403) ]] && ech
   metric meta.callgrind_n "$([[ $CALLGRIND != 0 ]] && echo "$CALLGRIND_N" || echo 0)"
   metric meta.rustc "$(rustc --version 2>/dev/null | awk '{print $2}' || true)"
   metric meta.redis "$(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/')"
+  metric meta.redis_appendfsync "$REDIS_APPENDFSYNC"
   metric meta.nginx "$(nginx -v 2>&1 | sed 's|.*/||')"
   metric meta.haproxy "$(haproxy -v | awk 'NR==1{print $3}')"
   metric meta.caddy "$(caddy version | awk '{print $1}')"
