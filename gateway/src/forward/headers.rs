@@ -331,6 +331,18 @@ mod tests {
         HeaderValue::from_static("req-1")
     }
 
+    /// An HTTP/1.1 request from the test peer, trusted or not, with `Forwarded` or not.
+    fn prepare_http11(headers: &mut HeaderMap, trusted: bool, forwarded: bool) {
+        prepare_request(
+            headers,
+            Version::HTTP_11,
+            None,
+            &peer(trusted),
+            &id(),
+            forwarded,
+        );
+    }
+
     #[test]
     fn the_fast_check_knows_the_same_list() {
         for name in HOP_BY_HOP {
@@ -374,14 +386,7 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("x-forwarded-host", "evil.test"),
         ]);
-        prepare_request(
-            &mut headers,
-            Version::HTTP_11,
-            None,
-            &peer(false),
-            &id(),
-            false,
-        );
+        prepare_http11(&mut headers, false, false);
         assert_eq!(headers["x-forwarded-for"], "203.0.113.7");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "example.test");
@@ -400,14 +405,7 @@ mod tests {
             ("x-forwarded-host", "www.example.test"),
             ("via", "1.1 edge"),
         ]);
-        prepare_request(
-            &mut headers,
-            Version::HTTP_11,
-            None,
-            &peer(true),
-            &id(),
-            false,
-        );
+        prepare_http11(&mut headers, true, false);
         assert_eq!(headers["x-forwarded-for"], "1.2.3.4, 10.0.0.1, 203.0.113.7");
         assert_eq!(headers.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(headers["x-forwarded-proto"], "https");
@@ -435,40 +433,19 @@ mod tests {
     #[test]
     fn forwarded_is_added_and_only_trusted_chains_are_kept() {
         let mut headers = map(&[("host", "shop.test"), ("forwarded", "for=6.6.6.6")]);
-        prepare_request(
-            &mut headers,
-            Version::HTTP_11,
-            None,
-            &peer(false),
-            &id(),
-            true,
-        );
+        prepare_http11(&mut headers, false, true);
         assert_eq!(
             headers["forwarded"],
             "for=203.0.113.7;proto=http;host=shop.test"
         );
         let mut headers = map(&[("host", "shop.test"), ("forwarded", "for=10.0.0.1")]);
-        prepare_request(
-            &mut headers,
-            Version::HTTP_11,
-            None,
-            &peer(true),
-            &id(),
-            true,
-        );
+        prepare_http11(&mut headers, true, true);
         assert_eq!(
             headers["forwarded"],
             "for=10.0.0.1, for=203.0.113.7;proto=http;host=shop.test"
         );
         let mut headers = map(&[("forwarded", "for=6.6.6.6")]);
-        prepare_request(
-            &mut headers,
-            Version::HTTP_11,
-            None,
-            &peer(false),
-            &id(),
-            false,
-        );
+        prepare_http11(&mut headers, false, false);
         assert!(
             !headers.contains_key("forwarded"),
             "an untrusted claim is dropped"
@@ -491,26 +468,12 @@ mod tests {
             ("upgrade", "websocket"),
             ("expect", "100-continue"),
         ]);
-        prepare_request(
-            &mut headers,
-            Version::HTTP_11,
-            None,
-            &peer(false),
-            &id(),
-            false,
-        );
+        prepare_http11(&mut headers, false, false);
         assert_eq!(headers["upgrade"], "websocket");
         assert_eq!(headers["connection"], "upgrade");
         assert!(!headers.contains_key("expect"));
         let mut plain = map(&[("upgrade", "h2c")]);
-        prepare_request(
-            &mut plain,
-            Version::HTTP_11,
-            None,
-            &peer(false),
-            &id(),
-            false,
-        );
+        prepare_http11(&mut plain, false, false);
         assert!(
             !plain.contains_key("upgrade"),
             "Upgrade without Connection: upgrade is dropped"
@@ -520,24 +483,10 @@ mod tests {
     #[test]
     fn te_trailers_survives_other_te_values_do_not() {
         let mut headers = map(&[("te", "gzip, trailers")]);
-        prepare_request(
-            &mut headers,
-            Version::HTTP_11,
-            None,
-            &peer(false),
-            &id(),
-            false,
-        );
+        prepare_http11(&mut headers, false, false);
         assert_eq!(headers["te"], "trailers");
         let mut headers = map(&[("te", "gzip")]);
-        prepare_request(
-            &mut headers,
-            Version::HTTP_11,
-            None,
-            &peer(false),
-            &id(),
-            false,
-        );
+        prepare_http11(&mut headers, false, false);
         assert!(!headers.contains_key("te"));
     }
 }
