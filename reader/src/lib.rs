@@ -6,10 +6,11 @@ pub mod config;
 
 use std::{future::Future, io, net::SocketAddr};
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 pub use config::ReaderConfig;
 use session::{
-    ApiError, CurrentSession, pages,
+    ApiError, CurrentSession,
+    pages::{self, Audience},
     service::{self, BoundService, resource},
 };
 
@@ -57,15 +58,16 @@ struct User<'a> {
 }
 
 /// `GET /`: JSON for API clients, a page for browsers.
-async fn whoami(request: HttpRequest, current: CurrentSession) -> Result<HttpResponse, ApiError> {
-    let html = pages::wants_html(&request);
+async fn whoami(audience: Audience, current: CurrentSession) -> Result<HttpResponse, ApiError> {
     match current.read().await {
-        Ok((user, count)) if html => Ok(pages::session(&user, count, "Your session")),
+        Ok((user, count)) if audience.is_browser() => {
+            Ok(pages::session(&user, count, "Your session"))
+        }
         Ok((user, count)) => Ok(HttpResponse::Ok().json(WhoAmI {
             user: User { id: &user },
             count,
         })),
-        Err(ApiError::NotLoggedIn) if html => Ok(pages::login_prompt()),
+        Err(ApiError::NotLoggedIn) if audience.is_browser() => Ok(pages::login_prompt()),
         Err(err) => Err(err),
     }
 }

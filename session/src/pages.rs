@@ -10,10 +10,12 @@
 use std::sync::LazyLock;
 
 use actix_web::{
-    HttpRequest, HttpResponse, HttpResponseBuilder,
-    http::{StatusCode, header},
+    FromRequest, HttpRequest, HttpResponse, HttpResponseBuilder,
+    dev::Payload,
+    http::{Method, StatusCode, header},
 };
 use base64::Engine as _;
+use futures_util::future::{Ready, ready};
 use sha2::{Digest, Sha256};
 
 use crate::handle::UserId;
@@ -62,6 +64,43 @@ pub fn wants_html(request: &HttpRequest) -> bool {
         }
     }
     html > 0.0 && html >= json
+}
+
+/// Whom a request is answered for, decided once per request (an extractor: handlers take it as
+/// an argument instead of each looking at `Accept` and the method again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// An API client: the JSON of the HTTP contract.
+    Api,
+    /// A browser viewing a page.
+    Page,
+    /// A browser's form POST: answered with `303 See Other` to `/`, so reloading the page that
+    /// follows never repeats the action.
+    FormPost,
+}
+
+impl Audience {
+    pub fn of(request: &HttpRequest) -> Self {
+        match (wants_html(request), request.method() == Method::POST) {
+            (false, _) => Self::Api,
+            (true, false) => Self::Page,
+            (true, true) => Self::FormPost,
+        }
+    }
+
+    /// A browser (a page or a form post), not an API client.
+    pub fn is_browser(self) -> bool {
+        self != Self::Api
+    }
+}
+
+impl FromRequest for Audience {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(Self::of(request)))
+    }
 }
 
 /// Escapes text for HTML content and attribute values.
@@ -177,6 +216,23 @@ mod tests {
             request = request.insert_header((header::ACCEPT, accept));
         }
         wants_html(&request.to_http_request())
+    }
+
+    #[test]
+    fn the_audience_is_decided_from_accept_and_method() {
+        let chrome = "text/html,application/xhtml+xml,*/*;q=0.8";
+        let of = |method: &str, accept: Option<&str>| {
+            let mut request = TestRequest::default().method(method.parse().expect("method"));
+            if let Some(accept) = accept {
+                request = request.insert_header((header::ACCEPT, accept));
+            }
+            Audience::of(&request.to_http_request())
+        };
+        assert_eq!(of("GET", None), Audience::Api);
+        assert_eq!(of("POST", Some("application/json")), Audience::Api);
+        assert_eq!(of("GET", Some(chrome)), Audience::Page);
+        assert_eq!(of("POST", Some(chrome)), Audience::FormPost);
+        assert!(Audience::FormPost.is_browser() && !Audience::Api.is_browser());
     }
 
     #[test]

@@ -5,13 +5,14 @@ use std::{net::IpAddr, sync::Arc};
 
 use actix_web::{
     HttpRequest, HttpResponse, ResponseError,
-    http::{Method, StatusCode, header},
+    http::{StatusCode, header},
     web,
 };
 use serde::Deserialize;
 use serde_json::json;
 use session::{
-    ApiError, CurrentSession, LoggedIn, LoginAs, Sessions, Transport, UserId, pages,
+    ApiError, CurrentSession, LoggedIn, LoginAs, Sessions, Transport, UserId,
+    pages::{self, Audience},
     service::resource,
 };
 
@@ -50,21 +51,17 @@ impl LoginQuery {
     }
 }
 
-/// A browser's form POST is answered by sending it to `/` (`303 See Other`), so reloading the
-/// page that follows never repeats the action.
-fn is_form_post(request: &HttpRequest) -> bool {
-    request.method() == Method::POST && pages::wants_html(request)
-}
-
 /// The answer to a successful login: JSON (with the token for a header session), or a page.
-fn logged_in(request: &HttpRequest, logged_in: &LoggedIn) -> HttpResponse {
+fn logged_in(audience: Audience, logged_in: &LoggedIn) -> HttpResponse {
     tracing::info!(user = %logged_in.user, renewed = logged_in.renewed, "logged in");
-    if logged_in.token.is_none() && pages::wants_html(request) {
-        return if is_form_post(request) {
-            pages::see_other("/").finish()
-        } else {
-            pages::session(&logged_in.user, logged_in.count, "You are logged in")
-        };
+    match audience {
+        // A header session's token goes back in JSON, whoever asked.
+        _ if logged_in.token.is_some() => {}
+        Audience::Api => {}
+        Audience::FormPost => return pages::see_other("/").finish(),
+        Audience::Page => {
+            return pages::session(&logged_in.user, logged_in.count, "You are logged in");
+        }
     }
     let mut body = json!({
         "message": "you are now logged in",
@@ -78,13 +75,13 @@ fn logged_in(request: &HttpRequest, logged_in: &LoggedIn) -> HttpResponse {
 
 /// The open demo login: anyone becomes a new user (or stays the user they are).
 async fn open_login(
-    request: HttpRequest,
+    audience: Audience,
     current: CurrentSession,
     query: web::Query<LoginQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let transport = query.transport(&current);
     let login = current.login(LoginAs::CurrentOrNew, transport).await?;
-    Ok(logged_in(&request, &login))
+    Ok(logged_in(audience, &login))
 }
 
 #[derive(Deserialize)]
@@ -95,6 +92,7 @@ struct Credentials {
 
 /// `POST /login` with `username` and `password`, as JSON or as a form.
 async fn password_login(
+    audience: Audience,
     current: CurrentSession,
     request: HttpRequest,
     query: web::Query<LoginQuery>,
@@ -104,9 +102,10 @@ async fn password_login(
 ) -> Result<HttpResponse, ApiError> {
     let outcome = verify_and_login(&current, &request, &query, &users, &sessions, &body).await;
     match outcome {
+        Ok(login) => Ok(logged_in(audience, &login)),
         // A browser sees the form again, with the reason.
         Err(err @ (ApiError::InvalidCredentials | ApiError::TooManyAttempts { .. }))
-            if pages::wants_html(&request) =>
+            if audience.is_browser() =>
         {
             let mut page = pages::login_form(err.status_code(), Some(&err.to_string()));
             if let ApiError::TooManyAttempts { retry_after } = err {
@@ -115,7 +114,7 @@ async fn password_login(
             }
             Ok(page)
         }
-        outcome => outcome,
+        Err(err) => Err(err),
     }
 }
 
@@ -126,7 +125,7 @@ async fn verify_and_login(
     users: &web::Data<Users>,
     sessions: &Sessions,
     body: &[u8],
-) -> Result<HttpResponse, ApiError> {
+) -> Result<LoggedIn, ApiError> {
     let credentials = parse_credentials(request, body)?;
     let address = client_address(request);
     let claimed = UserId::parse(&credentials.username).ok();
@@ -143,10 +142,9 @@ async fn verify_and_login(
         return Err(ApiError::InvalidCredentials);
     };
     throttle.succeeded(&user).await?;
-    let login = current
+    current
         .login(LoginAs::User(user), query.transport(current))
-        .await?;
-    Ok(logged_in(request, &login))
+        .await
 }
 
 fn parse_credentials(request: &HttpRequest, body: &[u8]) -> Result<Credentials, ApiError> {
@@ -185,21 +183,15 @@ async fn login_form() -> HttpResponse {
     pages::login_form(StatusCode::OK, None)
 }
 
-async fn increment(
-    request: HttpRequest,
-    current: CurrentSession,
-) -> Result<HttpResponse, ApiError> {
-    let html = pages::wants_html(&request);
+async fn increment(audience: Audience, current: CurrentSession) -> Result<HttpResponse, ApiError> {
     let count = match current.increment().await {
         Ok(count) => count,
-        Err(ApiError::NotLoggedIn) if html => return Ok(pages::login_prompt()),
+        Err(ApiError::NotLoggedIn) if audience.is_browser() => return Ok(pages::login_prompt()),
         Err(err) => return Err(err),
     };
-    if is_form_post(&request) {
-        return Ok(pages::see_other("/").finish());
-    }
-    match current.claimed_user() {
-        Some(user) if html => Ok(pages::session(user, count, "Incremented")),
+    match (audience, current.claimed_user()) {
+        (Audience::FormPost, _) => Ok(pages::see_other("/").finish()),
+        (Audience::Page, Some(user)) => Ok(pages::session(user, count, "Incremented")),
         _ => Ok(HttpResponse::Ok().json(Incremented {
             message: "Incremented Count",
             count,
@@ -222,21 +214,19 @@ struct LogoutQuery {
 }
 
 async fn logout(
-    request: HttpRequest,
+    audience: Audience,
     current: CurrentSession,
     query: web::Query<LogoutQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let logout = current.logout(query.everywhere).await?;
-    let (html, form_post) = (pages::wants_html(&request), is_form_post(&request));
-    let mut response = if form_post {
-        pages::see_other("/")
-    } else {
-        HttpResponse::Ok()
+    let mut response = match audience {
+        Audience::FormPost => pages::see_other("/"),
+        Audience::Page | Audience::Api => HttpResponse::Ok(),
     };
     logout.expire_cookie(&mut response);
-    Ok(match (html, form_post) {
-        (_, true) => response.finish(),
-        (true, false) => pages::logged_out(response),
-        (false, false) => response.json(json!({ "message": "logged out : count reset" })),
+    Ok(match audience {
+        Audience::FormPost => response.finish(),
+        Audience::Page => pages::logged_out(response),
+        Audience::Api => response.json(json!({ "message": "logged out : count reset" })),
     })
 }
