@@ -117,11 +117,13 @@ impl Metrics {
     pub fn observe(&self, worker: usize, route: &str, status: StatusCode, latency: Duration) {
         let shard = &self.requests.shards[worker % self.requests.shards.len()];
         let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-        if !shard.contains_key(route) {
-            shard.insert(route.to_owned(), RouteTally::default());
-        }
+        let (status, seconds) = (status.as_u16(), latency.as_secs_f64());
         if let Some(tally) = shard.get_mut(route) {
-            tally.observe(status.as_u16(), latency.as_secs_f64());
+            tally.observe(status, seconds);
+        } else {
+            let mut tally = RouteTally::default();
+            tally.observe(status, seconds);
+            shard.insert(route.to_owned(), tally);
         }
     }
 

@@ -137,10 +137,11 @@ impl Proxy {
                     &mut served,
                 )
                 .await;
-            let response = log_outcome(result, &served, &request_id, started.elapsed());
+            let latency = started.elapsed();
+            let response = log_outcome(result, &served, &request_id, latency);
             let route = served.route.map_or("-", |route| route.path.as_str());
             self.metrics
-                .observe(worker, route, response.status(), started.elapsed());
+                .observe(worker, route, response.status(), latency);
             response
         }
         .instrument(span)
