@@ -115,13 +115,12 @@ impl Gateway {
                     proxy: Arc::clone(&proxy),
                     worker,
                 });
-                let remaining = deadline.clone();
                 listen::serve(
                     "public",
                     listener,
                     handler,
                     deadline.clone().started(),
-                    || remaining.remaining(),
+                    || deadline.remaining(),
                 )
                 .await;
                 // Tunnels get what is left of the deadline after the requests.
