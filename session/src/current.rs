@@ -17,6 +17,7 @@ use futures_util::future::{Ready, ready};
 
 use crate::{
     config::{CookieSettings, HeaderSessions, SessionConfig},
+    cross_site::{self, Action, TrustedOrigins, Verdict},
     error::ApiError,
     handle::{SessionHandle, UserId, now_ms},
     keys::Keyring,
@@ -41,6 +42,7 @@ struct Rules {
     max_age: Option<Duration>,
     max_per_user: Option<u32>,
     header: HeaderSessions,
+    trusted_origins: TrustedOrigins,
 }
 
 impl Sessions {
@@ -55,6 +57,7 @@ impl Sessions {
                 max_age: config.max_age,
                 max_per_user: None,
                 header: config.header,
+                trusted_origins: TrustedOrigins::default(),
             }),
         })
     }
@@ -63,6 +66,14 @@ impl Sessions {
     #[must_use]
     pub fn with_max_per_user(mut self, cap: Option<u32>) -> Self {
         Arc::make_mut(&mut self.rules).max_per_user = cap;
+        self
+    }
+
+    /// Lets pages of these origins change sessions too (`SESSION_TRUSTED_ORIGINS`, see
+    /// [`cross_site`]).
+    #[must_use]
+    pub fn with_trusted_origins(mut self, origins: TrustedOrigins) -> Self {
+        Arc::make_mut(&mut self.rules).trusted_origins = origins;
         self
     }
 
@@ -212,6 +223,7 @@ impl CurrentSession {
 
     /// Adds one to the count of a live session and returns the new count. One Redis command.
     pub async fn increment(&self) -> Result<i64, ApiError> {
+        self.refuse_cross_site(Action::Increment)?;
         let (_, count) = self.on_live_session(RedisStore::increment).await?;
         Ok(count)
     }
@@ -243,6 +255,7 @@ impl CurrentSession {
     /// sent by the client. A live session of the same user is replaced and keeps its count; a
     /// live session of another user is ended.
     pub async fn login(&self, who: LoginAs, transport: Transport) -> Result<LoggedIn, ApiError> {
+        self.refuse_cross_site(Action::Login)?;
         let store = &self.sessions.store;
         let max_per_user = self.sessions.rules.max_per_user;
         let previous = self
@@ -297,6 +310,7 @@ impl CurrentSession {
     /// Ends the session (or, with `everywhere`, every session of its user) and expires the
     /// cookie. Without a valid session it changes nothing in Redis and still succeeds.
     pub async fn logout(&self, everywhere: bool) -> Result<Logout, ApiError> {
+        self.refuse_cross_site(Action::Logout { everywhere })?;
         if let Some(credential) = &self.credential {
             if everywhere {
                 let ended = self
@@ -315,6 +329,23 @@ impl CurrentSession {
             matches!(&self.credential, Some(credential) if credential.source == Source::Cookie);
         let removal = (self.cookie_sent && !actix_knows_cookie).then(|| self.removal_cookie());
         Ok(Logout { removal })
+    }
+
+    /// Refuses `action` when another site made the browser send this request (see
+    /// [`cross_site`]). Every operation that changes a session calls it before touching Redis;
+    /// a handler with work of its own before that (checking a password) calls it first.
+    pub fn refuse_cross_site(&self, action: Action) -> Result<(), ApiError> {
+        match cross_site::judge(&self.request, &self.sessions.rules.trusted_origins) {
+            Verdict::Allowed => Ok(()),
+            Verdict::Navigation => Err(ApiError::CrossSite {
+                action,
+                navigation: true,
+            }),
+            Verdict::Refused => Err(ApiError::CrossSite {
+                action,
+                navigation: false,
+            }),
+        }
     }
 
     /// Hands the new session to the client: a token to return for a header session, else a

@@ -6,7 +6,7 @@
 use actix_web::{HttpResponse, ResponseError, http::StatusCode};
 use serde_json::json;
 
-use crate::store::StoreError;
+use crate::{cross_site::Action, pages, store::StoreError};
 
 /// Body of the "not logged in" answer, shared by the reader's `/` and the writer's `/increment`
 /// (DESIGN.md, HTTP contract).
@@ -33,6 +33,10 @@ pub enum ApiError {
     /// The path exists, the method does not.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// A request another site made a browser send (see [`crate::cross_site`]); nothing was done.
+    /// A top-level navigation is answered with a page that asks to confirm the action.
+    #[error("cross-site request refused")]
+    CrossSite { action: Action, navigation: bool },
     /// Redis is down or too slow; the request changed nothing.
     #[error("session store unavailable")]
     StoreUnavailable(#[source] StoreError),
@@ -59,6 +63,7 @@ impl ResponseError for ApiError {
             Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::CrossSite { .. } => StatusCode::FORBIDDEN,
             Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -66,6 +71,12 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
+        if let Self::CrossSite { action, navigation } = *self {
+            tracing::warn!(%action, navigation, "cross-site request refused");
+            if navigation {
+                return pages::confirm(status, action);
+            }
+        }
         let body = match self {
             Self::NotLoggedIn => json!({ "message": NOT_LOGGED_IN_MESSAGE, "login": "/login" }),
             Self::StoreUnavailable(cause) => {
@@ -80,7 +91,8 @@ impl ResponseError for ApiError {
             | Self::InvalidCredentials
             | Self::TooManyAttempts { .. }
             | Self::NotFound
-            | Self::MethodNotAllowed => json!({ "error": self.to_string() }),
+            | Self::MethodNotAllowed
+            | Self::CrossSite { .. } => json!({ "error": self.to_string() }),
         };
         let mut response = HttpResponse::build(status);
         match self {

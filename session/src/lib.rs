@@ -9,12 +9,14 @@
 //! - [`store`]: the Redis layout and the atomic operations on it;
 //! - [`middleware`]: the actix-session wiring (cookie and request lifecycle);
 //! - [`current`]: [`CurrentSession`], the extractor handlers use;
+//! - [`cross_site`]: why requests from other sites never change a session;
 //! - [`error`]: the JSON error type every endpoint answers with;
 //! - [`pages`]: the small HTML pages browsers get instead of JSON;
 //! - [`throttle`]: failed-login counters in Redis (per user name and per address);
 //! - [`service`]: what both HTTP services share (request ids, health checks, the server loop).
 
 pub mod config;
+pub mod cross_site;
 pub mod current;
 pub mod error;
 pub mod handle;
@@ -26,6 +28,7 @@ pub mod store;
 pub mod throttle;
 
 pub use config::SessionConfig;
+pub use cross_site::TrustedOrigins;
 pub use current::{CurrentSession, LoggedIn, LoginAs, Logout, Sessions, Transport};
 pub use error::ApiError;
 pub use handle::{SessionHandle, UserId};

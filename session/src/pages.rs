@@ -3,9 +3,9 @@
 //! the JSON of the HTTP contract unchanged.
 //!
 //! The pages carry no script at all; their one inline `<style>` is allowed by its hash in a
-//! strict `Content-Security-Policy`. State changes are forms that POST (never links), protected
-//! from cross-site posts by the `SameSite` session cookie; after a POST the browser is sent to
-//! `/` (`303 See Other`), so reloading a page never repeats an action.
+//! strict `Content-Security-Policy`. State changes are forms that POST (never links); requests
+//! from other sites are not acted on (see [`crate::cross_site`]); after a POST the browser is
+//! sent to `/` (`303 See Other`), so reloading a page never repeats an action.
 
 use std::sync::LazyLock;
 
@@ -18,7 +18,7 @@ use base64::Engine as _;
 use futures_util::future::{Ready, ready};
 use sha2::{Digest, Sha256};
 
-use crate::handle::UserId;
+use crate::{cross_site::Action, handle::UserId};
 
 const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1c1e21}\
 main{max-width:26rem;margin:4rem auto;padding:2rem;background:#fff;border-radius:12px;\
@@ -26,7 +26,7 @@ box-shadow:0 1px 4px rgba(0,0,0,.08)}h1{font-size:1.4rem;margin:0 0 1rem}\
 .count{font-size:2.5rem;font-weight:700;margin:.5rem 0 1.5rem}form{display:inline-block;margin:0 .5rem .5rem 0}\
 button,a.button{font:inherit;padding:.5rem 1.1rem;border-radius:8px;border:1px solid #2f6fed;\
 background:#2f6fed;color:#fff;cursor:pointer;text-decoration:none;display:inline-block}\
-button.secondary{background:#fff;color:#2f6fed}code{background:#f0f1f4;padding:.1rem .3rem;border-radius:4px}\
+button.secondary,a.secondary{background:#fff;color:#2f6fed}code{background:#f0f1f4;padding:.1rem .3rem;border-radius:4px}\
 label{display:block;margin:.5rem 0}input{font:inherit;padding:.4rem;width:100%;box-sizing:border-box}\
 .error{color:#b3261e}";
 
@@ -193,6 +193,24 @@ pub fn login_form(status: StatusCode, error: Option<&str>) -> HttpResponse {
              <label>Username <input name=\"username\" autocomplete=\"username\" required></label>\n\
              <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\n\
              <p><button id=\"submit\" type=\"submit\">Log in</button></p>\n</form>"
+        ),
+    )
+}
+
+/// The answer to a link from another site to an action: nothing has happened, and a button of
+/// this origin does it. The form has no `action`, so it posts to the very URL the link named
+/// (query included, and whatever prefix the gateway mounts the writer under).
+pub fn confirm(status: StatusCode, action: Action) -> HttpResponse {
+    page(
+        status,
+        "Please confirm",
+        &format!(
+            "<h1>Please confirm</h1>\n\
+             <p id=\"cross-site\">Another site sent you here to {describe}. Nothing has happened yet.</p>\n\
+             <form method=\"post\"><button id=\"confirm\" type=\"submit\">{button}</button></form>\n\
+             <a id=\"cancel\" class=\"button secondary\" href=\"/\">Cancel</a>",
+            describe = escape(action.describe()),
+            button = escape(action.button()),
         ),
     )
 }

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use common::{ConfigError, env};
-use session::SessionConfig;
+use session::{SessionConfig, TrustedOrigins};
 
 use crate::auth::Users;
 
@@ -18,6 +18,9 @@ pub struct WriterConfig {
     pub max_per_user: Option<u32>,
     /// `AUTH_USERS_FILE`: who may log in, with which password. `None` = the open demo login.
     pub users: Option<Arc<Users>>,
+    /// `SESSION_TRUSTED_ORIGINS`: other origins whose pages may log in, increment and log out
+    /// (see [`session::cross_site`]).
+    pub trusted_origins: TrustedOrigins,
 }
 
 impl WriterConfig {
@@ -33,11 +36,17 @@ impl WriterConfig {
         let users = env::optional("AUTH_USERS_FILE")?
             .map(|path| Users::load(&PathBuf::from(path.trim())).map(Arc::new))
             .transpose()?;
+        let trusted_origins = env::optional("SESSION_TRUSTED_ORIGINS")?
+            .map(|list| TrustedOrigins::parse(&list))
+            .transpose()
+            .map_err(|reason| ConfigError::new("SESSION_TRUSTED_ORIGINS", reason))?
+            .unwrap_or_default();
         Ok(Self {
             addr: env::socket_addr("WRITER_ADDR", DEFAULT_ADDR)?,
             session: SessionConfig::from_env()?,
             max_per_user,
             users,
+            trusted_origins,
         })
     }
 }

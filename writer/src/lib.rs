@@ -7,6 +7,7 @@
 //! | `GET`/`POST /logout`        | 200, session deleted, cookie expired   | 200 (idempotent)       |
 //!
 //! With `AUTH_USERS_FILE`, `/login` wants a username and password instead (see [`auth`]).
+//! Requests another site made a browser send change nothing (see [`session::cross_site`]).
 //! All session logic lives in the `session` library; this crate maps it to HTTP.
 
 pub mod auth;
@@ -26,12 +27,17 @@ impl Application {
     /// Binds the listen address (port 0 picks a free one); does not touch Redis yet.
     pub fn build(config: WriterConfig) -> io::Result<Self> {
         let max_per_user = config.max_per_user;
+        let trusted_origins = config.trusted_origins;
         let users = config.users;
         service::bind(
             "writer",
             config.addr,
             config.session,
-            move |sessions| sessions.with_max_per_user(max_per_user),
+            move |sessions| {
+                sessions
+                    .with_max_per_user(max_per_user)
+                    .with_trusted_origins(trusted_origins.clone())
+            },
             move |service: &mut actix_web::web::ServiceConfig| {
                 routes::configure(service, users.clone())
             },

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 use session::{
     ApiError, CurrentSession, LoggedIn, LoginAs, Sessions, Transport, UserId,
+    cross_site::Action,
     pages::{self, Audience},
     service::resource,
 };
@@ -114,6 +115,14 @@ async fn password_login(
             }
             Ok(page)
         }
+        // A login form on another site posted here: the credentials are not tried (that
+        // would let it log the browser in as its own user); the person gets this site's form.
+        Err(ApiError::CrossSite {
+            navigation: true, ..
+        }) => Ok(pages::login_form(
+            StatusCode::FORBIDDEN,
+            Some("Another site sent you here: log in with this form."),
+        )),
         Err(err) => Err(err),
     }
 }
@@ -126,6 +135,8 @@ async fn verify_and_login(
     sessions: &Sessions,
     body: &[u8],
 ) -> Result<LoggedIn, ApiError> {
+    // Before the password is checked or a failed attempt counted.
+    current.refuse_cross_site(Action::Login)?;
     let credentials = parse_credentials(request, body)?;
     let address = client_address(request);
     let claimed = UserId::parse(&credentials.username).ok();

@@ -91,6 +91,19 @@ fn services_refuse_to_start_without_valid_settings() {
         stderr.contains("SESSION_MAX_PER_USER: must be at least 1"),
         "{stderr}"
     );
+    let (code, stderr) = run(
+        "writer",
+        &[
+            redis,
+            secret,
+            ("SESSION_TRUSTED_ORIGINS", "https://spa.example/app"),
+        ],
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("SESSION_TRUSTED_ORIGINS: \"https://spa.example/app\" is not an origin"),
+        "{stderr}"
+    );
     for (name, variable) in [("writer", "WRITER_ADDR"), ("reader", "READER_ADDR")] {
         let (code, stderr) = run(name, &[redis, secret, (variable, "localhost")]);
         assert_eq!(code, Some(2), "{stderr}");

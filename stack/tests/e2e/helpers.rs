@@ -36,7 +36,7 @@ fn output(dir: &std::path::Path, name: &str) -> Output {
 }
 
 /// Variables a developer's shell could leak into the services.
-const LEAKY: [&str; 14] = [
+const LEAKY: [&str; 15] = [
     "REDIS_URL",
     "SESSION_SECRET",
     "SESSION_COOKIE_NAME",
@@ -45,6 +45,7 @@ const LEAKY: [&str; 14] = [
     "SESSION_TTL",
     "SESSION_MAX_AGE",
     "SESSION_MAX_PER_USER",
+    "SESSION_TRUSTED_ORIGINS",
     "AUTH_USERS_FILE",
     "WRITER_ADDR",
     "READER_ADDR",

@@ -7,6 +7,7 @@ mod helpers;
 mod accounts;
 mod browser;
 mod config;
+mod cross_site;
 mod deploy;
 mod flow;
 mod launcher;
