@@ -54,51 +54,93 @@ async fn text(client: &fantoccini::Client, id: &str) -> String {
         .expect("text")
 }
 
+/// Headless Chromium under chromedriver, with its own profile; the driver stops on drop.
+struct Browser {
+    client: fantoccini::Client,
+    _driver: Supervised,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start(stack: &TestStack) -> Self {
+        let profile = tempfile::tempdir().expect("profile dir");
+        let port = net::free_port().expect("port");
+        let driver = Supervised::spawn(
+            Spec::new("chromedriver", CHROMEDRIVER)
+                .arg(format!("--port={port}"))
+                .output(Output::File(stack.dir.path().join("chromedriver.log"))),
+        )
+        .expect("chromedriver starts");
+        assert!(
+            net::wait_until(Duration::from_secs(10), || {
+                net::http_status(
+                    ([127, 0, 0, 1], port).into(),
+                    "/status",
+                    Duration::from_millis(300),
+                ) == Some(200)
+            }),
+            "chromedriver answers"
+        );
+
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--no-first-run", "--window-size=900,700",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            },
+        });
+        let serde_json::Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a WebDriver session");
+        Self {
+            client,
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+
+    /// Clicks the element with this id.
+    async fn click(&self, id: &str) {
+        self.client
+            .find(Locator::Id(id))
+            .await
+            .unwrap_or_else(|err| panic!("#{id} is on the page: {err}"))
+            .click()
+            .await
+            .unwrap_or_else(|err| panic!("click #{id}: {err}"));
+    }
+}
+
+/// Waits until the page shows this count.
+async fn wait_for_count(client: &fantoccini::Client, expected: &str) {
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath(&format!(
+            "//span[@id='count' and text()='{expected}']"
+        )))
+        .await
+        .unwrap_or_else(|err| panic!("count never became {expected}: {err}"));
+}
+
 #[tokio::test]
 async fn a_browser_logs_in_counts_and_logs_out_through_the_gateway() {
     if !browser_available() {
         return;
     }
     let stack = TestStack::start();
-    let profile = tempfile::tempdir().expect("profile dir");
-    let port = net::free_port().expect("port");
-    let _driver = Supervised::spawn(
-        Spec::new("chromedriver", CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .output(Output::File(stack.dir.path().join("chromedriver.log"))),
-    )
-    .expect("chromedriver starts");
-    assert!(
-        net::wait_until(Duration::from_secs(10), || {
-            net::http_status(
-                ([127, 0, 0, 1], port).into(),
-                "/status",
-                Duration::from_millis(300),
-            ) == Some(200)
-        }),
-        "chromedriver answers"
-    );
-
-    let capabilities = json!({
-        "browserName": "chrome",
-        "goog:chromeOptions": {
-            "binary": CHROMIUM,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--window-size=900,700",
-                format!("--user-data-dir={}", profile.path().display()),
-            ],
-        },
-    });
-    let serde_json::Value::Object(capabilities) = capabilities else {
-        unreachable!()
-    };
-    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(capabilities)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a WebDriver session");
+    let browser = Browser::start(&stack).await;
+    let client = &browser.client;
 
     let result = async {
         client
@@ -117,21 +159,8 @@ async fn a_browser_logs_in_counts_and_logs_out_through_the_gateway() {
         assert_eq!(text(&client, "count").await, "0");
 
         for expected in ["1", "2"] {
-            client
-                .find(Locator::Id("increment"))
-                .await
-                .expect("button")
-                .click()
-                .await
-                .expect("click");
-            client
-                .wait()
-                .at_most(Duration::from_secs(10))
-                .for_element(Locator::XPath(&format!(
-                    "//span[@id='count' and text()='{expected}']"
-                )))
-                .await
-                .unwrap_or_else(|err| panic!("count never became {expected}: {err}"));
+            browser.click("increment").await;
+            wait_for_count(client, expected).await;
         }
         assert_eq!(
             client.current_url().await.expect("url").path(),
@@ -160,17 +189,150 @@ async fn a_browser_logs_in_counts_and_logs_out_through_the_gateway() {
         std::fs::create_dir_all(artifact_dir()).expect("artifact dir");
         std::fs::write(artifact_dir().join("browser-logged-in.png"), screenshot).expect("save");
 
-        client
-            .find(Locator::Id("logout"))
-            .await
-            .expect("button")
-            .click()
-            .await
-            .expect("click");
+        browser.click("logout").await;
         let prompt = text(&client, "login-prompt").await;
         assert!(prompt.contains("log in"), "{prompt}");
     }
     .await;
-    client.close().await.expect("close the browser");
+    browser
+        .client
+        .clone()
+        .close()
+        .await
+        .expect("close the browser");
     result
+}
+
+/// Serves `page` to every request on a free port of 127.0.0.1, for as long as the test runs:
+/// the other site.
+async fn serve_page(page: String) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let page = page.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{page}",
+                    page.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+/// Logged in at the gateway (127.0.0.1), the browser visits a page of another site
+/// (`localhost`, another host, so another site) with plain links, a form and an image pointing
+/// at the writer. Nothing it does changes the session until the person confirms on a page of
+/// this origin; a link to `/` still shows the page.
+#[tokio::test]
+async fn another_site_cannot_change_the_session() {
+    if !browser_available() {
+        return;
+    }
+    let stack = TestStack::start();
+    let browser = Browser::start(&stack).await;
+    let client = &browser.client;
+    let gateway = stack.url("");
+    let other_site = serve_page(format!(
+        "<!doctype html><html><body>\
+         <a id=\"increment\" href=\"{gateway}/increment\">win a prize</a>\
+         <a id=\"logout\" href=\"{gateway}/logout\">unsubscribe</a>\
+         <a id=\"home\" href=\"{gateway}/\">your account</a>\
+         <form method=\"post\" action=\"{gateway}/increment\"><button id=\"post\">go</button></form>\
+         <img src=\"{gateway}/increment\" alt=\"\">\
+         </body></html>"
+    ))
+    .await;
+    let other_site = format!("http://localhost:{other_site}/");
+    let count_in_redis = || async {
+        let keys = stack.redis_keys().await;
+        let key = keys
+            .iter()
+            .find(|key| key.starts_with("session:"))
+            .unwrap_or_else(|| panic!("a session in {keys:?}"));
+        let mut redis = stack.redis().await;
+        let value: String = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut redis)
+            .await
+            .expect("GET");
+        value
+    };
+
+    client
+        .goto(&stack.url("/login"))
+        .await
+        .expect("open /login");
+    let user = text(client, "user").await;
+    let session_before = count_in_redis().await;
+
+    // The link, the form and the image: a confirmation page, and nothing written.
+    client.goto(&other_site).await.expect("open the other site");
+    browser.click("increment").await;
+    let asked = text(client, "cross-site").await;
+    assert!(asked.contains("increment your count"), "{asked}");
+    client.goto(&other_site).await.expect("open the other site");
+    browser.click("post").await;
+    assert!(
+        text(client, "cross-site")
+            .await
+            .contains("increment your count")
+    );
+    client.goto(&other_site).await.expect("open the other site");
+    browser.click("logout").await;
+    assert!(text(client, "cross-site").await.contains("log out"));
+    assert_eq!(
+        count_in_redis().await,
+        session_before,
+        "nothing was written"
+    );
+
+    // Cancel: back to this site's page, still logged in, count 0.
+    browser.click("cancel").await;
+    assert_eq!(text(client, "user").await, user);
+    wait_for_count(client, "0").await;
+
+    // A link to `/` shows the page; the confirm button does what the link asked.
+    client.goto(&other_site).await.expect("open the other site");
+    browser.click("home").await;
+    assert_eq!(
+        text(client, "user").await,
+        user,
+        "a link to / shows the page"
+    );
+    client.goto(&other_site).await.expect("open the other site");
+    browser.click("increment").await;
+    browser.click("confirm").await;
+    wait_for_count(client, "1").await;
+    assert_eq!(client.current_url().await.expect("url").path(), "/");
+
+    client.goto(&other_site).await.expect("open the other site");
+    browser.click("logout").await;
+    browser.click("confirm").await;
+    let prompt = text(client, "login-prompt").await;
+    assert!(
+        prompt.contains("log in"),
+        "logged out after confirming: {prompt}"
+    );
+    browser
+        .client
+        .clone()
+        .close()
+        .await
+        .expect("close the browser");
 }
