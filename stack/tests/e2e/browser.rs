@@ -147,16 +147,16 @@ async fn a_browser_logs_in_counts_and_logs_out_through_the_gateway() {
             .goto(&stack.url("/login"))
             .await
             .expect("open /login");
-        let user = text(&client, "user").await;
+        let user = text(client, "user").await;
         assert!(!user.is_empty());
 
         client.goto(&stack.url("/")).await.expect("open /");
         assert_eq!(
-            text(&client, "user").await,
+            text(client, "user").await,
             user,
             "the reader knows the writer's user"
         );
-        assert_eq!(text(&client, "count").await, "0");
+        assert_eq!(text(client, "count").await, "0");
 
         for expected in ["1", "2"] {
             browser.click("increment").await;
@@ -190,7 +190,7 @@ async fn a_browser_logs_in_counts_and_logs_out_through_the_gateway() {
         std::fs::write(artifact_dir().join("browser-logged-in.png"), screenshot).expect("save");
 
         browser.click("logout").await;
-        let prompt = text(&client, "login-prompt").await;
+        let prompt = text(client, "login-prompt").await;
         assert!(prompt.contains("log in"), "{prompt}");
     }
     .await;
