@@ -17,8 +17,12 @@ pub const INSTALL_HINT: &str = "install it (Debian/Ubuntu: sudo apt-get install 
 /// Whether data survives a restart of this Redis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Persistence {
-    /// Append-only file in the data directory (the local stack: restarts keep sessions).
+    /// Append-only file in the data directory (the local stack: restarts keep sessions),
+    /// fsynced once a second (Redis's default): a crash of the machine can lose the last second.
     AppendOnly,
+    /// Append-only file fsynced before every reply (`appendfsync always`): nothing Redis
+    /// acknowledged is lost, even by a crash (the fault tests kill Redis with SIGKILL).
+    AppendOnlyAlways,
     /// Nothing on disk (tests).
     None,
 }
@@ -65,9 +69,10 @@ impl RedisServer {
         persistence: Persistence,
         output: Output,
     ) -> Spec {
-        let appendonly = match persistence {
-            Persistence::AppendOnly => "yes",
-            Persistence::None => "no",
+        let (appendonly, appendfsync) = match persistence {
+            Persistence::AppendOnly => ("yes", "everysec"),
+            Persistence::AppendOnlyAlways => ("yes", "always"),
+            Persistence::None => ("no", "everysec"),
         };
         Spec::new("redis", binary)
             .args_from([
@@ -79,6 +84,8 @@ impl RedisServer {
                 "",
                 "--appendonly",
                 appendonly,
+                "--appendfsync",
+                appendfsync,
                 "--protected-mode",
                 "yes",
                 "--daemonize",
@@ -120,6 +127,12 @@ impl RedisServer {
     /// Stops the server (as an outage would) without giving up its port or data directory.
     pub fn stop(&mut self) {
         self.process.stop();
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would: no shutdown save, connections
+    /// dropped without a word.
+    pub fn kill(&mut self) {
+        self.process.kill();
     }
 
     /// Starts it again on the same port and directory; waits until it answers.

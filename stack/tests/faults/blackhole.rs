@@ -1,0 +1,171 @@
+//! Addresses that swallow packets (neither refused nor reset): a gateway upstream and a Redis.
+//! Everything runs in a network namespace the test makes (see [`crate::netns`]); where that is
+//! impossible (not root, no `ip`), the test says it skipped, and fails in CI (`CI` set).
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use futures_util::future::join_all;
+use stack::{net, process::Output};
+
+use crate::{
+    helpers::{TestStack, report_skip, spawn_ready},
+    netns::{BLACKHOLE, Netns},
+    support::{User, base, reroute, routes, store_unavailable, timed},
+};
+
+/// The gateway's `connect_timeout` in this test, and the route timeout of `/blackhole-timed`
+/// (shorter: the route's clock runs out first, so that route answers 504).
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(800);
+const ROUTE_TIMEOUT: Duration = Duration::from_millis(400);
+/// Slack on every bound, for a loaded 2-core machine.
+const SLACK: Duration = Duration::from_millis(1500);
+
+fn namespace() -> Option<Netns> {
+    match Netns::create() {
+        Ok(namespace) => Some(namespace),
+        Err(why) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must be able to make a network namespace (root and iproute2): {why}"
+            );
+            report_skip(&format!("the blackhole tests: {why}"));
+            None
+        }
+    }
+}
+
+/// The extra upstream and routes: `/blackhole` and `/blackhole-timed` to the silent address.
+fn blackhole_routes() -> String {
+    format!(
+        "blackhole = [\"http://{BLACKHOLE}:8090\"]\n\n\
+         [[routes]]\npath = \"/blackhole\"\nupstream = \"blackhole\"\n\n\
+         [[routes]]\npath = \"/blackhole-timed\"\nupstream = \"blackhole\"\ntimeout = \"{}ms\"\n",
+        ROUTE_TIMEOUT.as_millis()
+    )
+}
+
+/// Asserts `answer` is `status` with the gateway's JSON `error`, after about `after`.
+fn assert_gateway_error(
+    answer: &crate::support::Answer,
+    status: u16,
+    error: &str,
+    after: Duration,
+) {
+    assert_eq!(
+        (answer.status, answer.body["error"].as_str()),
+        (status, Some(error)),
+        "{answer:?}"
+    );
+    // Not before the configured time (a refused address answers at once), not long after.
+    assert!(
+        answer.elapsed >= after - Duration::from_millis(50) && answer.elapsed < after + SLACK,
+        "{status} after {:?}, configured {after:?}",
+        answer.elapsed
+    );
+}
+
+/// A writer or reader like the stack's, on a new port, whose Redis is the silent address.
+fn service_with_silent_redis(
+    stack: &TestStack,
+    writer: bool,
+) -> (stack::process::Supervised, SocketAddr) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], net::free_port().expect("port")));
+    let (process, variable) = if writer {
+        (&stack.writers[0], "WRITER_ADDR")
+    } else {
+        (&stack.reader, "READER_ADDR")
+    };
+    let mut spec = process
+        .spec()
+        .clone()
+        .env(variable, addr.to_string())
+        .env("REDIS_URL", format!("redis://{BLACKHOLE}:6379/0"));
+    spec.output = Output::File(
+        stack
+            .dir
+            .path()
+            .join(format!("{variable}-silent-redis.log")),
+    );
+    (spawn_ready(spec, addr, "/healthz"), addr)
+}
+
+#[test]
+fn silent_upstreams_and_a_silent_redis_answer_within_their_configured_time() {
+    let Some(namespace) = namespace() else {
+        return;
+    };
+    // Built before entering the namespace (a no-op when fresh).
+    crate::helpers::bin("gateway");
+    namespace.run(|| {
+        let stack = TestStack::start();
+        let (_writer, writer_addr) = service_with_silent_redis(&stack, true);
+        let (_reader, reader_addr) = service_with_silent_redis(&stack, false);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let settings = format!("connect_timeout = \"{}ms\"", CONNECT_TIMEOUT.as_millis());
+            let file = routes(
+                &stack.writer_addrs,
+                &[stack.reader_addr],
+                &settings,
+                &blackhole_routes(),
+            );
+            reroute(&stack, &file).await;
+            let client = stack.client();
+            let gateway = base(stack.gateway_addr);
+            let user = User::login(&stack).await;
+
+            // The silent upstream: 502 at connect_timeout, 504 where the route's timeout is
+            // shorter; every time (the address is ejected, but it is the only one, so it is
+            // still tried), and the other routes answer meanwhile.
+            for attempt in 0..2 {
+                let (silent, timed_out, served) = tokio::join!(
+                    timed(client.get(format!("{gateway}/blackhole"))),
+                    timed(client.get(format!("{gateway}/blackhole-timed"))),
+                    timed(user.request(&client, &gateway, "/", false)),
+                );
+                assert_gateway_error(&silent, 502, "upstream unavailable", CONNECT_TIMEOUT);
+                assert_gateway_error(&timed_out, 504, "upstream timed out", ROUTE_TIMEOUT);
+                assert_eq!(served.status, 200, "attempt {attempt}: {served:?}");
+                assert!(served.elapsed < SLACK, "attempt {attempt}: {served:?}");
+            }
+
+            // A writer and a reader whose Redis is silent: 503 within the store's bound, for
+            // several requests at once and again after them; /healthz answers meanwhile.
+            let bound = session::store::OP_TIMEOUT + SLACK;
+            for round in 0..2 {
+                let requests = (0..6).map(|i| {
+                    let request = match i % 3 {
+                        0 => client.post(format!("{}/login", base(writer_addr))),
+                        1 => user.request(&client, &base(writer_addr), "/increment", true),
+                        _ => user.request(&client, &base(reader_addr), "/", false),
+                    };
+                    timed(request)
+                });
+                let health = async {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let started = Instant::now();
+                    let writer = timed(client.get(format!("{}/healthz", base(writer_addr)))).await;
+                    let reader = timed(client.get(format!("{}/healthz", base(reader_addr)))).await;
+                    (writer.status, reader.status, started.elapsed())
+                };
+                let (answers, (writer, reader, took)) = tokio::join!(join_all(requests), health);
+                for answer in answers {
+                    assert_eq!(
+                        (answer.status, &answer.body),
+                        (503, &store_unavailable()),
+                        "round {round}: {answer:?}"
+                    );
+                    assert!(answer.elapsed < bound, "round {round}: {answer:?}");
+                }
+                assert_eq!((writer, reader), (200, 200), "round {round}: /healthz");
+                assert!(took < SLACK, "round {round}: /healthz took {took:?}");
+            }
+        });
+    });
+}

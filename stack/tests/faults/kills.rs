@@ -1,0 +1,80 @@
+//! `kill -9` of a writer and then of a reader, each one of two replicas behind the gateway, in
+//! the middle of a load of increments and reads. (`rules::killing_one_of_two_writers_…` kills a
+//! writer under increments alone; this adds the reader, both in one load, and checks each failure
+//! against the moment of a kill.)
+
+use std::time::{Duration, Instant};
+
+use stack::{net, process::Output};
+
+use crate::{
+    helpers::{Options, TestStack, spawn_ready},
+    load::Load,
+    support::{reroute, routes},
+};
+
+/// Users, each with a client of its own: at most this many requests are in flight at a kill.
+const CLIENTS: usize = 16;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_writer_and_a_reader_mid_load_fails_only_requests_in_flight() {
+    let mut stack = TestStack::start_with(Options::default().writers(2));
+    // A second reader, as the first was started, on a port of its own.
+    let second_addr = std::net::SocketAddr::from(([127, 0, 0, 1], net::free_port().expect("port")));
+    let mut spec = stack
+        .reader
+        .spec()
+        .clone()
+        .env("READER_ADDR", second_addr.to_string());
+    spec.output = Output::File(stack.dir.path().join("reader2.log"));
+    let mut second_reader = spawn_ready(spec, second_addr, "/healthz");
+    let readers = [stack.reader_addr, second_addr];
+    reroute(&stack, &routes(&stack.writer_addrs, &readers, "", "")).await;
+
+    let load = Load::new(&stack, CLIENTS).await;
+    let running = tokio::spawn(load.clone().run(Duration::from_secs(3)));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let writer_killed = Instant::now();
+    tokio::task::block_in_place(|| stack.writers[1].kill());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let reader_killed = Instant::now();
+    tokio::task::block_in_place(|| second_reader.kill());
+    let done = running.await.expect("load");
+
+    let kills = [("writer", writer_killed), ("reader", reader_killed)];
+    for (name, moment) in kills {
+        let before = done.iter().filter(|request| request.ended < moment).count();
+        let after = done
+            .iter()
+            .filter(|request| request.started > moment)
+            .count();
+        assert!(
+            before >= CLIENTS && after >= CLIENTS,
+            "the {name} was killed while the load ran ({before} requests before, {after} after)"
+        );
+    }
+    // Every failure is the gateway's 502 for a request the killed process had in hand; at most
+    // one per client per kill.
+    let failed: Vec<_> = done
+        .iter()
+        .filter(|request| request.answer.status != 200)
+        .collect();
+    for request in &failed {
+        assert_eq!(request.answer.status, 502, "{request:?}");
+        assert_eq!(
+            request.answer.body["error"], "upstream unavailable",
+            "{request:?}"
+        );
+        assert!(
+            kills.iter().any(|(_, moment)| request.spans(*moment)),
+            "a request not in flight at a kill failed: {request:?}"
+        );
+    }
+    assert!(
+        failed.len() <= 2 * CLIENTS,
+        "{} failures with {CLIENTS} requests in flight at each kill",
+        failed.len()
+    );
+    load.assert_nothing_acknowledged_lost(&done, &stack.redis.url())
+        .await;
+}

@@ -1,0 +1,26 @@
+//! Fault injection: the real binaries and a real `redis-server` (started by each test on free
+//! ports) under the faults a deployment meets: Redis crashing and coming back, Redis slow,
+//! resetting or silent, addresses that swallow packets, slow clients, replicas killed under load,
+//! and a soak that watches memory. Each test asserts what a user sees (statuses, JSON bodies,
+//! counts) and that nothing acknowledged is lost.
+//!
+//! The harness is the end-to-end suite's (`../e2e/helpers.rs`); what only faults need is in
+//! [`fault_proxy`], [`netns`] and [`support`]. `TEST_LOG=1` shows every process's log lines;
+//! `SOAK_SECS=600 cargo test -p stack --test faults soak -- --nocapture` runs the soak for ten
+//! minutes and prints its figures.
+
+#[path = "../e2e/helpers.rs"]
+#[allow(dead_code)] // each test binary uses part of the shared harness
+mod helpers;
+
+mod fault_proxy;
+mod load;
+mod netns;
+mod support;
+
+mod blackhole;
+mod kills;
+mod redis_crash;
+mod redis_slow;
+mod slow_clients;
+mod soak;
