@@ -25,7 +25,8 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderValue, Request, Response, Version, header::CONNECTION};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
@@ -124,6 +125,9 @@ impl Proxy {
             method = %request.method(),
             path = request.uri().path(),
         );
+        // HTTP/1.x: a request whose body the gateway fails on may leave part of it unread, and
+        // then hyper closes the client connection after the answer (see below).
+        let body_pending = request.version() <= Version::HTTP_11 && !request.body().is_end_stream();
         async {
             let generation = self.current();
             let mut served = Served::default();
@@ -138,7 +142,17 @@ impl Proxy {
                 )
                 .await;
             let latency = started.elapsed();
-            let response = log_outcome(result, &served, &request_id, latency);
+            let failed = result.is_err();
+            let mut response = log_outcome(result, &served, &request_id, latency);
+            if failed && body_pending {
+                // The upstream failed (or the request was refused) with its body perhaps half
+                // read: the rest cannot be forwarded, so hyper will not keep this connection.
+                // Saying so (RFC 9112 §9.6) keeps the client from sending its next request on
+                // it, which would get a reset instead of an answer.
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
             let route = served.route.map_or("-", |route| route.path.as_str());
             self.metrics
                 .observe(worker, route, response.status(), latency);

@@ -20,7 +20,8 @@ use crate::helpers::{TestGateway, client};
 /// with `200 ok` on a kept-alive connection, and closes a connection that has been idle for
 /// `idle_close` (as actix-web does after its keep-alive timeout). A request for `/early` gets
 /// `413` at once, and the connection then reads nothing more (an upstream that refuses a body
-/// without reading it).
+/// without reading it). A request for `/crash` makes the upstream close the connection while
+/// the body is still coming, without an answer (an upstream that dies mid-request).
 struct Counting {
     url: String,
     accepted: Arc<AtomicUsize>,
@@ -45,6 +46,9 @@ impl Counting {
                         buffer.extend_from_slice(&chunk[..n]);
                         while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
                             let early = buffer.starts_with(b"POST /early ");
+                            if buffer.starts_with(b"POST /crash ") {
+                                return;
+                            }
                             buffer.drain(..end + 4);
                             if early {
                                 let refusal =
@@ -201,4 +205,69 @@ async fn a_connection_answered_before_its_body_was_sent_is_not_reused() {
         );
     }
     get_ok(&client(), &gateway.url("/")).await;
+}
+
+#[tokio::test]
+async fn an_upstream_dying_mid_request_body_gets_a_502_that_closes_the_connection() {
+    let upstream = Counting::start(Duration::from_secs(30)).await;
+    let gateway = TestGateway::start(&routes(&upstream)).await;
+    // One client connection: a POST whose upstream dies while its body is still coming (more
+    // than the sockets on the way can hold), then a GET on the same connection.
+    let body = vec![b'x'; 32 << 20];
+    let mut stream = tokio::net::TcpStream::connect(gateway.addr)
+        .await
+        .expect("connect");
+    let (mut read, mut write) = stream.split();
+    let requests = async {
+        let head = format!(
+            "POST /crash HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        write.write_all(head.as_bytes()).await?;
+        write.write_all(&body).await?;
+        write
+            .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+            .await
+    };
+    let answers = async {
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let end = loop {
+            match read.read(&mut chunk).await {
+                Ok(0) => break "closed",
+                Err(_) => break "reset",
+                Ok(n) => seen.extend_from_slice(&chunk[..n]),
+            }
+            if String::from_utf8_lossy(&seen).contains("\r\n\r\nok") {
+                break "answered";
+            }
+        };
+        (String::from_utf8_lossy(&seen).into_owned(), end)
+    };
+    let both = async { tokio::join!(requests, answers) };
+    let (_, (answers, end)) = tokio::time::timeout(Duration::from_secs(10), both)
+        .await
+        .expect("the connection is answered or closed, never left hanging");
+    assert!(answers.starts_with("HTTP/1.1 502"), "{end}: {answers:?}");
+    assert!(answers.contains("upstream unavailable"), "{answers:?}");
+    // The rest of the body will not be read, so the connection cannot carry the GET: the 502
+    // must say `Connection: close` (RFC 9112 §9.6), or a client sends its next request on it and
+    // gets a reset instead of an answer. (Or the gateway reads the body away and answers the GET.)
+    if end != "answered" {
+        assert!(
+            answers.to_lowercase().contains("connection: close"),
+            "{end} after a 502 without `Connection: close`: {answers:?}"
+        );
+    }
+    // A pooled client recovers the same way: its next request goes out on a new connection.
+    let client = client();
+    let response = client
+        .post(gateway.url("/crash"))
+        .body(vec![b'x'; 8 << 20])
+        .send()
+        .await
+        .expect("the 502 arrives");
+    assert_eq!(response.status(), 502);
+    let _ = response.bytes().await;
+    get_ok(&client, &gateway.url("/")).await;
 }
