@@ -1,9 +1,10 @@
 //! `gateway`: serves the routes of `GATEWAY_ROUTES` (default `routes.toml`) until Ctrl-C or
-//! SIGTERM; `gateway --check [FILE]` only validates a routes file.
+//! SIGTERM; `gateway --check [FILE]` only validates a routes file; `gateway healthcheck` asks a
+//! running gateway's admin `/readyz` (for container health checks).
 
 use std::{path::PathBuf, process::ExitCode};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use gateway::{Gateway, GatewayConfig};
 
 /// Path-based reverse proxy driven by routes.toml (see README).
@@ -14,6 +15,14 @@ struct Cli {
     /// 1 invalid.
     #[arg(long, value_name = "FILE", num_args = 0..=1)]
     check: Option<Option<PathBuf>>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Exit 0 when the gateway's admin listener (GATEWAY_ADMIN_ADDR) answers /readyz, else 1.
+    Healthcheck,
 }
 
 // The control runtime (admin listener, routes watcher, health checks) needs one thread; the
@@ -21,6 +30,14 @@ struct Cli {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Healthcheck) = cli.command {
+        return common::probe::healthcheck(
+            "gateway",
+            "GATEWAY_ADMIN_ADDR",
+            gateway::config::DEFAULT_ADMIN_ADDR,
+            "/readyz",
+        );
+    }
     let config = match common::startup("gateway", GatewayConfig::from_env) {
         Ok(config) => config,
         Err(code) => return code,

@@ -1,6 +1,7 @@
 //! Ports and readiness probes, with nothing but the standard library: a probe must work before
 //! any of our services (or an HTTP client) can.
 
+pub use common::probe::http_status;
 use std::{
     io::{Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
@@ -18,28 +19,6 @@ pub fn free_port() -> std::io::Result<u16> {
 /// Whether `addr` can be bound (nobody listens there).
 pub fn is_free(addr: SocketAddr) -> bool {
     TcpListener::bind(addr).is_ok()
-}
-
-/// The HTTP status of `GET path` on `addr`, or `None` when nothing answers in `timeout`.
-pub fn http_status(addr: SocketAddr, path: &str, timeout: Duration) -> Option<u16> {
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
-    stream.set_read_timeout(Some(timeout)).ok()?;
-    stream.set_write_timeout(Some(timeout)).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut head = [0u8; 32];
-    let mut read = 0;
-    while read < 12 {
-        match stream.read(&mut head[read..]) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => read += n,
-        }
-    }
-    // "HTTP/1.1 200 …"
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
 /// Whether a Redis server answers `PING` on `addr`.

@@ -1,5 +1,6 @@
 //! `writer`: reads its settings from the environment (and `.env`), then serves until Ctrl-C or
-//! SIGTERM. `writer hash-password` prints an argon2id hash for `AUTH_USERS_FILE`.
+//! SIGTERM. `writer hash-password` prints an argon2id hash for `AUTH_USERS_FILE`;
+//! `writer healthcheck` asks a running writer's `/healthz` (for container health checks).
 
 use std::process::ExitCode;
 
@@ -18,12 +19,23 @@ struct Cli {
 enum Command {
     /// Read a password (prompted, or one line on stdin) and print its argon2id hash.
     HashPassword,
+    /// Exit 0 when the writer listening on WRITER_ADDR answers /healthz, else 1.
+    Healthcheck,
 }
 
 #[actix_web::main]
 async fn main() -> ExitCode {
-    if let Some(Command::HashPassword) = Cli::parse().command {
-        return hash_password();
+    match Cli::parse().command {
+        Some(Command::HashPassword) => return hash_password(),
+        Some(Command::Healthcheck) => {
+            return common::probe::healthcheck(
+                "writer",
+                "WRITER_ADDR",
+                writer::config::DEFAULT_ADDR,
+                "/healthz",
+            );
+        }
+        None => {}
     }
     let config = match common::startup("writer", WriterConfig::from_env) {
         Ok(config) => config,

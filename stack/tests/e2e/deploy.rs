@@ -308,3 +308,49 @@ fn every_setting_is_in_env_example_and_the_readme() {
         );
     }
 }
+
+/// `<binary> healthcheck` (what the image's health checks run, instead of `curl`): exit 0 while
+/// the service answers on the address it reads, 1 with one line once it does not.
+#[test]
+fn each_binary_checks_its_own_health() {
+    let stack = crate::helpers::TestStack::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let healthcheck = |binary: &str, variable: &str, addr: String| {
+        let output = Command::new(crate::helpers::bin(binary))
+            .arg("healthcheck")
+            .env_clear()
+            .env(variable, addr)
+            .current_dir(dir.path())
+            .output()
+            .expect("run healthcheck");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let all_interfaces = |addr: std::net::SocketAddr| format!("0.0.0.0:{}", addr.port());
+    for (binary, variable, addr) in [
+        ("writer", "WRITER_ADDR", stack.writer_addrs[0]),
+        ("reader", "READER_ADDR", stack.reader_addr),
+        ("gateway", "GATEWAY_ADMIN_ADDR", stack.admin_addr),
+    ] {
+        assert_eq!(
+            healthcheck(binary, variable, addr.to_string()),
+            (Some(0), String::new()),
+            "{binary}"
+        );
+        assert_eq!(
+            healthcheck(binary, variable, all_interfaces(addr)).0,
+            Some(0),
+            "{binary} listening on all interfaces is probed on loopback"
+        );
+        let nobody = format!("127.0.0.1:{}", stack::net::free_port().expect("port"));
+        let (code, stderr) = healthcheck(binary, variable, nobody.clone());
+        assert_eq!(code, Some(1), "{binary}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("{binary} healthcheck: GET http://{nobody}/"))
+                && stderr.lines().count() == 1,
+            "{stderr}"
+        );
+    }
+}
