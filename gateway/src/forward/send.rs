@@ -23,6 +23,7 @@ use crate::{
     upstream::{
         Endpoint, InFlight, Pool,
         connection::{self, Connection, SendError},
+        is_idempotent,
     },
 };
 
@@ -188,14 +189,6 @@ fn timed_out(route: &Route, endpoint: &Endpoint) -> GatewayError {
         target: endpoint.target.clone(),
         after: route.timeout,
     }
-}
-
-/// RFC 9110 §9.2.2: repeating these has the same effect as sending them once.
-fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
 }
 
 /// Whether a failed upstream request failed because the client's body went over `max_body`.

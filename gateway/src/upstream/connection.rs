@@ -11,7 +11,9 @@
 //!
 //! A pooled connection the upstream closed while it sat idle (a keep-alive timeout, a restart)
 //! fails before the request is written; hyper hands such a request back and it is sent again on
-//! a new connection, so a stale connection never costs the client an error.
+//! a new connection. One the upstream closes just as the request arrives (its keep-alive timeout
+//! firing at that moment) fails after: an idempotent request without a body is then sent again
+//! too ([`super::Endpoint::send`]); any other gets its 502, since it may have been carried out.
 //!
 //! An upstream may answer before it has read the whole request body (a `413`, an early error).
 //! Such a connection is never pooled: the rest of the body would wait in it, unread, and so

@@ -32,13 +32,14 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use common::time::{millis, now_ms};
-use http::{Request, Response};
+use http::{Method, Request, Response};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use rand::Rng;
 
 use self::connection::{Connection, SendError};
 use crate::{
-    forward::body::Body,
+    forward::body::{self, Body},
     routes::{Balance, Eject, HealthCheck, Target, Upstream},
 };
 
@@ -116,12 +117,19 @@ impl Endpoint {
     /// Sends `request` for `worker` on one of its idle connections to this address, or on a
     /// new one; returns the response head and the connection, which the response body drives
     /// and then gives back ([`Endpoint::give_back`]).
+    ///
+    /// A pooled connection can be closed by the upstream just as a request goes out on it: its
+    /// keep-alive timeout fires as the request arrives (actix-web's and Node's are 5 s). A request
+    /// the connection never wrote comes back from hyper and goes out again; an idempotent request
+    /// without a body that was written and met by a close instead of an answer is sent once more
+    /// on another connection, as Go's `http.Transport` and nginx do: repeating it does no harm.
     pub async fn send(
         &self,
         worker: usize,
         mut request: Request<Body>,
         connect_timeout: Duration,
     ) -> Result<(Response<Incoming>, Connection), SendError> {
+        let mut replayed = false;
         loop {
             let (mut connection, reused) = match self.take_idle(worker).await {
                 Some(connection) => (connection, true),
@@ -132,11 +140,17 @@ impl Endpoint {
                     false,
                 ),
             };
+            let replay = (reused && !replayed && is_replayable(&request)).then(|| head(&request));
             match connection.send(request).await {
                 Ok(response) => return Ok((response, connection)),
-                Err(mut err) => match err.take_message() {
+                Err(mut err) => match (err.take_message(), replay) {
                     // A pooled connection that turned out closed: the request was not written.
-                    Some(unsent) if reused => request = unsent,
+                    (Some(unsent), _) if reused => request = unsent,
+                    (None, Some(head)) if closed_unanswered(err.error()) => {
+                        tracing::debug!(address = %self.addr, "pooled connection closed under an idempotent request; sending it again");
+                        replayed = true;
+                        request = head.map(|()| body::empty());
+                    }
                     _ => return Err(SendError::Failed(err.into_error())),
                 },
             }
@@ -393,6 +407,49 @@ async fn lookup(target: &Target) -> std::io::Result<Vec<SocketAddr>> {
         return Err(std::io::Error::other("no addresses"));
     }
     Ok(addrs)
+}
+
+/// RFC 9110 §9.2.2: repeating these has the same effect as sending them once.
+pub fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Whether `request` can be sent again whole after it was written: idempotent, without a body.
+fn is_replayable(request: &Request<Body>) -> bool {
+    is_idempotent(request.method()) && request.body().is_end_stream()
+}
+
+/// The request line and headers of `request`, to send it again.
+fn head(request: &Request<Body>) -> Request<()> {
+    let mut head = Request::new(());
+    *head.method_mut() = request.method().clone();
+    *head.uri_mut() = request.uri().clone();
+    *head.version_mut() = request.version();
+    *head.headers_mut() = request.headers().clone();
+    head
+}
+
+/// Whether the upstream closed (or reset) the connection instead of answering.
+fn closed_unanswered(err: &hyper::Error) -> bool {
+    if err.is_incomplete_message() {
+        return true;
+    }
+    let mut cause = std::error::Error::source(err);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+            );
+        }
+        cause = error.source();
+    }
+    false
 }
 
 #[cfg(test)]

@@ -21,7 +21,9 @@ use crate::helpers::{TestGateway, client};
 /// `idle_close` (as actix-web does after its keep-alive timeout). A request for `/early` gets
 /// `413` at once, and the connection then reads nothing more (an upstream that refuses a body
 /// without reading it). A request for `/crash` makes the upstream close the connection while
-/// the body is still coming, without an answer (an upstream that dies mid-request).
+/// the body is still coming, without an answer (an upstream that dies mid-request). A request
+/// for `/vanish` that is not the first on its connection is met with a close instead of an
+/// answer: the race of a keep-alive timeout firing as a request arrives on the idle connection.
 struct Counting {
     url: String,
     accepted: Arc<AtomicUsize>,
@@ -40,15 +42,20 @@ impl Counting {
                 tokio::spawn(async move {
                     let mut buffer = Vec::new();
                     let mut chunk = [0u8; 4096];
+                    let mut answered = 0;
                     loop {
                         let read = tokio::time::timeout(idle_close, stream.read(&mut chunk)).await;
                         let Ok(Ok(n @ 1..)) = read else { return };
                         buffer.extend_from_slice(&chunk[..n]);
                         while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
                             let early = buffer.starts_with(b"POST /early ");
-                            if buffer.starts_with(b"POST /crash ") {
+                            let vanish = [b"GET /vanish ".as_slice(), b"POST /vanish "]
+                                .iter()
+                                .any(|line| buffer.starts_with(line));
+                            if buffer.starts_with(b"POST /crash ") || (vanish && answered > 0) {
                                 return;
                             }
+                            answered += 1;
                             buffer.drain(..end + 4);
                             if early {
                                 let refusal =
@@ -270,4 +277,24 @@ async fn an_upstream_dying_mid_request_body_gets_a_502_that_closes_the_connectio
     assert_eq!(response.status(), 502);
     let _ = response.bytes().await;
     get_ok(&client, &gateway.url("/")).await;
+}
+
+#[tokio::test]
+async fn an_idempotent_request_met_by_an_upstream_keep_alive_close_is_sent_again() {
+    let upstream = Counting::start(Duration::from_secs(30)).await;
+    let gateway = TestGateway::start(&routes(&upstream)).await;
+    let client = client();
+    // The first request opens the connection; the second goes out on it, pooled, and the
+    // upstream closes it instead of answering (its keep-alive timeout fired as the request came).
+    for _ in 0..2 {
+        get_ok(&client, &gateway.url("/vanish")).await;
+    }
+    assert_eq!(upstream.accepted(), 2, "the second was sent again on a new connection");
+    // Not a POST: it may have been carried out before the close.
+    let response = client
+        .post(gateway.url("/vanish"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 502);
 }
