@@ -47,9 +47,12 @@ use crate::forward::body::Body;
 
 type Driver = http1::Connection<TokioIo<TcpStream>, Body>;
 
-/// An idle connection older than this is closed instead of reused (upstreams close theirs
-/// sooner or later; actix-web after 5 s by default, which a poll at reuse notices anyway).
-pub const MAX_IDLE: Duration = Duration::from_secs(30);
+/// An idle connection older than this is closed instead of reused. Upstreams close theirs
+/// after a keep-alive timeout (actix-web and Node after 5 s by default); a close that has
+/// arrived is noticed at reuse, but one sent as the request goes out races it, and a request
+/// that is not idempotent cannot be sent again. Ending idle connections first, a little before
+/// the usual 5 s, keeps requests out of that race.
+pub const MAX_IDLE: Duration = Duration::from_secs(4);
 
 /// One HTTP/1.1 connection to an upstream address (boxed: it moves between the idle list, the
 /// request and the response body, and hyper's connection state is large).

@@ -289,7 +289,11 @@ async fn an_idempotent_request_met_by_an_upstream_keep_alive_close_is_sent_again
     for _ in 0..2 {
         get_ok(&client, &gateway.url("/vanish")).await;
     }
-    assert_eq!(upstream.accepted(), 2, "the second was sent again on a new connection");
+    assert_eq!(
+        upstream.accepted(),
+        2,
+        "the second was sent again on a new connection"
+    );
     // Not a POST: it may have been carried out before the close.
     let response = client
         .post(gateway.url("/vanish"))
@@ -297,4 +301,22 @@ async fn an_idempotent_request_met_by_an_upstream_keep_alive_close_is_sent_again
         .await
         .expect("answered");
     assert_eq!(response.status(), 502);
+}
+
+#[tokio::test]
+async fn a_connection_idle_past_the_pools_limit_is_not_reused() {
+    // The upstream would keep it for 30 s; the gateway ends it sooner, before the keep-alive
+    // timeout of common upstreams (5 s) could race a request sent on it.
+    let upstream = Counting::start(Duration::from_secs(30)).await;
+    let gateway = TestGateway::start(&routes(&upstream)).await;
+    let client = client();
+    get_ok(&client, &gateway.url("/")).await;
+    tokio::time::sleep(gateway::upstream::connection::MAX_IDLE + Duration::from_millis(300)).await;
+    get_ok(&client, &gateway.url("/")).await;
+    assert_eq!(
+        upstream.accepted(),
+        2,
+        "a new connection after the idle limit"
+    );
+    assert!(gateway::upstream::connection::MAX_IDLE < Duration::from_secs(5));
 }
