@@ -71,6 +71,7 @@ pub struct Metrics {
     generation: Gauge,
     address_up: Family<AddressLabels, Gauge>,
     address_in_flight: Family<AddressLabels, Gauge>,
+    address_requests: Family<AddressLabels, Counter>,
 }
 
 impl Metrics {
@@ -101,6 +102,12 @@ impl Metrics {
             "Requests in flight to an upstream address",
             address_in_flight.clone(),
         );
+        let address_requests = Family::<AddressLabels, Counter>::default();
+        registry.register(
+            "upstream_address_requests",
+            "Requests sent to an upstream address (each attempt); shows how replicas share the load",
+            address_requests.clone(),
+        );
         Self {
             registry,
             requests,
@@ -108,6 +115,7 @@ impl Metrics {
             generation,
             address_up,
             address_in_flight,
+            address_requests,
         }
     }
 }
@@ -155,6 +163,7 @@ impl Metrics {
             .set(i64::try_from(generation.number).unwrap_or(i64::MAX));
         self.address_up.clear();
         self.address_in_flight.clear();
+        self.address_requests.clear();
         for pool in generation.pools() {
             for endpoint in pool.endpoints().iter() {
                 let labels = AddressLabels {
@@ -168,6 +177,10 @@ impl Metrics {
                 self.address_in_flight
                     .get_or_create(&labels)
                     .set(i64::try_from(endpoint.in_flight()).unwrap_or(i64::MAX));
+                // Kept by the endpoint, which lives as long as its address (across reloads).
+                self.address_requests
+                    .get_or_create(&labels)
+                    .inc_by(endpoint.sent());
             }
         }
         let mut text = String::new();

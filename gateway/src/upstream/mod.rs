@@ -69,6 +69,8 @@ pub struct Endpoint {
 #[repr(align(64))]
 struct Slot {
     in_flight: AtomicUsize,
+    /// Requests this worker has sent to the address (every attempt), for the metrics.
+    sent: AtomicU64,
     /// Only this worker takes this lock, so it is never contended.
     idle: Mutex<Vec<Connection>>,
 }
@@ -103,6 +105,11 @@ impl Endpoint {
             .iter()
             .map(|slot| slot.in_flight.load(Relaxed))
             .sum()
+    }
+
+    /// Requests sent to this address so far (every attempt), from every worker.
+    pub fn sent(&self) -> u64 {
+        self.slots.iter().map(|slot| slot.sent.load(Relaxed)).sum()
     }
 
     /// Requests in flight to this address from `worker`.
@@ -187,7 +194,9 @@ impl Endpoint {
 
     /// Counts a request of `worker` in flight until the guard is dropped.
     pub fn begin(self: &Arc<Self>, worker: usize) -> InFlight {
-        self.slot(worker).in_flight.fetch_add(1, Relaxed);
+        let slot = self.slot(worker);
+        slot.in_flight.fetch_add(1, Relaxed);
+        slot.sent.fetch_add(1, Relaxed);
         InFlight {
             endpoint: Arc::clone(self),
             worker,

@@ -69,6 +69,23 @@ async fn round_robin_alternates_and_p2c_uses_both() {
     let rr = TestGateway::start(&two_targets(&a, &b, "balance = \"round_robin\"")).await;
     let seen = who_answers(&rr, "/echo", 10).await;
     assert_eq!((seen["a"], seen["b"]), (5, 5), "{seen:?}");
+    // The metrics say the same, per address.
+    let metrics = client()
+        .get(format!("http://{}/metrics", rr.admin))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for probe in [&a, &b] {
+        let line = format!(
+            "gateway_upstream_address_requests_total{{upstream=\"pair\",target=\"{}\",address=\"{}\"}} 5",
+            probe.url(),
+            probe.url().trim_start_matches("http://")
+        );
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
 
     let p2c = TestGateway::start(&two_targets(&a, &b, "")).await;
     let seen = who_answers(&p2c, "/echo", 40).await;
