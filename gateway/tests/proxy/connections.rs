@@ -155,13 +155,12 @@ async fn a_reload_keeps_the_upstream_connections() {
     );
 }
 
-#[tokio::test]
-async fn a_connection_answered_before_its_body_was_sent_is_not_reused() {
-    let upstream = Counting::start(Duration::from_secs(30)).await;
-    let gateway = TestGateway::start(&routes(&upstream)).await;
-    // One client connection: a POST whose body the upstream refuses unread, then a GET. The
-    // body is more than the sockets between gateway and upstream can hold, so part of it is
-    // still unsent at the 413.
+/// On one client connection: `POST <path>` with a body of 32 MiB (more than the sockets between
+/// gateway and upstream can hold, so part of it is still unsent when the upstream stops reading),
+/// then `GET /`. Returns everything the gateway sent back until it answered the GET with `ok`
+/// or closed the connection. Panics if neither happens within 10 s: the connection must never
+/// be left hanging.
+async fn post_then_get(gateway: &TestGateway, path: &str) -> String {
     let body = vec![b'x'; 32 << 20];
     let mut stream = tokio::net::TcpStream::connect(gateway.addr)
         .await
@@ -169,7 +168,7 @@ async fn a_connection_answered_before_its_body_was_sent_is_not_reused() {
     let (mut read, mut write) = stream.split();
     let requests = async {
         let head = format!(
-            "POST /early HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\n\r\n",
+            "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\n\r\n",
             body.len()
         );
         write.write_all(head.as_bytes()).await?;
@@ -192,7 +191,16 @@ async fn a_connection_answered_before_its_body_was_sent_is_not_reused() {
     let both = async { tokio::join!(requests, answers) };
     let (_, answers) = tokio::time::timeout(Duration::from_secs(10), both)
         .await
-        .expect("both requests answered; the refused body never blocks the connection");
+        .expect("both requests answered, or the connection closed; never left hanging");
+    answers
+}
+
+#[tokio::test]
+async fn a_connection_answered_before_its_body_was_sent_is_not_reused() {
+    let upstream = Counting::start(Duration::from_secs(30)).await;
+    let gateway = TestGateway::start(&routes(&upstream)).await;
+    // The upstream refuses the POST's body unread.
+    let answers = post_then_get(&gateway, "/early").await;
     assert!(answers.starts_with("HTTP/1.1 413"), "{answers}");
     // The gateway either answered the GET on this connection (on a new upstream connection:
     // the refused one is never pooled), or it could not read the rest of a body it no longer
@@ -218,52 +226,17 @@ async fn a_connection_answered_before_its_body_was_sent_is_not_reused() {
 async fn an_upstream_dying_mid_request_body_gets_a_502_that_closes_the_connection() {
     let upstream = Counting::start(Duration::from_secs(30)).await;
     let gateway = TestGateway::start(&routes(&upstream)).await;
-    // One client connection: a POST whose upstream dies while its body is still coming (more
-    // than the sockets on the way can hold), then a GET on the same connection.
-    let body = vec![b'x'; 32 << 20];
-    let mut stream = tokio::net::TcpStream::connect(gateway.addr)
-        .await
-        .expect("connect");
-    let (mut read, mut write) = stream.split();
-    let requests = async {
-        let head = format!(
-            "POST /crash HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        );
-        write.write_all(head.as_bytes()).await?;
-        write.write_all(&body).await?;
-        write
-            .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
-            .await
-    };
-    let answers = async {
-        let mut seen = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let end = loop {
-            match read.read(&mut chunk).await {
-                Ok(0) => break "closed",
-                Err(_) => break "reset",
-                Ok(n) => seen.extend_from_slice(&chunk[..n]),
-            }
-            if String::from_utf8_lossy(&seen).contains("\r\n\r\nok") {
-                break "answered";
-            }
-        };
-        (String::from_utf8_lossy(&seen).into_owned(), end)
-    };
-    let both = async { tokio::join!(requests, answers) };
-    let (_, (answers, end)) = tokio::time::timeout(Duration::from_secs(10), both)
-        .await
-        .expect("the connection is answered or closed, never left hanging");
-    assert!(answers.starts_with("HTTP/1.1 502"), "{end}: {answers:?}");
+    // The upstream closes the connection while the POST's body is still coming.
+    let answers = post_then_get(&gateway, "/crash").await;
+    assert!(answers.starts_with("HTTP/1.1 502"), "{answers:?}");
     assert!(answers.contains("upstream unavailable"), "{answers:?}");
     // The rest of the body will not be read, so the connection cannot carry the GET: the 502
     // must say `Connection: close` (RFC 9112 §9.6), or a client sends its next request on it and
     // gets a reset instead of an answer. (Or the gateway reads the body away and answers the GET.)
-    if end != "answered" {
+    if !answers.contains("\r\n\r\nok") {
         assert!(
             answers.to_lowercase().contains("connection: close"),
-            "{end} after a 502 without `Connection: close`: {answers:?}"
+            "closed after a 502 without `Connection: close`: {answers:?}"
         );
     }
     // A pooled client recovers the same way: its next request goes out on a new connection.
