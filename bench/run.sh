@@ -12,7 +12,7 @@
 #
 # What one run does:
 #   1. Redis (as docker-compose runs it: --appendonly yes, fsync everysec, --save ""), writer,
-#      reader and gateway (routes.toml), RUST_LOG=warn.
+#      reader and gateway (routes/routes.toml), RUST_LOG=warn.
 #   2. nginx, HAProxy and Caddy routing the same paths to the same writer/reader (bench/peers/):
 #      upstream keep-alive, no access log, $PROXY_WORKERS workers/threads each. One login
 #      through the gateway; the session cookie must read (200 + .user) through every proxy and
@@ -309,7 +309,7 @@ start_gateway() {
   local name=$1 port=$2 admin=$3
   shift 3
   start "$name" "$RUN_DIR/$name.log" env GATEWAY_ADDR="127.0.0.1:$port" \
-    GATEWAY_ADMIN_ADDR="127.0.0.1:$admin" GATEWAY_ROUTES="$ROOT/routes.toml" \
+    GATEWAY_ADMIN_ADDR="127.0.0.1:$admin" GATEWAY_ROUTES="$ROOT/routes/routes.toml" \
     WRITER_URL="$WRITER_URL" READER_URL="$READER_URL" "$@" "$BIN/gateway"
 }
 start_gateway gateway "$GATEWAY_PORT" "$ADMIN_PORT"

@@ -29,7 +29,7 @@ pub struct LaunchConfig {
     pub reader: SocketAddr,
     pub gateway: SocketAddr,
     pub admin: SocketAddr,
-    /// `GATEWAY_ROUTES`, default `routes.toml` in the repository.
+    /// `GATEWAY_ROUTES`, default `routes/routes.toml` in the repository.
     pub routes: PathBuf,
     /// Where our Redis data and the development secret live: `STACK_DATA_DIR`, default `.data`
     /// in the repository (git-ignored).
@@ -47,7 +47,7 @@ impl LaunchConfig {
             gateway: env::socket_addr("GATEWAY_ADDR", "127.0.0.1:8080")?,
             admin: env::socket_addr("GATEWAY_ADMIN_ADDR", "127.0.0.1:9090")?,
             routes: env::optional("GATEWAY_ROUTES")?
-                .map_or_else(|| root.join("routes.toml"), PathBuf::from),
+                .map_or_else(|| root.join("routes").join("routes.toml"), PathBuf::from),
             data_dir: env::optional("STACK_DATA_DIR")?
                 .map_or_else(|| root.join(".data"), PathBuf::from),
         })

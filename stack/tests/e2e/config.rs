@@ -158,7 +158,7 @@ fn gateway_refuses_an_invalid_routes_file_with_file_line_and_reason() {
     assert!(String::from_utf8_lossy(&check.stderr).contains(":6: upstream \"nobody\""));
     let shipped = stack::binaries::workspace_root()
         .expect("root")
-        .join("routes.toml");
+        .join("routes/routes.toml");
     let check = std::process::Command::new(crate::helpers::bin("gateway"))
         .arg("--check")
         .arg(&shipped)

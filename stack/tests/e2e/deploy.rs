@@ -49,10 +49,11 @@ fn docker_compose_config_accepts_the_compose_files() {
     };
     // A fresh clone plus the one step the README asks for: `cp .env.example .env`.
     let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("routes")).expect("routes/");
     for file in [
         "docker-compose.yml",
         "docker-compose.scale.yml",
-        "routes.toml",
+        "routes/routes.toml",
         "Dockerfile",
     ] {
         std::fs::copy(root().join(file), dir.path().join(file)).expect("copy");
@@ -88,6 +89,21 @@ fn field<'a>(service: &'a Yaml, key: &str) -> &'a Yaml {
     } else {
         own
     }
+}
+
+/// The keys of a mapping, with those it merges (`<<: *anchor`) in.
+fn keys_with_merged(mapping: &Yaml) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    for (key, value) in mapping.as_hash().into_iter().flatten() {
+        match key.as_str() {
+            Some("<<") => keys.extend(keys_with_merged(value)),
+            Some(key) => {
+                keys.insert(key.to_owned());
+            }
+            None => {}
+        }
+    }
+    keys
 }
 
 /// The binary a service of ours runs (services built from this repository's Dockerfile).
@@ -145,7 +161,8 @@ fn string_literals(crates: &[&str]) -> BTreeSet<String> {
 fn every_compose_environment_variable_is_read_by_its_binary() {
     let compose = compose();
     let services = compose["services"].as_hash().expect("services");
-    let routes = std::fs::read_to_string(root().join("routes.toml")).expect("routes.toml");
+    let routes =
+        std::fs::read_to_string(root().join("routes/routes.toml")).expect("routes/routes.toml");
     let mut checked = BTreeMap::new();
     for (name, service) in services {
         let name = name.as_str().expect("service name");
@@ -153,20 +170,45 @@ fn every_compose_environment_variable_is_read_by_its_binary() {
             assert!(
                 service["image"]
                     .as_str()
-                    .is_some_and(|image| image.starts_with("redis")),
+                    .is_some_and(|image| image.contains("redis:7")),
                 "{name}"
             );
             continue;
         };
         let known = string_literals(crates_of(binary));
-        let environment = service["environment"].as_hash().expect("environment");
-        for variable in environment
-            .keys()
-            .map(|key| key.as_str().expect("variable name"))
-        {
+        let environment = keys_with_merged(&service["environment"]);
+        for variable in &environment {
             let read = known.contains(variable)
                 || (binary == "gateway" && routes.contains(&format!("${{{variable}")));
             assert!(read, "service {name}: {variable} is not read by `{binary}`");
+        }
+        // Least privilege: settings by name only (no `env_file`, which hands every container
+        // all of .env), a read-only root, no capabilities.
+        assert!(field(service, "env_file").is_badvalue(), "{name}: env_file");
+        assert_eq!(field(service, "read_only").as_bool(), Some(true), "{name}");
+        assert_eq!(
+            field(service, "cap_drop")[0].as_str(),
+            Some("ALL"),
+            "{name}"
+        );
+        if binary == "gateway" {
+            for secret in ["SESSION_SECRET", "REDIS_URL"] {
+                assert!(
+                    !environment.contains(secret),
+                    "the gateway must not get {secret}"
+                );
+            }
+            let volumes: Vec<&str> = service["volumes"]
+                .as_vec()
+                .expect("volumes")
+                .iter()
+                .filter_map(Yaml::as_str)
+                .collect();
+            assert_eq!(
+                volumes,
+                ["./routes:/etc/gateway:ro"],
+                "the gateway sees its routes and nothing else of the repository"
+            );
         }
         checked.insert(name.to_owned(), binary.to_owned());
     }
@@ -216,8 +258,10 @@ fn the_dockerfile_builds_and_copies_exactly_the_service_binaries() {
         .filter_map(|rest| rest.split_whitespace().next())
         .collect();
     let copied: BTreeSet<&str> = dockerfile
-        .split_whitespace()
-        .filter_map(|word| word.strip_prefix("/src/target/release/"))
+        .lines()
+        .filter(|line| line.starts_with("COPY --from=binaries"))
+        .flat_map(str::split_whitespace)
+        .filter_map(|word| word.strip_prefix("/out/"))
         .collect();
 
     // The workspace's service binaries, from cargo itself.
