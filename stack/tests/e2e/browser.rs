@@ -26,7 +26,7 @@ fn artifact_dir() -> PathBuf {
         .join("test-artifacts")
 }
 
-fn browser_available() -> bool {
+pub(crate) fn browser_available() -> bool {
     let found = [CHROMIUM, CHROMEDRIVER]
         .iter()
         .all(|p| std::path::Path::new(p).exists());
@@ -42,7 +42,7 @@ fn browser_available() -> bool {
     found
 }
 
-async fn text(client: &fantoccini::Client, id: &str) -> String {
+pub(crate) async fn text(client: &fantoccini::Client, id: &str) -> String {
     client
         .wait()
         .at_most(Duration::from_secs(10))
@@ -55,20 +55,21 @@ async fn text(client: &fantoccini::Client, id: &str) -> String {
 }
 
 /// Headless Chromium under chromedriver, with its own profile; the driver stops on drop.
-struct Browser {
-    client: fantoccini::Client,
+pub(crate) struct Browser {
+    pub(crate) client: fantoccini::Client,
     _driver: Supervised,
     _profile: tempfile::TempDir,
 }
 
 impl Browser {
-    async fn start(stack: &TestStack) -> Self {
+    /// Starts chromedriver (logging into `log_dir`) and a browser session.
+    pub(crate) async fn start(log_dir: &std::path::Path) -> Self {
         let profile = tempfile::tempdir().expect("profile dir");
         let port = net::free_port().expect("port");
         let driver = Supervised::spawn(
             Spec::new("chromedriver", CHROMEDRIVER)
                 .arg(format!("--port={port}"))
-                .output(Output::File(stack.dir.path().join("chromedriver.log"))),
+                .output(Output::File(log_dir.join("chromedriver.log"))),
         )
         .expect("chromedriver starts");
         assert!(
@@ -139,7 +140,7 @@ async fn a_browser_logs_in_counts_and_logs_out_through_the_gateway() {
         return;
     }
     let stack = TestStack::start();
-    let browser = Browser::start(&stack).await;
+    let browser = Browser::start(stack.dir.path()).await;
     let client = &browser.client;
 
     let result = async {
@@ -245,7 +246,7 @@ async fn another_site_cannot_change_the_session() {
         return;
     }
     let stack = TestStack::start();
-    let browser = Browser::start(&stack).await;
+    let browser = Browser::start(stack.dir.path()).await;
     let client = &browser.client;
     let gateway = stack.url("");
     let other_site = serve_page(format!(

@@ -7,6 +7,7 @@ mod helpers;
 mod accounts;
 mod browser;
 mod config;
+mod containers;
 mod cross_site;
 mod deploy;
 mod flow;
