@@ -1,6 +1,7 @@
-//! Redis crashes (SIGKILL, no shutdown save) and is started again, three times, under continuous
-//! reads and increments, with an idle gap after each restart. Redis keeps an append-only file
-//! fsynced before every reply (`appendfsync always`), so whatever it acknowledged survives.
+//! Redis crashes (SIGKILL, no shutdown save) and is started again, three times under continuous
+//! reads and increments, with an idle gap after each restart, then once more while idle. Redis
+//! keeps an append-only file fsynced before every reply (`appendfsync always`), so whatever it
+//! acknowledged survives.
 
 use std::time::{Duration, Instant};
 
@@ -85,6 +86,18 @@ async fn redis_killed_three_times_under_load_loses_no_acknowledged_increment() {
         assert_served_while_up(&done, &[(up, None)], &format!("after the idle gap {crash}"));
         all.extend(done);
     }
+
+    // Once more while nobody uses the site: the services' connections die with Redis, unused.
+    // The first requests after it is back must succeed all the same (over RESP3 the services
+    // hear the close and reconnect; with RESP2 the first command of each connection would fail).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::task::block_in_place(|| redis.kill());
+    tokio::task::block_in_place(|| redis.restart()).expect("redis restarts");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    up = Instant::now();
+    let done = load.clone().run(Duration::from_secs(1)).await;
+    assert_served_while_up(&done, &[(up, None)], "after a crash while idle");
+    all.extend(done);
     load.assert_nothing_acknowledged_lost(&all, &redis.url())
         .await;
 }
