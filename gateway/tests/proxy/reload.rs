@@ -231,3 +231,42 @@ async fn a_request_in_flight_finishes_on_the_table_it_started_with() {
         200
     );
 }
+
+/// A Kubernetes ConfigMap volume: `routes.toml` is a symlink to `..data/routes.toml`, and an
+/// update writes a new timestamped directory and swaps the `..data` symlink over to it
+/// atomically (the kubelet's atomic writer). The file the gateway reads never changes in place;
+/// the gateway still follows.
+#[tokio::test]
+async fn a_kubernetes_configmap_update_is_followed() {
+    use std::os::unix::fs::symlink;
+
+    let probe = Probe::start().await;
+    let table = |path: &str| {
+        format!(
+            "[upstreams]\nprobe = [\"{}\"]\n[[routes]]\npath = \"{path}\"\nupstream = \"probe\"\n",
+            probe.url()
+        )
+    };
+    let gateway = TestGateway::start(&table("/a")).await;
+    let dir = gateway.routes.parent().expect("dir").to_owned();
+
+    // Lay the directory out as the kubelet does, with the same content.
+    let version = |name: &str, routes: &str| {
+        std::fs::create_dir(dir.join(name)).expect("version dir");
+        std::fs::write(dir.join(name).join("routes.toml"), routes).expect("write");
+    };
+    version("..2026_11_23_12_00_00.1", &table("/a"));
+    symlink("..2026_11_23_12_00_00.1", dir.join("..data")).expect("..data");
+    symlink("..data/routes.toml", dir.join("routes.toml.link")).expect("link");
+    std::fs::rename(dir.join("routes.toml.link"), &gateway.routes).expect("routes.toml -> ..data");
+    assert_eq!(wait_for_status(&gateway, "/a", 200).await.as_secs(), 0);
+
+    // The update: a new version, then `..data` swapped by a rename.
+    version("..2026_11_23_12_05_00.2", &table("/b"));
+    symlink("..2026_11_23_12_05_00.2", dir.join("..data_tmp")).expect("..data_tmp");
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).expect("swap ..data");
+    std::fs::remove_dir_all(dir.join("..2026_11_23_12_00_00.1")).expect("old version");
+    let took = wait_for_status(&gateway, "/b", 200).await;
+    assert!(took < Duration::from_secs(2), "live after {took:?}");
+    assert_eq!(wait_for_status(&gateway, "/a", 404).await.as_secs(), 0);
+}

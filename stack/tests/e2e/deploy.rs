@@ -398,3 +398,167 @@ fn each_binary_checks_its_own_health() {
         );
     }
 }
+
+/// The manifests in `deploy/kubernetes/`.
+fn kubernetes_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("deploy/kubernetes"))
+        .expect("deploy/kubernetes")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every document of every manifest in `deploy/kubernetes/`.
+fn kubernetes_manifests() -> Vec<(String, Yaml)> {
+    kubernetes_files()
+        .into_iter()
+        .flat_map(|path| {
+            let text = std::fs::read_to_string(&path).expect("manifest");
+            let name = path
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
+            YamlLoader::load_from_str(&text)
+                .unwrap_or_else(|err| panic!("{name}: {err}"))
+                .into_iter()
+                .map(move |document| (name.clone(), document))
+        })
+        .collect()
+}
+
+/// The Kubernetes example validates against the Kubernetes schemas (PyPI's
+/// `kubernetes-validate`, offline; `.ci/run` installs it; skipped locally without it).
+#[test]
+fn the_kubernetes_manifests_validate_against_the_schemas() {
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| dir.join("kubernetes-validate").is_file())
+    });
+    if !on_path {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have kubernetes-validate (pip install kubernetes-validate)"
+        );
+        crate::helpers::report_skip("`kubernetes-validate`: not installed");
+        return;
+    }
+    let manifests = kubernetes_files();
+    assert!(manifests.len() >= 5, "{manifests:?}");
+    let output = Command::new("kubernetes-validate")
+        .arg("--strict")
+        .args(&manifests)
+        .output()
+        .expect("kubernetes-validate runs");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// What the schemas cannot say: each Deployment probes `/readyz` and `/healthz`, asks for
+/// resources, runs unprivileged on a read-only root; the gateway gets no secret and follows its
+/// ConfigMap (mounted whole, never by subPath); the routes in it pass `gateway --check`.
+#[test]
+fn the_kubernetes_example_keeps_the_deployment_rules() {
+    let manifests = kubernetes_manifests();
+    let mut deployments = BTreeSet::new();
+    for (file, document) in &manifests {
+        match document["kind"].as_str() {
+            Some("Deployment") => {}
+            Some("ConfigMap") => {
+                let routes = document["data"]["routes.toml"]
+                    .as_str()
+                    .expect("routes.toml");
+                let dir = tempfile::tempdir().expect("temp dir");
+                let path = dir.path().join("routes.toml");
+                std::fs::write(&path, routes).expect("write");
+                let check = Command::new(crate::helpers::bin("gateway"))
+                    .arg("--check")
+                    .arg(&path)
+                    .output()
+                    .expect("gateway --check");
+                assert!(
+                    check.status.success(),
+                    "{file}: {}",
+                    String::from_utf8_lossy(&check.stderr)
+                );
+                continue;
+            }
+            _ => continue,
+        }
+        let name = document["metadata"]["name"]
+            .as_str()
+            .expect("name")
+            .to_owned();
+        let pod = &document["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["securityContext"]["runAsNonRoot"].as_bool(),
+            Some(true),
+            "{name}"
+        );
+        let container = &pod["containers"][0];
+        assert_eq!(container["args"][0].as_str(), Some(name.as_str()));
+        assert_eq!(
+            container["readinessProbe"]["httpGet"]["path"].as_str(),
+            Some("/readyz"),
+            "{name}"
+        );
+        assert_eq!(
+            container["livenessProbe"]["httpGet"]["path"].as_str(),
+            Some("/healthz"),
+            "{name}"
+        );
+        for resource in ["cpu", "memory"] {
+            assert!(
+                !container["resources"]["requests"][resource].is_badvalue(),
+                "{name}: {resource}"
+            );
+        }
+        assert!(
+            !container["resources"]["limits"]["memory"].is_badvalue(),
+            "{name}"
+        );
+        let security = &container["securityContext"];
+        assert_eq!(
+            security["readOnlyRootFilesystem"].as_bool(),
+            Some(true),
+            "{name}"
+        );
+        assert_eq!(
+            security["allowPrivilegeEscalation"].as_bool(),
+            Some(false),
+            "{name}"
+        );
+        let secrets: Vec<&str> = container["env"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .filter(|variable| !variable["valueFrom"]["secretKeyRef"].is_badvalue())
+            .filter_map(|variable| variable["name"].as_str())
+            .collect();
+        if name == "gateway" {
+            assert!(
+                secrets.is_empty(),
+                "the gateway holds no secret: {secrets:?}"
+            );
+            let mount = &container["volumeMounts"][0];
+            assert_eq!(mount["mountPath"].as_str(), Some("/etc/gateway"));
+            assert!(
+                mount["subPath"].is_badvalue(),
+                "a subPath mount is never updated"
+            );
+        } else {
+            assert_eq!(secrets, ["SESSION_SECRET", "REDIS_URL"], "{name}");
+        }
+        deployments.insert(name);
+    }
+    assert_eq!(
+        deployments,
+        ["gateway", "reader", "writer"].map(String::from).into(),
+        "one Deployment per binary"
+    );
+}
