@@ -70,18 +70,16 @@ pub fn judge(request: &HttpRequest, trusted: &TrustedOrigins) -> Verdict {
             .get(name)
             .and_then(|value| value.to_str().ok())
     };
-    // An unreadable or opaque (`null`) Origin is one that is not ours.
-    let origin = header("origin").map(|origin| normalize(origin).unwrap_or_default());
-    let cross = match (&origin, header("sec-fetch-site")) {
-        (Some(origin), _)
-            if !origin.is_empty()
-                && (trusted.contains(origin) || *origin == own_origin(request)) =>
-        {
-            false
-        }
-        (_, Some(site)) => !matches!(site, "same-origin" | "none"),
-        (Some(_), None) => true,
-        (None, None) => false,
+    let origin = header("origin");
+    // An unreadable or opaque (`null`) Origin normalizes to nothing: it is not ours.
+    let known_origin = origin
+        .and_then(normalize)
+        .is_some_and(|origin| trusted.contains(&origin) || origin == own_origin(request));
+    let cross = match header("sec-fetch-site") {
+        _ if known_origin => false,
+        Some(site) => !matches!(site, "same-origin" | "none"),
+        // A browser without Fetch Metadata: a foreign Origin says it all; none, an API client.
+        None => origin.is_some(),
     };
     if !cross {
         return Verdict::Allowed;
