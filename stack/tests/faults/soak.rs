@@ -4,7 +4,7 @@
 //! exact success), and memory must be flat once warmed up.
 //!
 //! Ten minutes, with the figures printed:
-//! `SOAK_SECS=600 cargo test --release -p stack --test faults soak -- --nocapture`
+//! `SOAK_SECS=600 cargo test -p stack --test faults soak -- --nocapture` (debug build, as CI).
 
 use std::{
     sync::{
