@@ -136,10 +136,10 @@ fn silent_upstreams_and_a_silent_redis_answer_within_their_configured_time() {
                 assert!(served.elapsed < SLACK, "attempt {attempt}: {served:?}");
             }
 
-            // A writer and a reader whose Redis is silent: 503 within the store's bound, for
-            // several requests at once and again after them; /healthz answers meanwhile.
-            // The README's "within about a second" (the store's bound) with room for a loaded
-            // machine; a fixed figure, so a longer store timeout is noticed.
+            // A writer and a reader whose Redis is silent: 503 within the README's "about a
+            // second" (with room for a loaded machine; a fixed figure, so a longer store timeout
+            // is noticed), for several requests at once and again after them; /healthz answers
+            // meanwhile.
             let bound = Duration::from_millis(2500);
             for round in 0..2 {
                 let requests = (0..6).map(|i| {
