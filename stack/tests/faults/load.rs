@@ -25,9 +25,9 @@ pub struct Done {
 }
 
 impl Done {
-    /// Whether the request was under way at `moment`.
-    pub fn spans(&self, moment: Instant) -> bool {
-        self.started <= moment && moment <= self.ended
+    /// Whether the request was under way at some point from `from` to `to`.
+    pub fn overlaps(&self, (from, to): (Instant, Instant)) -> bool {
+        self.started <= to && self.ended >= from
     }
 }
 

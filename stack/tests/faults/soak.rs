@@ -142,18 +142,36 @@ async fn user(gateway: String, client: reqwest::Client, tally: Arc<Tally>, stop:
     }
 }
 
+/// The services whose memory is watched, in the order of [`sample`].
+const SERVICES: [&str; 3] = ["writer", "reader", "gateway"];
+
+/// Resident memory of each of [`SERVICES`]; a service that died is the failure, told with the
+/// end of its log.
+fn sample(stack: &mut TestStack) -> [u64; 3] {
+    let log_dir = stack.dir.path().to_owned();
+    let services = [&mut stack.writers[0], &mut stack.reader, &mut stack.gateway];
+    let mut rss = [0; 3];
+    for (i, process) in services.into_iter().enumerate() {
+        if let Some(status) = process.try_wait() {
+            let log = std::fs::read_to_string(log_dir.join(format!("{}.log", SERVICES[i])));
+            let log = log.unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            panic!(
+                "the {} exited during the soak ({status}); its last lines, last first: {tail:#?}",
+                SERVICES[i]
+            );
+        }
+        rss[i] = rss_kib(process.pid());
+    }
+    rss
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_mixed_traffic_keeps_memory_flat_and_answers_right() {
     let duration = duration();
     let warm_up = duration / 3;
-    let stack = TestStack::start();
-    let processes = [
-        ("writer", stack.writers[0].pid()),
-        ("reader", stack.reader.pid()),
-        ("gateway", stack.gateway.pid()),
-    ];
-    let sample = || processes.map(|(_, pid)| rss_kib(pid));
-    let at_start = sample();
+    let mut stack = TestStack::start();
+    let at_start = sample(&mut stack);
 
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -173,7 +191,7 @@ async fn soak_mixed_traffic_keeps_memory_flat_and_answers_right() {
     let mut after_warm_up = None;
     while started.elapsed() < duration {
         tokio::time::sleep(SAMPLE_EVERY).await;
-        let now = sample();
+        let now = sample(&mut stack);
         if after_warm_up.is_none() && started.elapsed() >= warm_up {
             after_warm_up = Some((samples.len(), now));
         }
@@ -195,7 +213,7 @@ async fn soak_mixed_traffic_keeps_memory_flat_and_answers_right() {
         tally.staged_401.load(Ordering::Relaxed),
         unexpected.len()
     );
-    for (i, (name, _)) in processes.iter().enumerate() {
+    for (i, name) in SERVICES.iter().enumerate() {
         let peak = samples.iter().map(|s| s[i]).max().unwrap_or(0);
         println!(
             "soak: {name:8} RSS start {} KiB, after warm-up ({:.0} s) {} KiB, end {} KiB, peak {peak} KiB",
@@ -209,7 +227,7 @@ async fn soak_mixed_traffic_keeps_memory_flat_and_answers_right() {
     assert!(requests > 100, "the soak sent only {requests} requests");
     // Flat after the warm-up: no sample from then on, the last included, above the warm-up's
     // by more than the allowance.
-    for (i, (name, _)) in processes.iter().enumerate() {
+    for (i, name) in SERVICES.iter().enumerate() {
         let series: Vec<u64> = samples.iter().map(|sample| sample[i]).collect();
         let peak = series[warm_index..].iter().max().copied().unwrap_or(0);
         assert!(
