@@ -26,13 +26,16 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering::Relaxed},
+    },
     time::Duration,
 };
 
 use common::time::{millis, now_ms};
 use redis::{
-    AsyncCommands, Client, IntoConnectionInfo, Script,
+    AsyncCommands, Client, IntoConnectionInfo, PushInfo, PushKind, Script,
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
 
@@ -144,6 +147,11 @@ return ended
 #[derive(Clone)]
 pub struct RedisStore {
     connection: ConnectionManager,
+    /// False from the moment the connection is known to have died (Redis closed it, crashed,
+    /// or a command failed on it) until a `PING` has gone through again. A script, which may
+    /// only be retried when it cannot have run, is never the first command on such a
+    /// connection: the `PING` is, and absorbs whatever the reconnection left behind.
+    verified: Arc<AtomicBool>,
     scripts: Arc<Scripts>,
     /// Slack added to index lifetimes: the idle timeout.
     index_slack: Duration,
@@ -188,13 +196,24 @@ impl RedisStore {
         // No backoff loop inside the client: a request fails within OP_TIMEOUT and the next one
         // triggers a fresh connection attempt, so recovery needs no restart and no request waits
         // for minutes behind retries.
+        let verified = Arc::new(AtomicBool::new(true));
+        let disconnected = Arc::clone(&verified);
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(0)
             .set_connection_timeout(Some(OP_TIMEOUT))
-            .set_response_timeout(Some(OP_TIMEOUT));
+            .set_response_timeout(Some(OP_TIMEOUT))
+            // The client's own notice that the connection closed, sent whether or not a
+            // command was running: the only way to hear of a crash while the site is idle.
+            .set_push_sender(move |push: PushInfo| {
+                if push.kind == PushKind::Disconnection {
+                    disconnected.store(false, Relaxed);
+                }
+                Ok::<(), std::convert::Infallible>(())
+            });
         let connection = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(Self {
             connection,
+            verified,
             scripts: Arc::new(Scripts {
                 login: Script::new(LOGIN),
                 increment: Script::new(INCREMENT),
@@ -229,27 +248,50 @@ impl RedisStore {
     /// time when `retry` allows it for the error of the first attempt.
     ///
     /// The retry is what makes recovery seamless: after an outage the first command finds the
-    /// connection broken (which starts a reconnect) and would fail although Redis is back.
+    /// connection broken (which starts a reconnect) and would fail although Redis is back. A
+    /// command that must not run twice is not retried after it may have been sent; instead it
+    /// is never the first command after a disconnection (see `verified`).
     pub(crate) async fn run<T, F, Fut>(&self, retry: Retry, operation: F) -> Result<T, StoreError>
     where
         F: Fn(ConnectionManager) -> Fut,
         Fut: Future<Output = Result<T, redis::RedisError>>,
     {
         let attempts = async {
-            match operation(self.connection.clone()).await {
-                Err(err) if retry.allows(&err) => {
-                    tracing::debug!(error = %err, "retrying a Redis command on a new connection");
-                    operation(self.connection.clone()).await
-                }
-                result => result,
+            if retry == Retry::IfUnsent && !self.verified.load(Relaxed) {
+                Self::with_retry(Retry::Idempotent, || async {
+                    let mut connection = self.connection.clone();
+                    redis::cmd("PING").query_async::<()>(&mut connection).await
+                })
+                .await?;
+                self.verified.store(true, Relaxed);
             }
+            Self::with_retry(retry, || operation(self.connection.clone())).await
         };
-        match tokio::time::timeout(OP_TIMEOUT, attempts).await {
+        let result = match tokio::time::timeout(OP_TIMEOUT, attempts).await {
             Ok(result) => result.map_err(StoreError::from),
             Err(_) => Err(StoreError::Unavailable(format!(
                 "no answer within {} ms",
                 OP_TIMEOUT.as_millis()
             ))),
+        };
+        if let Err(StoreError::Unavailable(_)) = &result {
+            self.verified.store(false, Relaxed);
+        }
+        result
+    }
+
+    /// `operation`, and once more when `retry` allows it for the error of the first attempt.
+    async fn with_retry<T, F, Fut>(retry: Retry, operation: F) -> Result<T, redis::RedisError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, redis::RedisError>>,
+    {
+        match operation().await {
+            Err(err) if retry.allows(&err) => {
+                tracing::debug!(error = %err, "retrying a Redis command on a new connection");
+                operation().await
+            }
+            result => result,
         }
     }
 
@@ -414,21 +456,25 @@ impl RedisStore {
 }
 
 /// When a failed command may be sent a second time.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Retry {
     /// Reads and expiry extensions: sending them twice changes nothing.
     Idempotent,
-    /// Scripts: only when the connection was refused, so the command cannot have run.
+    /// Scripts: only when the command cannot have run (the connection was refused, or Redis
+    /// answered that it is still loading its data).
     IfUnsent,
 }
 
 impl Retry {
     fn allows(self, err: &redis::RedisError) -> bool {
+        let not_run = err.is_connection_refusal()
+            || matches!(
+                err.kind(),
+                redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+            );
         match self {
-            Self::Idempotent => {
-                err.is_connection_refusal() || err.is_connection_dropped() || err.is_io_error()
-            }
-            Self::IfUnsent => err.is_connection_refusal(),
+            Self::Idempotent => not_run || err.is_connection_dropped() || err.is_io_error(),
+            Self::IfUnsent => not_run,
         }
     }
 }

@@ -478,6 +478,41 @@ async fn the_first_requests_after_an_idle_redis_restart_succeed() {
     }
 }
 
+/// The connections die while the site is idle and their reconnection fails with something
+/// other than "refused" (here: Redis accepts, but a pause holds the handshake past its timeout;
+/// likewise a reset, or a Redis still starting). When Redis is fine again, the first script
+/// (an increment, a login) must not meet that stale error: it cannot be retried once it may
+/// have been sent, so a verified connection must be in place before it goes out.
+#[tokio::test]
+async fn a_reconnection_that_failed_while_idle_costs_no_request() {
+    let stack = TestStack::start();
+    let (cookie, _) = login(&stack).await;
+    for _ in 0..8 {
+        assert_eq!(get(&stack, "/", &cookie).await.status(), 200);
+        assert_eq!(get(&stack, "/increment", &cookie).await.status(), 200);
+    }
+    // In one round trip: close every service connection, then hold every client for 2.5 s.
+    // The services hear of the close at once and reconnect into the pause.
+    let mut redis = stack.redis().await;
+    let _: () = redis::pipe()
+        .cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
+        .ignore()
+        .cmd("CLIENT")
+        .arg(&["PAUSE", "2500", "ALL"])
+        .ignore()
+        .query_async(&mut redis)
+        .await
+        .expect("kill and pause");
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    for attempt in 0..8 {
+        let (status, body) = json(get(&stack, "/increment", &cookie).await).await;
+        assert_eq!(status, 200, "increment {attempt}: {body}");
+        let (status, body) = json(get(&stack, "/login", "").await).await;
+        assert_eq!(status, 200, "login {attempt}: {body}");
+    }
+}
+
 #[tokio::test]
 async fn with_redis_down_services_answer_503_fast_and_recover_by_themselves() {
     let mut stack = TestStack::start();
