@@ -123,12 +123,11 @@ async fn a_slow_resetting_or_silent_redis_is_503_in_bound_and_recovered_from() {
         }
         failed += increments(&answers).1;
 
-        // The fault ends: within a few seconds (what was held or delayed drains first) a whole
-        // batch succeeds, and from then on every request does, without restarting anything.
-        // (Not always from the very first request: the store keeps the error of a reconnection
-        // that failed during the fault, and gives it to the next command; a read is retried on
-        // a new connection, but a script only after a refused connection, so a worker's first
-        // script after a reset or a timeout answers 503 once.)
+        // The fault ends. After a reset or a stall the very next batch succeeds: what was held
+        // is delivered, and a connection that failed is replaced before a script goes out on
+        // it. Delayed replies still arrive as late as they were due, so after latency the
+        // requests of the next two seconds may still time out: there, a whole batch must
+        // succeed within a few seconds. From then on every request succeeds, with no restart.
         proxy.set(Mode::Pass);
         let ends = Instant::now();
         loop {
@@ -139,7 +138,7 @@ async fn a_slow_resetting_or_silent_redis_is_503_in_bound_and_recovered_from() {
                 break;
             }
             assert!(
-                ends.elapsed() < Duration::from_secs(10),
+                matches!(fault, Mode::Delay(_)) && ends.elapsed() < Duration::from_secs(10),
                 "no recovery after {fault:?}: {answers:?}"
             );
         }
