@@ -4,6 +4,7 @@
 //! - [`process`]: a child process that is always stopped (SIGTERM, then SIGKILL) and reaped when
 //!   its guard is dropped, with its output prefixed, saved to a file or discarded;
 //! - [`redis`]: a `redis-server` of our own on a chosen port;
+//! - [`topology`]: a Redis Cluster or a Sentinel set-up of such servers, for tests and drills;
 //! - [`net`]: free ports and "is it answering yet" probes;
 //! - [`binaries`]: building the service binaries with the same cargo profile as the caller.
 
@@ -12,3 +13,4 @@ pub mod launcher;
 pub mod net;
 pub mod process;
 pub mod redis;
+pub mod topology;

@@ -50,13 +50,26 @@ impl RedisServer {
         persistence: Persistence,
         output: Output,
     ) -> Result<Self, String> {
+        Self::start_with(port, dir, persistence, output, &[])
+    }
+
+    /// [`RedisServer::start`] with more `redis-server` options (`--cluster-enabled yes`,
+    /// `--replicaof 127.0.0.1 6379`, …; see [`crate::topology`]).
+    pub fn start_with(
+        port: u16,
+        dir: &Path,
+        persistence: Persistence,
+        output: Output,
+        options: &[String],
+    ) -> Result<Self, String> {
         let binary =
             Self::binary().ok_or_else(|| format!("redis-server is not on PATH: {INSTALL_HINT}"))?;
         std::fs::create_dir_all(dir)
             .map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let process = Supervised::spawn(Self::spec(&binary, port, dir, persistence, output))
-            .map_err(|err| err.to_string())?;
+        let mut spec = Self::spec(&binary, port, dir, persistence, output);
+        spec.args.extend(options.iter().map(Into::into));
+        let process = Supervised::spawn(spec).map_err(|err| err.to_string())?;
         let mut server = Self { process, addr };
         server.wait_ready()?;
         Ok(server)

@@ -13,3 +13,4 @@ mod deploy;
 mod flow;
 mod launcher;
 mod rules;
+mod topology;

@@ -1,0 +1,407 @@
+//! Redis beyond one server, on loopback, for tests and drills: a Redis Cluster (primaries with
+//! replicas) and a Sentinel set-up (a primary, a replica, three sentinels). Every process is a
+//! [`RedisServer`] and is stopped when the topology is dropped.
+//!
+//! Timings are short on purpose (`cluster-node-timeout` and `down-after-milliseconds` of one
+//! second), so that a failover takes a few seconds, not the production defaults' tens.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    net,
+    process::{Output, Spec, Supervised},
+    redis::{Persistence, RedisServer},
+};
+
+/// How long a node may be silent before the others fail it over.
+pub const NODE_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// Where a topology's processes write their logs.
+#[derive(Debug, Clone)]
+pub enum Logs {
+    /// One file per process in the topology's directory.
+    Files,
+    /// To our stderr with the process's name as prefix, and to the files.
+    Terminal,
+}
+
+impl Logs {
+    fn output(&self, dir: &Path, name: &str) -> Output {
+        let file = dir.join(format!("{name}.log"));
+        match self {
+            Self::Files => Output::File(file),
+            Self::Terminal => Output::PrefixedAndFile(file),
+        }
+    }
+}
+
+/// Runs `redis-cli` with `args`; its standard output, or what went wrong.
+pub fn redis_cli(args: &[&str]) -> Result<String, String> {
+    let output = Command::new("redis-cli")
+        .args(args)
+        .output()
+        .map_err(|err| format!("redis-cli: {err} (it comes with redis-server: redis-tools)"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if output.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "redis-cli {}: {stdout}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+/// `redis-cli -p <port> <command…>`.
+fn ask(port: u16, command: &[&str]) -> Result<String, String> {
+    let port = port.to_string();
+    let mut args = vec!["-p", port.as_str()];
+    args.extend_from_slice(command);
+    redis_cli(&args)
+}
+
+/// The value of `field` in an `INFO`-style answer (`field:value` lines).
+fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// Waits up to `timeout` for `ready`; `what` names it in the error.
+fn wait(timeout: Duration, what: &str, mut ready: impl FnMut() -> bool) -> Result<(), String> {
+    if net::wait_until(timeout, &mut ready) {
+        Ok(())
+    } else {
+        Err(format!("{what}: not within {timeout:?}"))
+    }
+}
+
+/// A free port whose cluster bus port (the port + 10,000) is free too.
+fn cluster_port() -> Result<u16, String> {
+    for _ in 0..100 {
+        let port = net::free_port().map_err(|err| err.to_string())?;
+        if let Some(bus) = port.checked_add(10_000) {
+            if net::is_free(SocketAddr::from(([127, 0, 0, 1], bus))) {
+                return Ok(port);
+            }
+        }
+    }
+    Err("no free port pair (port, port + 10000) for a cluster node".to_owned())
+}
+
+/// A Redis Cluster on loopback: `primaries` primaries, each with `replicas` replicas.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+    dir: PathBuf,
+}
+
+impl RedisCluster {
+    /// Starts the nodes in `dir`, creates the cluster and waits until every node says it is
+    /// ok and agrees on who serves the 16,384 slots. Persistence: none (a test's data).
+    pub fn start(
+        dir: &Path,
+        primaries: usize,
+        replicas: usize,
+        logs: &Logs,
+    ) -> Result<Self, String> {
+        let count = primaries * (1 + replicas);
+        let mut nodes = Vec::with_capacity(count);
+        for _ in 0..count {
+            let port = cluster_port()?;
+            let node_dir = dir.join(format!("node-{port}"));
+            let options = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                &NODE_TIMEOUT.as_millis().to_string(),
+            ]
+            .map(String::from);
+            nodes.push(RedisServer::start_with(
+                port,
+                &node_dir,
+                Persistence::None,
+                logs.output(dir, &format!("redis-{port}")),
+                &options,
+            )?);
+        }
+        let addrs: Vec<String> = nodes.iter().map(|node| node.addr().to_string()).collect();
+        let mut create: Vec<&str> = vec!["--cluster", "create"];
+        create.extend(addrs.iter().map(String::as_str));
+        let replicas = replicas.to_string();
+        create.extend(["--cluster-replicas", &replicas, "--cluster-yes"]);
+        redis_cli(&create)?;
+        let cluster = Self {
+            nodes,
+            dir: dir.to_owned(),
+        };
+        cluster.wait_healthy(Duration::from_secs(20))?;
+        // A replica that has not synced with its primary yet refuses to take over from it.
+        wait(Duration::from_secs(20), "every replica is in sync", || {
+            cluster.nodes.iter().all(|node| {
+                ask(node.addr().port(), &["INFO", "replication"]).is_ok_and(|info| {
+                    field(&info, "role") == Some("master")
+                        || field(&info, "master_link_status") == Some("up")
+                })
+            })
+        })?;
+        Ok(cluster)
+    }
+
+    /// `redis://127.0.0.1:<port>,redis://…` for every node: the seed list of `REDIS_URL`.
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|node| format!("redis://{}", node.addr()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(RedisServer::addr).collect()
+    }
+
+    /// Waits until every running node reports `cluster_state:ok` with all slots served.
+    pub fn wait_healthy(&self, timeout: Duration) -> Result<(), String> {
+        let mut last = String::new();
+        wait(timeout, "the cluster is ok on every node", || {
+            self.running().all(|node| {
+                let info = ask(node.addr().port(), &["CLUSTER", "INFO"]);
+                let ok = info.as_ref().is_ok_and(|info| {
+                    field(info, "cluster_state") == Some("ok")
+                        && field(info, "cluster_slots_ok") == Some("16384")
+                });
+                if !ok {
+                    last = format!("{}: {info:?}", node.addr());
+                }
+                ok
+            })
+        })
+        .map_err(|err| format!("{err} (last seen: {last})"))
+    }
+
+    fn running(&self) -> impl Iterator<Item = &RedisServer> {
+        self.nodes
+            .iter()
+            .filter(|node| net::redis_ping(node.addr(), Duration::from_millis(200)))
+    }
+
+    /// The primary serving `key`'s slot, as the running nodes see it (`CLUSTER NODES`).
+    pub fn primary_of(&self, key: &str) -> Result<SocketAddr, String> {
+        let node = self.running().next().ok_or("no node answers")?;
+        let slot = ask(node.addr().port(), &["CLUSTER", "KEYSLOT", key])?;
+        let slot: u16 = slot
+            .trim()
+            .parse()
+            .map_err(|_| format!("KEYSLOT answered {slot:?}"))?;
+        let nodes = ask(node.addr().port(), &["CLUSTER", "NODES"])?;
+        // <id> <ip:port@cport> <flags> <primary> <ping> <pong> <epoch> <link> <slot ranges…>
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(addr), Some(flags)) = (fields.get(1), fields.get(2)) else {
+                continue;
+            };
+            if !flags.contains("master") || flags.contains("fail") {
+                continue;
+            }
+            let serves = fields.iter().skip(8).any(|range| {
+                let (start, end) = range.split_once('-').unwrap_or((range, range));
+                matches!((start.parse::<u16>(), end.parse::<u16>()), (Ok(start), Ok(end)) if (start..=end).contains(&slot))
+            });
+            if serves {
+                let addr = addr.split('@').next().unwrap_or(addr);
+                return addr.parse().map_err(|_| format!("not an address: {addr}"));
+            }
+        }
+        Err(format!("no primary serves slot {slot}"))
+    }
+
+    /// The node on `addr`.
+    pub fn node_mut(&mut self, addr: SocketAddr) -> Option<&mut RedisServer> {
+        self.nodes.iter_mut().find(|node| node.addr() == addr)
+    }
+
+    /// Kills the node on `addr` (SIGKILL) and waits until its replica has taken over its
+    /// slots; returns how long the cluster was without a primary for them.
+    pub fn fail_over(&mut self, addr: SocketAddr, timeout: Duration) -> Result<Duration, String> {
+        let killed = Instant::now();
+        self.node_mut(addr).ok_or("no such node")?.kill();
+        // Until the others notice (NODE_TIMEOUT), they still call it ok: wait for them to mark
+        // it failed, then for the slots to be served again.
+        let node = addr.to_string();
+        wait(
+            timeout,
+            "every node marks the killed primary failed",
+            || {
+                self.running().all(|other| {
+                    ask(other.addr().port(), &["CLUSTER", "NODES"]).is_ok_and(|nodes| {
+                        nodes.lines().any(|line| {
+                            let fields: Vec<&str> = line.split_whitespace().collect();
+                            fields
+                                .get(1)
+                                .is_some_and(|at| at.starts_with(&format!("{node}@")))
+                                && fields.get(2).is_some_and(|flags| flags.contains("fail"))
+                        })
+                    })
+                })
+            },
+        )?;
+        self.wait_healthy(timeout.saturating_sub(killed.elapsed()))?;
+        Ok(killed.elapsed())
+    }
+
+    /// The directory holding the nodes' files and logs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// The primary's name the sentinels watch.
+pub const MASTER_NAME: &str = "mymaster";
+
+/// A primary, one replica and three sentinels (quorum 2) on loopback.
+#[derive(Debug)]
+pub struct RedisSentinel {
+    pub primary: RedisServer,
+    pub replica: RedisServer,
+    sentinels: Vec<(Supervised, SocketAddr)>,
+}
+
+impl RedisSentinel {
+    /// Starts everything in `dir` and waits until every sentinel knows the primary, the
+    /// replica and the two other sentinels.
+    pub fn start(dir: &Path, logs: &Logs) -> Result<Self, String> {
+        let port = || net::free_port().map_err(|err| err.to_string());
+        let primary_port = port()?;
+        let primary = RedisServer::start_with(
+            primary_port,
+            &dir.join("primary"),
+            Persistence::None,
+            logs.output(dir, "redis-primary"),
+            &[],
+        )?;
+        let replica = RedisServer::start_with(
+            port()?,
+            &dir.join("replica"),
+            Persistence::None,
+            logs.output(dir, "redis-replica"),
+            &[
+                "--replicaof".into(),
+                "127.0.0.1".into(),
+                primary_port.to_string(),
+            ],
+        )?;
+        let binary = RedisServer::binary().ok_or("redis-server is not on PATH")?;
+        let mut sentinels = Vec::new();
+        for index in 1..=3 {
+            let sentinel_dir = dir.join(format!("sentinel-{index}"));
+            std::fs::create_dir_all(&sentinel_dir).map_err(|err| err.to_string())?;
+            // A sentinel rewrites its configuration file: it must be its own, and writable.
+            let config = sentinel_dir.join("sentinel.conf");
+            let sentinel_port = port()?;
+            std::fs::write(
+                &config,
+                format!(
+                    "bind 127.0.0.1\nport {sentinel_port}\ndir {}\n\
+                     sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} 2\n\
+                     sentinel down-after-milliseconds {MASTER_NAME} {down}\n\
+                     sentinel failover-timeout {MASTER_NAME} 5000\n\
+                     sentinel parallel-syncs {MASTER_NAME} 1\n",
+                    sentinel_dir.display(),
+                    down = NODE_TIMEOUT.as_millis()
+                ),
+            )
+            .map_err(|err| err.to_string())?;
+            // The configuration file must be the first argument.
+            let process = Supervised::spawn(
+                Spec::new(format!("sentinel-{index}"), &binary)
+                    .arg(&config)
+                    .arg("--sentinel")
+                    .output(logs.output(dir, &format!("sentinel-{index}"))),
+            )
+            .map_err(|err| err.to_string())?;
+            let addr = SocketAddr::from(([127, 0, 0, 1], sentinel_port));
+            wait(Duration::from_secs(10), "a sentinel answers", || {
+                net::redis_ping(addr, Duration::from_millis(200))
+            })?;
+            sentinels.push((process, addr));
+        }
+        let topology = Self {
+            primary,
+            replica,
+            sentinels,
+        };
+        // A replica that has not synced yet is not one the sentinels will promote.
+        wait(Duration::from_secs(20), "the replica is in sync", || {
+            ask(topology.replica.addr().port(), &["INFO", "replication"])
+                .is_ok_and(|info| field(&info, "master_link_status") == Some("up"))
+        })?;
+        wait(
+            Duration::from_secs(30),
+            "the sentinels see each other and the replica",
+            || {
+                topology.sentinels.iter().all(|(_, sentinel)| {
+                    ask(sentinel.port(), &["SENTINEL", "MASTER", MASTER_NAME]).is_ok_and(|master| {
+                        let value = |name: &str| {
+                            let lines: Vec<&str> = master.lines().map(str::trim).collect();
+                            lines
+                                .iter()
+                                .position(|line| *line == name)
+                                .and_then(|at| lines.get(at + 1).copied())
+                        };
+                        value("num-other-sentinels") == Some("2")
+                            && value("num-slaves") == Some("1")
+                    })
+                })
+            },
+        )?;
+        Ok(topology)
+    }
+
+    /// `redis+sentinel://127.0.0.1:<port>,…/mymaster`: `REDIS_URL` for this set-up.
+    pub fn url(&self) -> String {
+        let sentinels: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|(_, sentinel)| sentinel.to_string())
+            .collect();
+        format!("redis+sentinel://{}/{MASTER_NAME}", sentinels.join(","))
+    }
+
+    /// Who the sentinels say the primary is now.
+    pub fn current_primary(&self) -> Result<SocketAddr, String> {
+        let (_, sentinel) = self.sentinels.first().ok_or("no sentinel")?;
+        let answer = ask(
+            sentinel.port(),
+            &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME],
+        )?;
+        let mut lines = answer.lines().map(str::trim);
+        let host = lines.next().ok_or("no host")?;
+        let port = lines.next().ok_or("no port")?;
+        format!("{host}:{port}")
+            .parse()
+            .map_err(|_| format!("not an address: {answer:?}"))
+    }
+
+    /// Kills the primary (SIGKILL) and waits until the sentinels have promoted the replica and
+    /// it accepts writes; returns how long that took.
+    pub fn fail_over(&mut self, timeout: Duration) -> Result<Duration, String> {
+        let killed = Instant::now();
+        self.primary.kill();
+        let replica = self.replica.addr();
+        wait(timeout, "the sentinels promote the replica", || {
+            self.current_primary()
+                .is_ok_and(|primary| primary == replica)
+                && ask(replica.port(), &["ROLE"]).is_ok_and(|role| role.starts_with("master"))
+        })?;
+        Ok(killed.elapsed())
+    }
+}
