@@ -77,38 +77,61 @@ impl From<redis::RedisError> for StoreError {
     }
 }
 
-/// Login: creates `KEYS[2]` (carrying the count of `KEYS[3]` when given, which must still exist),
-/// indexes it, forgets index entries whose session ended, and enforces the per-user cap.
+/// Returned by LOGIN and LOGOUT_EVERYWHERE when the index no longer lists the sessions the
+/// caller read (a login or logout of the same user in between): read again and retry.
+const STALE: i64 = -1;
+
+/// How often a login or a logout everywhere is tried again after [`STALE`].
+const STALE_ATTEMPTS: usize = 5;
+
+/// Login: creates the new session (carrying the count of the previous one when given, which
+/// must still exist), indexes it, forgets index entries whose session ended, and enforces the
+/// per-user cap.
 ///
-/// KEYS: 1 index, 2 new session, [3 previous session]
-/// ARGV: 1 new id, 2 lifetime ms, 3 issued ms, 4 cap (0 = none), 5 session key prefix,
-///       6 index lifetime ms, [7 previous id]
-/// Returns the count of the new session, or nil when the previous session is gone.
+/// Every key the script touches is in KEYS, as Redis's script contract (and any cluster proxy)
+/// requires, so the caller first reads the index (ZRANGE) and passes each listed session's key;
+/// the script checks the index still lists exactly those, else returns STALE.
+///
+/// KEYS: 1 index, 2 new session, 2+i the session of listed id i (i = 1..n), [3+n previous]
+/// ARGV: 1 new id, 2 lifetime ms, 3 issued ms, 4 cap (0 = none), 5 index lifetime ms,
+///       6 previous id ('' = none), 6+i listed id i
+/// Returns the count of the new session, nil when the previous session is gone, or STALE.
 const LOGIN: &str = r#"
+local listed = redis.call('ZRANGE', KEYS[1], 0, -1)
+local n = #ARGV - 6
+if #listed ~= n then return -1 end
+local key_of = {}
+for i, id in ipairs(listed) do
+  if id ~= ARGV[6 + i] then return -1 end
+  key_of[id] = KEYS[2 + i]
+end
 local count = '0'
-if KEYS[3] then
-  count = redis.call('GET', KEYS[3])
+local previous = ARGV[6]
+if previous ~= '' then
+  local previous_key = KEYS[3 + n]
+  count = redis.call('GET', previous_key)
   if not count then return nil end
-  redis.call('DEL', KEYS[3])
-  redis.call('ZREM', KEYS[1], ARGV[7])
+  redis.call('DEL', previous_key)
+  redis.call('ZREM', KEYS[1], previous)
 end
 local lifetime = tonumber(ARGV[2])
 redis.call('SET', KEYS[2], count, 'PX', lifetime)
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  if redis.call('EXISTS', ARGV[5] .. id) == 0 then redis.call('ZREM', KEYS[1], id) end
+for id, key in pairs(key_of) do
+  if id ~= previous and redis.call('EXISTS', key) == 0 then redis.call('ZREM', KEYS[1], id) end
 end
 local cap = tonumber(ARGV[4])
 if cap > 0 then
   local excess = redis.call('ZCARD', KEYS[1]) - cap
   if excess > 0 then
+    -- The oldest first; the new session is the newest, so it is never among them.
     for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do
-      redis.call('DEL', ARGV[5] .. id)
+      if key_of[id] then redis.call('DEL', key_of[id]) end
     end
     redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
   end
 end
-local index_lifetime = tonumber(ARGV[6])
+local index_lifetime = tonumber(ARGV[5])
 if redis.call('PTTL', KEYS[1]) < index_lifetime then redis.call('PEXPIRE', KEYS[1], index_lifetime) end
 return tonumber(count)
 "#;
@@ -132,12 +155,18 @@ if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('DEL', KEYS[2]) end
 return 1
 "#;
 
-/// Logout of every session of a user. KEYS: 1 index, 2 current session.
-/// ARGV: 1 session key prefix.  Returns how many sessions ended.
+/// Logout of every session of a user. KEYS: 1 index, 2 current session, 2+i the session of
+/// listed id i. ARGV: the listed ids, as the caller read them (see LOGIN).
+/// Returns how many sessions ended, or STALE.
 const LOGOUT_EVERYWHERE: &str = r#"
+local listed = redis.call('ZRANGE', KEYS[1], 0, -1)
+if #listed ~= #ARGV then return -1 end
+for i, id in ipairs(listed) do
+  if id ~= ARGV[i] then return -1 end
+end
 local ended = redis.call('DEL', KEYS[2])
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  ended = ended + redis.call('DEL', ARGV[1] .. id)
+for i = 3, #KEYS do
+  ended = ended + redis.call('DEL', KEYS[i])
 end
 redis.call('DEL', KEYS[1])
 return ended
@@ -240,8 +269,9 @@ impl RedisStore {
         format!("user:{{{user}}}:sessions")
     }
 
-    fn session_prefix(user: &UserId) -> String {
-        format!("session:{{{user}}}:")
+    /// `session:{<user>}:<id>` for an id read from the user's index.
+    fn listed_session_key(user: &UserId, id: &str) -> String {
+        format!("session:{{{user}}}:{id}")
     }
 
     /// Runs `operation` on the shared connection under [`OP_TIMEOUT`], sending it a second
@@ -397,19 +427,27 @@ impl RedisStore {
         previous: Option<&SessionHandle>,
     ) -> Result<Option<i64>, StoreError> {
         debug_assert!(previous.is_none_or(|previous| previous.user() == new.user()));
-        let mut call = self.scripts.login.key(Self::index_key(new.user()));
-        call.key(Self::session_key(new))
-            .arg(new.id().as_str())
-            .arg(px(lifetime))
-            .arg(new.issued_at_ms())
-            .arg(cap.unwrap_or(0))
-            .arg(Self::session_prefix(new.user()))
-            .arg(px(lifetime + self.index_slack));
-        if let Some(previous) = previous {
-            call.key(Self::session_key(previous))
-                .arg(previous.id().as_str());
-        }
-        self.invoke(&call).await
+        let user = new.user();
+        let index = Self::index_key(user);
+        self.until_fresh(user, |listed| {
+            let mut call = self.scripts.login.key(&index);
+            call.key(Self::session_key(new));
+            for id in listed {
+                call.key(Self::listed_session_key(user, id));
+            }
+            if let Some(previous) = previous {
+                call.key(Self::session_key(previous));
+            }
+            call.arg(new.id().as_str())
+                .arg(px(lifetime))
+                .arg(new.issued_at_ms())
+                .arg(cap.unwrap_or(0))
+                .arg(px(lifetime + self.index_slack))
+                .arg(previous.map_or("", |previous| previous.id().as_str()))
+                .arg(listed);
+            call
+        })
+        .await
     }
 
     /// Ends one session (idempotent).
@@ -423,13 +461,45 @@ impl RedisStore {
 
     /// Ends every session of the handle's user, the handle's own included. Returns how many.
     pub async fn logout_everywhere(&self, handle: &SessionHandle) -> Result<u64, StoreError> {
-        let mut call = self
-            .scripts
-            .logout_everywhere
-            .key(Self::index_key(handle.user()));
-        call.key(Self::session_key(handle))
-            .arg(Self::session_prefix(handle.user()));
-        self.invoke(&call).await
+        let user = handle.user();
+        let index = Self::index_key(user);
+        let ended: Option<i64> = self
+            .until_fresh(user, |listed| {
+                let mut call = self.scripts.logout_everywhere.key(&index);
+                call.key(Self::session_key(handle));
+                for id in listed {
+                    call.key(Self::listed_session_key(user, id));
+                }
+                call.arg(listed);
+                call
+            })
+            .await?;
+        Ok(ended.map_or(0, |ended| u64::try_from(ended).unwrap_or(0)))
+    }
+
+    /// Runs a script built by `call` from the session ids the user's index lists now, and reads
+    /// the index again as long as the script answers [`STALE`] (another login or logout of the
+    /// user came in between), at most [`STALE_ATTEMPTS`] times.
+    async fn until_fresh<'a, F>(&'a self, user: &UserId, call: F) -> Result<Option<i64>, StoreError>
+    where
+        F: Fn(&[String]) -> redis::ScriptInvocation<'a>,
+    {
+        let index = Self::index_key(user);
+        for _ in 0..STALE_ATTEMPTS {
+            let listed: Vec<String> = self
+                .run(Retry::Idempotent, |mut connection| {
+                    let index = &index;
+                    async move { connection.zrange(index, 0, -1).await }
+                })
+                .await?;
+            let answer: Option<i64> = self.invoke(&call(&listed)).await?;
+            if answer != Some(STALE) {
+                return Ok(answer);
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "the sessions of one user kept changing over {STALE_ATTEMPTS} attempts"
+        )))
     }
 
     /// Whether Redis answers, for `/readyz`.

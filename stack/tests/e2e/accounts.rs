@@ -272,6 +272,35 @@ async fn the_per_user_cap_ends_the_oldest_session() {
     assert_eq!(live, 2);
 }
 
+/// Logins of one user at the same moment all change the one index: each script checks that the
+/// index still lists what was read just before and the login reads again when it does not.
+/// None may fail, and the index must end up listing every session.
+#[tokio::test]
+async fn concurrent_logins_of_one_user_all_succeed_and_are_all_indexed() {
+    let (stack, _users) = with_users(Options::default());
+    let logins =
+        futures_util::future::join_all((0..12).map(|_| device(&stack, "alice", "wonderland")))
+            .await;
+    for cookie in &logins {
+        assert_eq!(status(&stack, "/", cookie).await, 200);
+    }
+    let mut redis = stack.redis().await;
+    let live: u64 = redis::cmd("ZCARD")
+        .arg("user:{alice}:sessions")
+        .query_async(&mut redis)
+        .await
+        .expect("zcard");
+    assert_eq!(live, 12);
+    // And logging out everywhere ends all twelve.
+    assert_eq!(
+        status(&stack, "/logout?everywhere=true", &logins[0]).await,
+        200
+    );
+    for cookie in &logins {
+        assert_eq!(status(&stack, "/", cookie).await, 401);
+    }
+}
+
 #[tokio::test]
 async fn api_clients_keep_their_session_in_a_header() {
     let stack = TestStack::start();
