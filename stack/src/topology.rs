@@ -86,10 +86,10 @@ fn wait(timeout: Duration, what: &str, mut ready: impl FnMut() -> bool) -> Resul
 fn cluster_port() -> Result<u16, String> {
     for _ in 0..100 {
         let port = net::free_port().map_err(|err| err.to_string())?;
-        if let Some(bus) = port.checked_add(10_000) {
-            if net::is_free(SocketAddr::from(([127, 0, 0, 1], bus))) {
-                return Ok(port);
-            }
+        if let Some(bus) = port.checked_add(10_000)
+            && net::is_free(SocketAddr::from(([127, 0, 0, 1], bus)))
+        {
+            return Ok(port);
         }
     }
     Err("no free port pair (port, port + 10000) for a cluster node".to_owned())

@@ -181,10 +181,10 @@ impl Streamed {
     /// The response is complete: the connection goes back to its worker's pool, unless the
     /// upstream answered before the request body was all sent (then it closes with this body).
     fn finish(&mut self) {
-        if let Some(connection) = self.connection.take() {
-            if connection.request_sent() {
-                self.in_flight.give_back(connection);
-            }
+        if let Some(connection) = self.connection.take()
+            && connection.request_sent()
+        {
+            self.in_flight.give_back(connection);
         }
     }
 }
@@ -198,12 +198,12 @@ impl HttpBody for Streamed {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
-        if let Some(connection) = &mut this.connection {
-            if !connection.drive(cx) {
-                // Ended (the upstream closed it after this response, or failed): the body
-                // ends or fails by itself; the connection is not kept.
-                this.connection = None;
-            }
+        if let Some(connection) = &mut this.connection
+            && !connection.drive(cx)
+        {
+            // Ended (the upstream closed it after this response, or failed): the body
+            // ends or fails by itself; the connection is not kept.
+            this.connection = None;
         }
         let frame = Pin::new(&mut this.body).poll_frame(cx);
         if let Poll::Ready(None) = frame {

@@ -197,12 +197,13 @@ fn remove_hop_by_hop_keeping_agreed(headers: &mut HeaderMap) {
 
 /// `X-Forwarded-For`: the client's address, after the chain a trusted proxy sent.
 fn add_forwarded_for(headers: &mut HeaderMap, peer: &Peer<'_>, present: bool) {
-    if peer.trusted && present {
-        if let Some(chain) = previous_values(headers, &X_FORWARDED_FOR) {
-            let text = peer.text.to_str().unwrap_or_default();
-            set(headers, &X_FORWARDED_FOR, &format!("{chain}, {text}"));
-            return;
-        }
+    if peer.trusted
+        && present
+        && let Some(chain) = previous_values(headers, &X_FORWARDED_FOR)
+    {
+        let text = peer.text.to_str().unwrap_or_default();
+        set(headers, &X_FORWARDED_FOR, &format!("{chain}, {text}"));
+        return;
     }
     headers.insert(X_FORWARDED_FOR, peer.text.clone());
 }

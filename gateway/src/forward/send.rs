@@ -133,10 +133,10 @@ fn upstream_request(
     target.path_and_query = Some(path_and_query.clone());
     let uri = Uri::from_parts(target)
         .map_err(|_| GatewayError::BadRequest("request target cannot be forwarded"))?;
-    if !headers.contains_key(HOST) {
-        if let Ok(host) = HeaderValue::from_str(endpoint.authority.as_str()) {
-            headers.insert(HOST, host);
-        }
+    if !headers.contains_key(HOST)
+        && let Ok(host) = HeaderValue::from_str(endpoint.authority.as_str())
+    {
+        headers.insert(HOST, host);
     }
     let mut request = Request::new(());
     *request.method_mut() = method.clone();

@@ -268,12 +268,12 @@ fn decode_unreserved(path: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
             let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(byte) = hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
-                if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-                    out.push(byte);
-                    i += 3;
-                    continue;
-                }
+            if let Some(byte) = hex.and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                && (byte.is_ascii_alphanumeric() || b"-._~".contains(&byte))
+            {
+                out.push(byte);
+                i += 3;
+                continue;
             }
         }
         out.push(bytes[i]);

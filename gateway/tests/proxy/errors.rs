@@ -179,14 +179,7 @@ async fn metrics_add_up_the_requests_of_every_worker() {
         .await
         .expect("request");
     assert_eq!(missing.status(), 404);
-    let text = client()
-        .get(format!("http://{}/metrics", gateway.admin))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = gateway.metrics().await;
     for expected in [
         "gateway_requests_total{route=\"/\",status=\"200\"} 40\n",
         "gateway_requests_total{route=\"/\",status=\"404\"} 1\n",

@@ -285,6 +285,18 @@ impl TestGateway {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The Prometheus text of the admin listener's `/metrics`.
+    pub async fn metrics(&self) -> String {
+        client()
+            .get(format!("http://{}/metrics", self.admin))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
     /// Stops the gateway and waits until it has drained.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {

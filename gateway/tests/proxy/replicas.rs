@@ -70,14 +70,7 @@ async fn round_robin_alternates_and_p2c_uses_both() {
     let seen = who_answers(&rr, "/echo", 10).await;
     assert_eq!((seen["a"], seen["b"]), (5, 5), "{seen:?}");
     // The metrics say the same, per address.
-    let metrics = client()
-        .get(format!("http://{}/metrics", rr.admin))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = rr.metrics().await;
     for probe in [&a, &b] {
         let line = format!(
             "gateway_upstream_address_requests_total{{upstream=\"pair\",target=\"{}\",address=\"{}\"}} 5",

@@ -110,6 +110,15 @@ impl Browser {
         }
     }
 
+    /// Ends the browser session (chromedriver stops when dropped).
+    pub(crate) async fn close(self) {
+        self.client
+            .clone()
+            .close()
+            .await
+            .expect("close the browser");
+    }
+
     /// Clicks the element with this id.
     async fn click(&self, id: &str) {
         self.client
@@ -195,12 +204,7 @@ async fn a_browser_logs_in_counts_and_logs_out_through_the_gateway() {
         assert!(prompt.contains("log in"), "{prompt}");
     }
     .await;
-    browser
-        .client
-        .clone()
-        .close()
-        .await
-        .expect("close the browser");
+    browser.close().await;
     result
 }
 
@@ -330,10 +334,5 @@ async fn another_site_cannot_change_the_session() {
         prompt.contains("log in"),
         "logged out after confirming: {prompt}"
     );
-    browser
-        .client
-        .clone()
-        .close()
-        .await
-        .expect("close the browser");
+    browser.close().await;
 }

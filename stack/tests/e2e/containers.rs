@@ -358,12 +358,7 @@ async fn the_compose_deployment_serves_scales_reroutes_and_keeps_sessions() {
             .expect("open /");
         assert_eq!(text(&browser.client, "user").await, browser_user);
         assert_eq!(text(&browser.client, "count").await, "0");
-        browser
-            .client
-            .clone()
-            .close()
-            .await
-            .expect("close the browser");
+        browser.close().await;
     }
 
     // Routes edited on the host: `/` to the writer (which has no `/`: its 404), in place; then
