@@ -1,4 +1,5 @@
-//! Step 1 of a request: admit it. Route the path, answer a CORS preflight here, refuse a body
+//! Step 1 of a request: admit it. Give the path its one meaning (see [`path`]) and route it,
+//! answer a CORS preflight here, refuse a body
 //! declared larger than the route allows, and prepare what goes upstream (the headers per RFC
 //! 9110 §7.6, the body wrapped in the route's limit) and what the response step needs back.
 
@@ -14,6 +15,7 @@ use crate::{
         body::{Body, BoxError},
         cors,
         headers::{self, Peer},
+        path,
     },
     generation::Generation,
     routes::Route,
@@ -70,9 +72,13 @@ pub fn admit<'g>(
     request_id: &HeaderValue,
 ) -> Result<Admission<'g>, GatewayError> {
     let table = &generation.table;
-    let route = table
-        .route(request.uri().path())
-        .ok_or(GatewayError::NoRoute)?;
+    let normal_path = path::normalize(request.uri().path()).map_err(GatewayError::BadRequest)?;
+    let route = table.route(&normal_path).ok_or(GatewayError::NoRoute)?;
+    // The upstream gets the path that was routed; the query as it came.
+    let rewritten = match normal_path {
+        std::borrow::Cow::Borrowed(_) => None,
+        std::borrow::Cow::Owned(normal) => Some(with_query(normal, request.uri().query())?),
+    };
     let pool = generation
         .pool(&route.upstream.name)
         .ok_or(GatewayError::NoRoute)?;
@@ -103,11 +109,13 @@ pub fn admit<'g>(
         request_id,
         table.settings.forwarded,
     );
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let path_and_query = rewritten.unwrap_or_else(|| {
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"))
+    });
     Ok(Admission::Forward(Admitted {
         outgoing: Outgoing {
             route,
@@ -124,6 +132,15 @@ pub fn admit<'g>(
             client_version: parts.version,
         },
     }))
+}
+
+/// `path?query` as a request target.
+fn with_query(mut path: String, query: Option<&str>) -> Result<PathAndQuery, GatewayError> {
+    if let Some(query) = query {
+        path.push('?');
+        path.push_str(query);
+    }
+    PathAndQuery::try_from(path).map_err(|_| GatewayError::BadRequest(path::AMBIGUOUS))
 }
 
 /// 413 before anything is sent when `Content-Length` already says the body is too large (a

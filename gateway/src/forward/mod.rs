@@ -1,7 +1,8 @@
 //! Forwarding one request, in three steps, each in its own module:
 //!
-//! 1. [`admit`]: route the path, answer CORS preflights, refuse a declared body over the limit,
-//!    and rewrite the headers to send (RFC 9110 §7.6);
+//! 1. [`admit`]: give the path its one meaning ([`path`]) and route it, answer CORS
+//!    preflights, refuse a declared body over the limit, and rewrite the headers to send
+//!    (RFC 9110 §7.6);
 //! 2. [`send`]: pick an upstream address, send over a pooled keep-alive connection of this
 //!    worker, and retry on another address only when that cannot do harm;
 //! 3. [`respond`]: rewrite the response headers, apply CORS, stream the body back (or splice a
@@ -15,6 +16,7 @@ pub mod admit;
 pub mod body;
 pub mod cors;
 pub mod headers;
+pub mod path;
 pub mod respond;
 pub mod send;
 

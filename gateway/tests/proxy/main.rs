@@ -8,6 +8,7 @@ mod cors;
 mod errors;
 mod headers;
 mod limits;
+mod paths;
 mod protocols;
 mod reload;
 mod replicas;
