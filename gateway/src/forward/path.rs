@@ -157,6 +157,9 @@ mod tests {
             ("/caf%C3%A9", "/caf%C3%A9"),
             ("/a%20b/./c", "/a%20b/c"),
             ("/a/%zz/./b", "/a/%zz/b"),
+            ("/%6C%6F%67%69%6E/./x", "/login/x"),
+            ("/login%/.", "/login%/"),
+            ("/login%6/./", "/login%6/"),
         ] {
             assert_eq!(normalize(raw).as_deref(), Ok(normal), "{raw}");
         }
