@@ -74,11 +74,16 @@ pub fn admit<'g>(
     let table = &generation.table;
     let normal_path = path::normalize(request.uri().path()).map_err(GatewayError::BadRequest)?;
     let route = table.route(&normal_path).ok_or(GatewayError::NoRoute)?;
-    // The upstream gets the path that was routed; the query as it came.
-    let rewritten = match normal_path {
-        std::borrow::Cow::Borrowed(_) => None,
-        std::borrow::Cow::Owned(normal) => Some(with_query(normal, request.uri().query())?),
+    // The upstream gets the path that was routed (with the route's prefix replaced when it
+    // says so); the query as it came.
+    let forwarded = match (route.forwarded_path(&normal_path), normal_path) {
+        (Some(replaced), _) => Some(replaced),
+        (None, std::borrow::Cow::Owned(normal)) => Some(normal),
+        (None, std::borrow::Cow::Borrowed(_)) => None,
     };
+    let rewritten = forwarded
+        .map(|path| with_query(path, request.uri().query()))
+        .transpose()?;
     let pool = generation
         .pool(&route.upstream.name)
         .ok_or(GatewayError::NoRoute)?;

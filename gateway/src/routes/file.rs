@@ -107,6 +107,8 @@ struct RawRoute {
     upstream: Spanned<String>,
     timeout: Option<Spanned<String>>,
     max_body: Option<Spanned<RawSize>>,
+    strip_prefix: Option<Spanned<bool>>,
+    rewrite: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,6 +188,30 @@ impl Parser<'_> {
         }
     }
 
+    /// `strip_prefix = true` or `rewrite = "/prefix"`: what replaces the matched prefix.
+    fn forward_as(&self, path: &str, route: &RawRoute) -> Result<Option<String>, RoutesError> {
+        let strip = route.strip_prefix.as_ref().filter(|strip| *strip.get_ref());
+        match (strip, &route.rewrite) {
+            (Some(strip), Some(_)) => Err(self.error(
+                Some(strip.span()),
+                "strip_prefix and rewrite both replace the prefix: keep one",
+            )),
+            (Some(strip), None) if path == "/" => Err(self.error(
+                Some(strip.span()),
+                "strip_prefix on the root route would change nothing",
+            )),
+            (Some(_), None) => Ok(Some(String::new())),
+            (None, Some(rewrite)) => {
+                let prefix = normalize_path(&self.spanned(rewrite)?).map_err(|reason| {
+                    self.error(Some(rewrite.span()), format!("rewrite: {reason}"))
+                })?;
+                // "/" in place of the prefix is the same as stripping it.
+                Ok(Some(if prefix == "/" { String::new() } else { prefix }))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
     fn spanned_duration(
         &self,
         spanned: &Spanned<String>,
@@ -259,11 +285,13 @@ impl Parser<'_> {
                 .as_ref()
                 .map(|size| self.size(size, "max_body"))
                 .transpose()?;
+            let forward_as = self.forward_as(&path, route)?;
             routes.push(Route {
                 path,
                 upstream,
                 timeout,
                 max_body,
+                forward_as,
             });
         }
 
@@ -617,6 +645,54 @@ timeout = "5s"
         assert_eq!(err.line, Some(6), "{err}");
         assert!(err.reason.contains("\"wirter\" is not defined"), "{err}");
         assert!(err.reason.contains("defined: writer"), "{err}");
+    }
+
+    #[test]
+    fn prefixes_are_stripped_or_rewritten_as_a_route_says() {
+        let text = "[upstreams]\nw = [\"http://x:1\"]\n\
+            [[routes]]\npath = \"/api\"\nupstream = \"w\"\nstrip_prefix = true\n\
+            [[routes]]\npath = \"/old\"\nupstream = \"w\"\nrewrite = \"/v2/\"\n\
+            [[routes]]\npath = \"/\"\nupstream = \"w\"\n";
+        let table = parse(Path::new("routes.toml"), text, no_env).expect("valid");
+        let forwarded = |path: &str| {
+            table
+                .route(path)
+                .and_then(|route| route.forwarded_path(path))
+        };
+        assert_eq!(forwarded("/api/x/y").as_deref(), Some("/x/y"));
+        assert_eq!(forwarded("/api").as_deref(), Some("/"));
+        assert_eq!(forwarded("/api/").as_deref(), Some("/"));
+        assert_eq!(forwarded("/old/a").as_deref(), Some("/v2/a"));
+        assert_eq!(forwarded("/old").as_deref(), Some("/v2"));
+        assert_eq!(
+            forwarded("/apix"),
+            None,
+            "the root route, which forwards as routed"
+        );
+
+        let base = "[upstreams]\nw = [\"http://x:1\"]\n[[routes]]\nupstream = \"w\"\n";
+        for (lines, expected, line) in [
+            (
+                "path = \"/a\"\nstrip_prefix = true\nrewrite = \"/b\"",
+                "keep one",
+                6,
+            ),
+            (
+                "path = \"/\"\nstrip_prefix = true",
+                "would change nothing",
+                6,
+            ),
+            (
+                "path = \"/a\"\nrewrite = \"b\"",
+                "rewrite: path \"b\" must start with /",
+                6,
+            ),
+            ("path = \"/a\"\nrewrite = \"/b/../c\"", "rewrite: path", 6),
+        ] {
+            let err = parse_err(&format!("{base}{lines}\n"));
+            assert!(err.reason.contains(expected), "{lines}: {err}");
+            assert_eq!(err.line, Some(line), "{lines}: {err}");
+        }
     }
 
     #[test]

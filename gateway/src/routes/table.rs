@@ -200,6 +200,9 @@ pub struct Route {
     pub timeout: Duration,
     /// Largest accepted request body; larger gets 413.
     pub max_body: Option<u64>,
+    /// What replaces the matched prefix in the forwarded path: `""` for `strip_prefix = true`,
+    /// `"/v2"` for `rewrite = "/v2"`; `None` forwards the path as routed.
+    pub forward_as: Option<String>,
 }
 
 fn upstream_name<S: serde::Serializer>(upstream: &Arc<Upstream>, s: S) -> Result<S::Ok, S::Error> {
@@ -207,6 +210,24 @@ fn upstream_name<S: serde::Serializer>(upstream: &Arc<Upstream>, s: S) -> Result
 }
 
 impl Route {
+    /// The path to forward for `path` (normalized, and matched by this route): the matched
+    /// prefix replaced as `strip_prefix` or `rewrite` say, segment-aware, never empty.
+    pub fn forwarded_path(&self, path: &str) -> Option<String> {
+        let replacement = self.forward_as.as_deref()?;
+        // The root route's prefix is the leading slash itself: the whole path is the rest.
+        let rest = match self.path.as_str() {
+            "/" => path,
+            prefix => path.strip_prefix(prefix).unwrap_or(path),
+        };
+        let mut forwarded = String::with_capacity(replacement.len() + rest.len() + 1);
+        forwarded.push_str(replacement);
+        forwarded.push_str(rest);
+        if !forwarded.starts_with('/') {
+            forwarded.insert(0, '/');
+        }
+        Some(forwarded)
+    }
+
     /// Whether this route's prefix matches `path` on a segment boundary: `/login` matches
     /// `/login`, `/login/` and `/login/x`, never `/loginx`.
     fn matches(&self, path: &str) -> bool {
@@ -286,6 +307,7 @@ mod tests {
                     upstream,
                     timeout: Duration::from_secs(1),
                     max_body: None,
+                    forward_as: None,
                 }
             })
             .collect();

@@ -88,3 +88,59 @@ async fn every_path_is_routed_and_forwarded_by_its_one_meaning() {
         }
     }
 }
+
+/// `strip_prefix` and `rewrite` replace the matched prefix of the normalized path, segment by
+/// segment; the query, and what comes back (`Set-Cookie` paths, `Location`), are left as they are.
+#[tokio::test]
+async fn a_route_strips_or_rewrites_its_prefix() {
+    let (api, legacy, rest) = (
+        Probe::named("api").await,
+        Probe::named("legacy").await,
+        Probe::named("rest").await,
+    );
+    let gateway = TestGateway::start(&format!(
+        "[upstreams]\napi = [\"{}\"]\nlegacy = [\"{}\"]\nrest = [\"{}\"]\n\
+         [[routes]]\npath = \"/api\"\nupstream = \"api\"\nstrip_prefix = true\n\
+         [[routes]]\npath = \"/old\"\nupstream = \"legacy\"\nrewrite = \"/v2\"\n\
+         [[routes]]\npath = \"/\"\nupstream = \"rest\"\n",
+        api.url(),
+        legacy.url(),
+        rest.url()
+    ))
+    .await;
+    for (target, name, path, query) in [
+        ("/api/users/7?full=1", "api", "/users/7", "full=1"),
+        ("/api", "api", "/", ""),
+        ("/api/", "api", "/", ""),
+        ("/api/../api/x", "api", "/x", ""),
+        ("/old/a/b", "legacy", "/v2/a/b", ""),
+        ("/old", "legacy", "/v2", ""),
+        ("/apix", "rest", "/apix", ""),
+    ] {
+        let answer = raw(
+            gateway.addr,
+            format!("GET {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        assert!(
+            head.contains(&format!("x-probe: {name}")),
+            "{target}: {head}"
+        );
+        let echo: serde_json::Value = serde_json::from_str(body).expect("echo");
+        assert_eq!(
+            (echo["path"].as_str(), echo["query"].as_str()),
+            (Some(path), Some(query)),
+            "{target}"
+        );
+    }
+    let answer = raw(
+        gateway.addr,
+        b"GET /api/two-cookies HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        answer.contains("set-cookie: a=1; Path=/\r\n"),
+        "Set-Cookie comes back as the upstream wrote it: {answer}"
+    );
+}
