@@ -77,8 +77,8 @@ impl From<redis::RedisError> for StoreError {
     }
 }
 
-/// Returned by LOGIN and LOGOUT_EVERYWHERE when the index no longer lists the sessions the
-/// caller read (a login or logout of the same user in between): read again and retry.
+/// Returned by LOGIN and LOGOUT_EVERYWHERE when the index lists a session whose key the caller
+/// did not pass (a login of the same user came in between): read the index again and retry.
 const STALE: i64 = -1;
 
 /// How often a login or a logout everywhere is tried again after [`STALE`].
@@ -89,22 +89,19 @@ const STALE_ATTEMPTS: usize = 5;
 /// per-user cap.
 ///
 /// Every key the script touches is in KEYS, as Redis's script contract (and any cluster proxy)
-/// requires, so the caller first reads the index (ZRANGE) and passes each listed session's key;
-/// the script checks the index still lists exactly those, else returns STALE.
+/// requires, so the caller first reads the index (ZRANGE) and passes each listed session's key.
+/// A session indexed since (a concurrent login) is new and alive: it needs no pruning, and as the
+/// newest it is never among the oldest the cap ends; only if it were (clocks of two writers far
+/// apart) does the script answer STALE.
 ///
 /// KEYS: 1 index, 2 new session, 2+i the session of listed id i (i = 1..n), [3+n previous]
 /// ARGV: 1 new id, 2 lifetime ms, 3 issued ms, 4 cap (0 = none), 5 index lifetime ms,
 ///       6 previous id ('' = none), 6+i listed id i
 /// Returns the count of the new session, nil when the previous session is gone, or STALE.
 const LOGIN: &str = r#"
-local listed = redis.call('ZRANGE', KEYS[1], 0, -1)
 local n = #ARGV - 6
-if #listed ~= n then return -1 end
 local key_of = {}
-for i, id in ipairs(listed) do
-  if id ~= ARGV[6 + i] then return -1 end
-  key_of[id] = KEYS[2 + i]
-end
+for i = 1, n do key_of[ARGV[6 + i]] = KEYS[2 + i] end
 local count = '0'
 local previous = ARGV[6]
 if previous ~= '' then
@@ -114,13 +111,22 @@ if previous ~= '' then
   redis.call('DEL', previous_key)
   redis.call('ZREM', KEYS[1], previous)
 end
+local cap = tonumber(ARGV[4])
+if cap > 0 then
+  -- The sessions the cap will end, known before anything is written.
+  local excess = redis.call('ZCARD', KEYS[1]) + 1 - cap
+  if excess > 0 then
+    for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do
+      if not key_of[id] then return -1 end
+    end
+  end
+end
 local lifetime = tonumber(ARGV[2])
 redis.call('SET', KEYS[2], count, 'PX', lifetime)
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 for id, key in pairs(key_of) do
   if id ~= previous and redis.call('EXISTS', key) == 0 then redis.call('ZREM', KEYS[1], id) end
 end
-local cap = tonumber(ARGV[4])
 if cap > 0 then
   local excess = redis.call('ZCARD', KEYS[1]) - cap
   if excess > 0 then
@@ -157,12 +163,13 @@ return 1
 
 /// Logout of every session of a user. KEYS: 1 index, 2 current session, 2+i the session of
 /// listed id i. ARGV: the listed ids, as the caller read them (see LOGIN).
-/// Returns how many sessions ended, or STALE.
+/// Returns how many sessions ended, or STALE when the index lists a session not passed (a login
+/// came in between: it must end too).
 const LOGOUT_EVERYWHERE: &str = r#"
-local listed = redis.call('ZRANGE', KEYS[1], 0, -1)
-if #listed ~= #ARGV then return -1 end
-for i, id in ipairs(listed) do
-  if id ~= ARGV[i] then return -1 end
+local passed = {}
+for _, id in ipairs(ARGV) do passed[id] = true end
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if not passed[id] then return -1 end
 end
 local ended = redis.call('DEL', KEYS[2])
 for i = 3, #KEYS do
@@ -478,8 +485,8 @@ impl RedisStore {
     }
 
     /// Runs a script built by `call` from the session ids the user's index lists now, and reads
-    /// the index again as long as the script answers [`STALE`] (another login or logout of the
-    /// user came in between), at most [`STALE_ATTEMPTS`] times.
+    /// the index again as long as the script answers [`STALE`] (a login of the user came in
+    /// between and must be taken into account), at most [`STALE_ATTEMPTS`] times.
     async fn until_fresh<'a, F>(&'a self, user: &UserId, call: F) -> Result<Option<i64>, StoreError>
     where
         F: Fn(&[String]) -> redis::ScriptInvocation<'a>,

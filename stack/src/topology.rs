@@ -224,6 +224,31 @@ impl RedisCluster {
         Err(format!("no primary serves slot {slot}"))
     }
 
+    /// Waits until every replica of the primary on `addr` has everything it has written so far
+    /// (replication is asynchronous: a write the primary acknowledged may not be on its replica
+    /// yet, and is lost if the primary dies then).
+    pub fn wait_replicated(&self, addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+        let info = ask(addr.port(), &["INFO", "replication"])?;
+        let written: u64 = field(&info, "master_repl_offset")
+            .and_then(|offset| offset.parse().ok())
+            .ok_or("no master_repl_offset")?;
+        wait(timeout, "the replicas have every write", || {
+            ask(addr.port(), &["INFO", "replication"]).is_ok_and(|info| {
+                // slave0:ip=127.0.0.1,port=30004,state=online,offset=1234,lag=0
+                let offsets: Vec<u64> = info
+                    .lines()
+                    .filter(|line| line.starts_with("slave"))
+                    .filter_map(|line| {
+                        line.split(',')
+                            .find_map(|pair| pair.strip_prefix("offset="))
+                            .and_then(|offset| offset.trim().parse().ok())
+                    })
+                    .collect();
+                !offsets.is_empty() && offsets.iter().all(|offset| *offset >= written)
+            })
+        })
+    }
+
     /// The node on `addr`.
     pub fn node_mut(&mut self, addr: SocketAddr) -> Option<&mut RedisServer> {
         self.nodes.iter_mut().find(|node| node.addr() == addr)

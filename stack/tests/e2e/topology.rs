@@ -31,6 +31,10 @@ fn a_cluster_moves_a_dead_primarys_slots_to_its_replica() {
     );
     let port = primary.port().to_string();
     redis_cli(&["-c", "-p", &port, "SET", "session:{alice}:abc", "7"]).expect("SET");
+    // Replication is asynchronous: only a write the replica has survives the primary's death.
+    cluster
+        .wait_replicated(primary, Duration::from_secs(10))
+        .expect("replicated");
 
     let took = cluster
         .fail_over(primary, Duration::from_secs(20))
