@@ -123,17 +123,17 @@ impl Connection {
         drive(&mut self.0.driver, &mut self.0.ended, cx)
     }
 
-    /// Whether the connection can take a request now: its last request went out whole, it has
-    /// not been idle for too long, and it is still open once its I/O has been polled (which
-    /// notices a close by the upstream).
-    pub async fn is_reusable(&mut self) -> bool {
-        if self.0.idle_since.elapsed() > MAX_IDLE {
-            return false;
-        }
-        self.request_sent()
+    /// How long the connection has been idle, when it can take a request now: its last request
+    /// went out whole, it has not been idle for too long, and it is still open once its I/O has
+    /// been polled (which notices a close by the upstream). `None` when it cannot.
+    pub async fn reusable_after(&mut self) -> Option<Duration> {
+        let idle = self.0.idle_since.elapsed();
+        let usable = idle <= MAX_IDLE
+            && self.request_sent()
             && poll_fn(|cx| Poll::Ready(self.drive(cx))).await
             && !self.0.sender.is_closed()
-            && self.0.sender.is_ready()
+            && self.0.sender.is_ready();
+        usable.then_some(idle)
     }
 
     /// Marks the start of an idle period (the response body was read to its end).

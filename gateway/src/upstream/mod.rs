@@ -138,16 +138,21 @@ impl Endpoint {
     ) -> Result<(Response<Incoming>, Connection), SendError> {
         let mut replayed = false;
         loop {
-            let (mut connection, reused) = match self.take_idle(worker).await {
-                Some(connection) => (connection, true),
+            let (mut connection, idle) = match self.take_idle(worker).await {
+                Some((connection, idle)) => (connection, Some(idle)),
                 None => (
                     Connection::open(self.addr, connect_timeout)
                         .await
                         .map_err(SendError::Connect)?,
-                    false,
+                    None,
                 ),
             };
-            let replay = (reused && !replayed && is_replayable(&request)).then(|| head(&request));
+            let reused = idle.is_some();
+            // The copy to send again is only made where the race can happen: on a connection
+            // idle long enough for a keep-alive timeout to fire. Under load connections are
+            // reused at once, and no request pays for copying its head.
+            let racy = idle.is_some_and(|idle| idle >= KEEP_ALIVE_RACE_AFTER);
+            let replay = (racy && !replayed && is_replayable(&request)).then(|| head(&request));
             match connection.send(request).await {
                 Ok(response) => return Ok((response, connection)),
                 Err(mut err) => match (err.take_message(), replay) {
@@ -164,8 +169,9 @@ impl Endpoint {
         }
     }
 
-    /// An idle connection of `worker` that is still usable (closed ones are dropped).
-    async fn take_idle(&self, worker: usize) -> Option<Connection> {
+    /// An idle connection of `worker` that is still usable (closed ones are dropped), and how
+    /// long it was idle.
+    async fn take_idle(&self, worker: usize) -> Option<(Connection, Duration)> {
         loop {
             let mut connection = self
                 .slot(worker)
@@ -173,8 +179,8 @@ impl Endpoint {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .pop()?;
-            if connection.is_reusable().await {
-                return Some(connection);
+            if let Some(idle) = connection.reusable_after().await {
+                return Some((connection, idle));
             }
         }
     }
@@ -417,6 +423,11 @@ async fn lookup(target: &Target) -> std::io::Result<Vec<SocketAddr>> {
     }
     Ok(addrs)
 }
+
+/// How long a pooled connection must have been idle before an upstream's keep-alive timeout
+/// can close it under a request: no server closes idle connections much sooner than a second
+/// (actix-web and Node after 5 s, nginx after 75 s).
+pub const KEEP_ALIVE_RACE_AFTER: Duration = Duration::from_secs(1);
 
 /// RFC 9110 §9.2.2: repeating these has the same effect as sending them once.
 pub fn is_idempotent(method: &Method) -> bool {
