@@ -79,7 +79,7 @@ pub async fn send<'g>(
         let request = upstream_request(&method, attempt_headers, &endpoint, &path_and_query)?
             .map(|()| attempt_body);
         let in_flight = endpoint.begin(worker);
-        let sending = exchange(worker, &endpoint, request, upgrade, connect_timeout);
+        let sending = exchange(worker, route, &endpoint, request, upgrade, connect_timeout);
         match tokio::time::timeout(route.timeout, sending).await {
             Ok(Ok((response, connection))) => {
                 endpoint.answered();
@@ -107,6 +107,7 @@ pub async fn send<'g>(
 /// or, for a protocol switch, over a connection of its own (then no connection comes back).
 async fn exchange(
     worker: usize,
+    route: &Route,
     endpoint: &Endpoint,
     request: Request<Body>,
     upgrade: bool,
@@ -116,7 +117,9 @@ async fn exchange(
         let response = connection::send_upgrade(endpoint.addr, connect_timeout, request).await?;
         return Ok((response, None));
     }
-    let (response, connection) = endpoint.send(worker, request, connect_timeout).await?;
+    let (response, connection) = endpoint
+        .send(worker, request, connect_timeout, route.idempotent)
+        .await?;
     Ok((response, Some(connection)))
 }
 
@@ -162,7 +165,7 @@ fn failed(
     if unsent && endpoint.connect_failed(&pool.upstream.eject) {
         tracing::warn!(upstream = %pool.upstream.name, address = %endpoint.addr, cooldown = ?pool.upstream.eject.cooldown, "address ejected after connection failures");
     }
-    let retryable = unsent || is_idempotent(method);
+    let retryable = unsent || (route.idempotent && is_idempotent(method));
     tracing::debug!(address = %endpoint.addr, error = %err, retryable, "upstream attempt failed");
     Ok(retryable)
 }

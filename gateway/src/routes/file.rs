@@ -109,6 +109,7 @@ struct RawRoute {
     max_body: Option<Spanned<RawSize>>,
     strip_prefix: Option<Spanned<bool>>,
     rewrite: Option<Spanned<String>>,
+    idempotent: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -292,6 +293,7 @@ impl Parser<'_> {
                 timeout,
                 max_body,
                 forward_as,
+                idempotent: route.idempotent.unwrap_or(true),
             });
         }
 

@@ -203,6 +203,11 @@ pub struct Route {
     /// What replaces the matched prefix in the forwarded path: `""` for `strip_prefix = true`,
     /// `"/v2"` for `rewrite = "/v2"`; `None` forwards the path as routed.
     pub forward_as: Option<String>,
+    /// Whether `GET`, `PUT`, `DELETE`… on this route may be sent again after they were written
+    /// (RFC 9110 §9.2.2, the default). `false` for a service whose `GET` changes state (the
+    /// writer's `GET /increment`): a request is then only ever re-sent when it was never
+    /// written.
+    pub idempotent: bool,
 }
 
 fn upstream_name<S: serde::Serializer>(upstream: &Arc<Upstream>, s: S) -> Result<S::Ok, S::Error> {
@@ -308,6 +313,7 @@ mod tests {
                     timeout: Duration::from_secs(1),
                     max_body: None,
                     forward_as: None,
+                    idempotent: true,
                 }
             })
             .collect();

@@ -135,6 +135,7 @@ impl Endpoint {
         worker: usize,
         mut request: Request<Body>,
         connect_timeout: Duration,
+        idempotent_route: bool,
     ) -> Result<(Response<Incoming>, Connection), SendError> {
         let mut replayed = false;
         loop {
@@ -152,7 +153,8 @@ impl Endpoint {
             // idle long enough for a keep-alive timeout to fire. Under load connections are
             // reused at once, and no request pays for copying its head.
             let racy = idle.is_some_and(|idle| idle >= KEEP_ALIVE_RACE_AFTER);
-            let replay = (racy && !replayed && is_replayable(&request)).then(|| head(&request));
+            let replay = (racy && !replayed && idempotent_route && is_replayable(&request))
+                .then(|| head(&request));
             match connection.send(request).await {
                 Ok(response) => return Ok((response, connection)),
                 Err(mut err) => match (err.take_message(), replay) {

@@ -277,6 +277,29 @@ async fn an_idempotent_request_met_by_an_upstream_keep_alive_close_is_sent_again
     assert_eq!(response.status(), 502);
 }
 
+/// On a route marked `idempotent = false` (a service whose GET changes state, like the writer's
+/// `GET /increment`), a GET that was written is never sent again, not even in the keep-alive
+/// race: it may have been carried out.
+#[tokio::test]
+async fn a_route_not_idempotent_never_sends_a_written_get_again() {
+    let upstream = Counting::start(Duration::from_secs(30)).await;
+    let gateway = TestGateway::start(&format!(
+        "[upstreams]\nup = [\"{}\"]\n[[routes]]\npath = \"/\"\nupstream = \"up\"\nidempotent = false\n",
+        upstream.url
+    ))
+    .await;
+    let client = client();
+    get_ok(&client, &gateway.url("/vanish")).await;
+    tokio::time::sleep(gateway::upstream::KEEP_ALIVE_RACE_AFTER + Duration::from_millis(100)).await;
+    let response = client
+        .get(gateway.url("/vanish"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 502);
+    assert_eq!(upstream.accepted(), 1, "not sent again on a new connection");
+}
+
 #[tokio::test]
 async fn a_connection_idle_past_the_pools_limit_is_not_reused() {
     // The upstream would keep it for 30 s; the gateway ends it sooner, before the keep-alive

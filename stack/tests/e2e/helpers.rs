@@ -291,7 +291,7 @@ fn routes_file(writers: &[SocketAddr], reader: SocketAddr) -> String {
     );
     for path in ["/login", "/increment", "/logout"] {
         file.push_str(&format!(
-            "\n[[routes]]\npath = \"{path}\"\nupstream = \"writer\"\n"
+            "\n[[routes]]\npath = \"{path}\"\nupstream = \"writer\"\nidempotent = false\n"
         ));
     }
     file.push_str("\n[[routes]]\npath = \"/\"\nupstream = \"reader\"\n");
