@@ -54,11 +54,19 @@ pub(crate) async fn text(client: &fantoccini::Client, id: &str) -> String {
         .expect("text")
 }
 
-/// Headless Chromium under chromedriver, with its own profile; the driver stops on drop.
+/// Headless Chromium under chromedriver, with its own profile. On drop the driver's whole
+/// process group is stopped: Chromium is its child, and a test that fails before
+/// [`Browser::close`] must not leave a browser running.
 pub(crate) struct Browser {
     pub(crate) client: fantoccini::Client,
-    _driver: Supervised,
+    driver: Supervised,
     _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        self.driver.signal_group(nix::sys::signal::Signal::SIGKILL);
+    }
 }
 
 impl Browser {
@@ -105,7 +113,7 @@ impl Browser {
             .expect("a WebDriver session");
         Self {
             client,
-            _driver: driver,
+            driver,
             _profile: profile,
         }
     }
