@@ -8,6 +8,14 @@ use std::{
     process::Command,
 };
 
+/// `tool` found in a directory of `PATH`, as a shell would find it.
+pub fn on_path(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|candidate| candidate.is_file())
+}
+
 /// The packages whose binaries make up the stack.
 pub const SERVICES: [&str; 3] = ["writer", "reader", "gateway"];
 

@@ -37,10 +37,7 @@ pub struct RedisServer {
 impl RedisServer {
     /// Finds `redis-server` on `PATH`.
     pub fn binary() -> Option<PathBuf> {
-        let path = std::env::var_os("PATH")?;
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("redis-server"))
-            .find(|candidate| candidate.is_file())
+        crate::binaries::on_path("redis-server")
     }
 
     /// Starts a server on 127.0.0.1:`port` with its files in `dir`, and waits until it answers.

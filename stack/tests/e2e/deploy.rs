@@ -28,17 +28,11 @@ fn compose() -> Yaml {
 }
 
 fn docker_compose() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    let found = std::env::split_paths(&path)
-        .map(|dir| dir.join("docker-compose"))
-        .find(|candidate| candidate.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have docker-compose (apt-get install -y docker-compose)"
-        );
-        crate::helpers::report_skip("`docker-compose config`: docker-compose is not installed");
-    }
+    let found = stack::binaries::on_path("docker-compose");
+    let missing = found
+        .is_none()
+        .then(|| "docker-compose is not installed (apt-get install -y docker-compose)".to_owned());
+    crate::helpers::can_run("`docker-compose config`", missing);
     found
 }
 
@@ -433,15 +427,10 @@ fn kubernetes_manifests() -> Vec<(String, Yaml)> {
 /// `kubernetes-validate`, offline; `.ci/run` installs it; skipped locally without it).
 #[test]
 fn the_kubernetes_manifests_validate_against_the_schemas() {
-    let on_path = std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| dir.join("kubernetes-validate").is_file())
-    });
-    if !on_path {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have kubernetes-validate (pip install kubernetes-validate)"
-        );
-        crate::helpers::report_skip("`kubernetes-validate`: not installed");
+    let missing = stack::binaries::on_path("kubernetes-validate")
+        .is_none()
+        .then(|| "not installed (pip install kubernetes-validate)".to_owned());
+    if !crate::helpers::can_run("`kubernetes-validate`", missing) {
         return;
     }
     let manifests = kubernetes_files();

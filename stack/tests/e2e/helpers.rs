@@ -389,6 +389,21 @@ where
     }
 }
 
+/// Whether a test that needs something this machine may lack can run: with `missing` (what is
+/// missing, and how to get it) it cannot, which fails the test in CI (`CI` set: CI must have
+/// everything, `.ci/run` installs it) and is reported as a visible skip elsewhere.
+pub fn can_run(test: &str, missing: Option<String>) -> bool {
+    let Some(missing) = missing else {
+        return true;
+    };
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must be able to run {test}: {missing}"
+    );
+    report_skip(&format!("{test}: {missing}"));
+    false
+}
+
 /// Says that a test skips part of its work, where it is seen: libtest captures `eprintln!`
 /// (a passing test would just read "ok"), but not a direct write to the process's stderr.
 pub fn report_skip(what: &str) {
