@@ -263,12 +263,7 @@ impl RedisStore {
 
     /// `session:{<user>}:<id>`
     pub fn session_key(handle: &SessionHandle) -> String {
-        let (user, id) = (handle.user().as_str(), handle.id().as_str());
-        let mut key = String::with_capacity("session:{}:".len() + user.len() + id.len());
-        for part in ["session:{", user, "}:", id] {
-            key.push_str(part);
-        }
-        key
+        Self::listed_session_key(handle.user(), handle.id().as_str())
     }
 
     /// `user:{<user>}:sessions`
@@ -278,7 +273,12 @@ impl RedisStore {
 
     /// `session:{<user>}:<id>` for an id read from the user's index.
     fn listed_session_key(user: &UserId, id: &str) -> String {
-        format!("session:{{{user}}}:{id}")
+        let user = user.as_str();
+        let mut key = String::with_capacity("session:{}:".len() + user.len() + id.len());
+        for part in ["session:{", user, "}:", id] {
+            key.push_str(part);
+        }
+        key
     }
 
     /// Runs `operation` on the shared connection under [`OP_TIMEOUT`], sending it a second

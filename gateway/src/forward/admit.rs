@@ -3,7 +3,7 @@
 //! declared larger than the route allows, and prepare what goes upstream (the headers per RFC
 //! 9110 §7.6, the body wrapped in the route's limit) and what the response step needs back.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{borrow::Cow, net::SocketAddr, sync::Arc};
 
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Version, uri::PathAndQuery};
 use http_body_util::{BodyExt, Limited};
@@ -78,8 +78,8 @@ pub fn admit<'g>(
     // says so); the query as it came.
     let forwarded = match (route.forwarded_path(&normal_path), normal_path) {
         (Some(replaced), _) => Some(replaced),
-        (None, std::borrow::Cow::Owned(normal)) => Some(normal),
-        (None, std::borrow::Cow::Borrowed(_)) => None,
+        (None, Cow::Owned(normal)) => Some(normal),
+        (None, Cow::Borrowed(_)) => None,
     };
     let rewritten = forwarded
         .map(|path| with_query(path, request.uri().query()))

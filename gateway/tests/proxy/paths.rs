@@ -15,6 +15,14 @@ enum Expect {
     Refused,
 }
 
+/// `GET target` sent as is (no client normalizes it first): the response head and body.
+async fn get(gateway: &TestGateway, target: &str) -> (String, String) {
+    let request = format!("GET {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    let answer = raw(gateway.addr, request.as_bytes()).await;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (head.to_owned(), body.to_owned())
+}
+
 const CASES: &[(&str, Expect)] = &[
     ("/login/../_probe/x", Expect::Served("probe", "/_probe/x")),
     ("/_probe/../login", Expect::Served("writer", "/login")),
@@ -58,12 +66,7 @@ async fn every_path_is_routed_and_forwarded_by_its_one_meaning() {
     ))
     .await;
     for (target, expect) in CASES {
-        let answer = raw(
-            gateway.addr,
-            format!("GET {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await;
-        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        let (head, body) = get(&gateway, target).await;
         let status = head.split_whitespace().nth(1).unwrap_or_default();
         match expect {
             Expect::Served(name, path) => {
@@ -73,7 +76,7 @@ async fn every_path_is_routed_and_forwarded_by_its_one_meaning() {
                     .find_map(|line| line.strip_prefix("x-probe: "))
                     .unwrap_or_default();
                 assert_eq!(served_by, *name, "{target}: served by");
-                let echo: serde_json::Value = serde_json::from_str(body).expect("echo");
+                let echo: serde_json::Value = serde_json::from_str(&body).expect("echo");
                 let (expected_path, expected_query) = path.split_once('?').unwrap_or((path, ""));
                 assert_eq!(echo["path"], *expected_path, "{target}: forwarded path");
                 assert_eq!(
@@ -117,17 +120,12 @@ async fn a_route_strips_or_rewrites_its_prefix() {
         ("/old", "legacy", "/v2", ""),
         ("/apix", "rest", "/apix", ""),
     ] {
-        let answer = raw(
-            gateway.addr,
-            format!("GET {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await;
-        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        let (head, body) = get(&gateway, target).await;
         assert!(
             head.contains(&format!("x-probe: {name}")),
             "{target}: {head}"
         );
-        let echo: serde_json::Value = serde_json::from_str(body).expect("echo");
+        let echo: serde_json::Value = serde_json::from_str(&body).expect("echo");
         assert_eq!(
             (echo["path"].as_str(), echo["query"].as_str()),
             (Some(path), Some(query)),
