@@ -6,7 +6,7 @@
 use reqwest::{Method, header::HeaderMap};
 use serde_json::json;
 
-use crate::helpers::{Options, TestStack, json, set_cookies};
+use crate::helpers::{Options, TestStack, json, login, set_cookies};
 
 const TRUSTED: &str = "http://localhost:3000";
 const CHROME_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
@@ -108,19 +108,7 @@ async fn send(
 
 /// Logs in as an API client and increments once: (cookie, user).
 async fn logged_in_with_count_one(stack: &TestStack) -> (String, String) {
-    let login = stack
-        .client()
-        .get(stack.url("/login"))
-        .send()
-        .await
-        .expect("login");
-    let cookie = set_cookies(&login)[0]
-        .split(';')
-        .next()
-        .expect("cookie")
-        .to_owned();
-    let (_, body) = json(login).await;
-    let user = body["user"]["id"].as_str().expect("user").to_owned();
+    let (cookie, user) = login(stack).await;
     let (status, _) = json(send(stack, Method::POST, "/increment", &cookie, &[]).await).await;
     assert_eq!(status, 200);
     (cookie, user)

@@ -298,6 +298,24 @@ fn routes_file(writers: &[SocketAddr], reader: SocketAddr) -> String {
     file
 }
 
+/// Logs in through the gateway as an API client; returns the `Cookie` header value to send and
+/// the user id.
+pub async fn login(stack: &TestStack) -> (String, String) {
+    let response = stack
+        .client()
+        .get(stack.url("/login"))
+        .send()
+        .await
+        .expect("login");
+    let cookie = format!(
+        "sid={}",
+        session_cookie(&response).expect("a session cookie")
+    );
+    let (status, body) = json(response).await;
+    assert_eq!(status, 200, "login: {body}");
+    (cookie, body["user"]["id"].as_str().expect("id").to_owned())
+}
+
 /// Starts `spec` and waits until `probe` answers 200 on `addr`.
 pub fn spawn_ready(spec: Spec, addr: SocketAddr, probe: &str) -> Supervised {
     let name = spec.name.clone();

@@ -7,27 +7,10 @@ use serde_json::json;
 use session::{Keyring, SessionHandle, UserId};
 
 use crate::helpers::{
-    Options, SECRET, TestStack, command_calls, json, redis_info, session_cookie, set_cookies,
+    Options, SECRET, TestStack, command_calls, json, login, redis_info, session_cookie, set_cookies,
 };
 
 const NOT_LOGGED_IN: &str = "Please go \"log in!\" (set up your session)";
-
-/// Logs in through the gateway; returns the `Cookie` header value and the user id.
-async fn login(stack: &TestStack) -> (String, String) {
-    let response = stack
-        .client()
-        .get(stack.url("/login"))
-        .send()
-        .await
-        .expect("login");
-    let cookie = format!(
-        "sid={}",
-        session_cookie(&response).expect("a session cookie")
-    );
-    let (status, body) = json(response).await;
-    assert_eq!(status, 200);
-    (cookie, body["user"]["id"].as_str().expect("id").to_owned())
-}
 
 async fn get(stack: &TestStack, path: &str, cookie: &str) -> reqwest::Response {
     stack

@@ -8,7 +8,7 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestStack, json, session_cookie};
+use crate::helpers::{self, TestStack};
 
 /// The body of every 503 of writer and reader while Redis is unreachable.
 pub fn store_unavailable() -> Value {
@@ -51,16 +51,7 @@ pub struct User {
 
 impl User {
     pub async fn login(stack: &TestStack) -> Self {
-        let response = stack
-            .client()
-            .post(stack.url("/login"))
-            .send()
-            .await
-            .expect("login request");
-        let cookie = format!("sid={}", session_cookie(&response).expect("session cookie"));
-        let (status, body) = json(response).await;
-        assert_eq!(status, 200, "login: {body}");
-        let id = body["user"]["id"].as_str().expect("user id").to_owned();
+        let (cookie, id) = helpers::login(stack).await;
         Self { cookie, id }
     }
 
@@ -135,7 +126,7 @@ pub async fn reroute(stack: &TestStack, file: &str) {
     let before = generation(stack).await;
     std::fs::write(stack.dir.path().join("routes.toml"), file).expect("write routes.toml");
     assert!(
-        crate::helpers::wait_async(Duration::from_secs(10), || async {
+        helpers::wait_async(Duration::from_secs(10), || async {
             generation(stack).await > before
         })
         .await,
