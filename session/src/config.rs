@@ -8,7 +8,7 @@ use std::{fmt, time::Duration};
 use actix_web::cookie::SameSite;
 use common::{ConfigError, env};
 
-use crate::keys::Keyring;
+use crate::{keys::Keyring, store::topology::Topology};
 
 /// Everything both services must agree on for a session to be shared.
 #[derive(Debug, Clone)]
@@ -48,33 +48,44 @@ pub struct CookieSettings {
     pub same_site: SameSite,
 }
 
-/// `REDIS_URL`, validated; its password never reaches a log line through `Debug`.
+/// `REDIS_URL`, validated: one Redis, a cluster's seed nodes or sentinels (see
+/// [`Topology`]). Its password never reaches a log line through `Debug`.
 #[derive(Clone)]
-pub struct RedisUrl(String);
+pub struct RedisUrl {
+    raw: String,
+    topology: Topology,
+}
 
 impl RedisUrl {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        redis::Client::open(raw)
-            .map(|_| Self(raw.to_owned()))
-            .map_err(|err| format!("not a Redis URL like redis://127.0.0.1:6379/0 ({err})"))
+        Ok(Self {
+            raw: raw.to_owned(),
+            topology: Topology::parse(raw)?,
+        })
     }
 
-    /// The URL itself, for opening connections. Do not log it.
-    pub fn expose(&self) -> &str {
-        &self.0
+    /// What the URL names, for opening connections.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
     }
 }
 
 impl fmt::Debug for RedisUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Keep scheme, host and database; hide credentials.
-        match self.0.split_once('@') {
-            Some((scheme_and_auth, rest)) => {
-                let scheme = scheme_and_auth.split("://").next().unwrap_or("redis");
-                write!(f, "{scheme}://***@{rest}")
+        // Keep schemes, hosts and database; hide the credentials of every URL in the list.
+        for (position, part) in self.raw.split(',').enumerate() {
+            if position > 0 {
+                f.write_str(",")?;
             }
-            None => f.write_str(&self.0),
+            match part.split_once('@') {
+                Some((scheme_and_auth, rest)) => {
+                    let scheme = scheme_and_auth.split("://").next().unwrap_or("redis");
+                    write!(f, "{scheme}://***@{rest}")?;
+                }
+                None => f.write_str(part)?,
+            }
         }
+        Ok(())
     }
 }
 
@@ -89,6 +100,10 @@ impl SessionConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         let redis_url = env::required("REDIS_URL", "for example redis://127.0.0.1:6379/0")?;
         let redis_url = RedisUrl::parse(redis_url.trim())
+            .map_err(|reason| ConfigError::new("REDIS_URL", reason))?;
+        redis_url
+            .topology()
+            .verify()
             .map_err(|reason| ConfigError::new("REDIS_URL", reason))?;
 
         let secrets = env::required(
@@ -185,6 +200,10 @@ mod tests {
         let shown = format!("{url:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("example.com:6379/0"), "{shown}");
+        let cluster = RedisUrl::parse("redis://:one@10.0.0.1:7000,redis://u:two@10.0.0.2:7000")
+            .expect("valid");
+        let shown = format!("{cluster:?}");
+        assert_eq!(shown, "redis://***@10.0.0.1:7000,redis://***@10.0.0.2:7000");
     }
 
     #[test]

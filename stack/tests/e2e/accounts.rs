@@ -5,7 +5,7 @@ use std::{io::Write, process::Stdio, time::Duration};
 
 use serde_json::json;
 
-use crate::helpers::{Options, TestStack, bin, json, session_cookie, set_cookies};
+use crate::helpers::{Options, StoreKind, TestStack, bin, json, session_cookie, set_cookies};
 
 /// `writer hash-password`, fed on stdin.
 fn hash(password: &str) -> String {
@@ -83,9 +83,8 @@ async fn status(stack: &TestStack, path: &str, cookie: &str) -> u16 {
         .as_u16()
 }
 
-#[tokio::test]
-async fn credentials_log_in_and_a_wrong_pair_does_not_say_which_part() {
-    let (stack, _users) = with_users(Options::default());
+async fn credentials_log_in_and_a_wrong_pair_does_not_say_which_part(store: StoreKind) {
+    let (stack, _users) = with_users(Options::default().store(store));
     let client = stack.client();
 
     let ok = password_login(&stack, "alice", "wonderland").await;
@@ -176,9 +175,8 @@ async fn credentials_log_in_and_a_wrong_pair_does_not_say_which_part() {
     );
 }
 
-#[tokio::test]
-async fn repeated_failures_are_throttled_per_user() {
-    let (stack, _users) = with_users(Options::default());
+async fn repeated_failures_are_throttled_per_user(store: StoreKind) {
+    let (stack, _users) = with_users(Options::default().store(store));
     for _ in 0..5 {
         assert_eq!(password_login(&stack, "alice", "guess").await.status(), 401);
     }
@@ -204,9 +202,8 @@ async fn repeated_failures_are_throttled_per_user() {
     );
 }
 
-#[tokio::test]
-async fn repeated_failures_are_throttled_per_address() {
-    let (stack, _users) = with_users(Options::default());
+async fn repeated_failures_are_throttled_per_address(store: StoreKind) {
+    let (stack, _users) = with_users(Options::default().store(store));
     // 20 failures spread over names (none reaches the per-user limit)…
     for i in 0..20 {
         let status = password_login(&stack, &format!("user{}", i % 5), "guess")
@@ -218,9 +215,8 @@ async fn repeated_failures_are_throttled_per_address() {
     assert_eq!(password_login(&stack, "bob", "builder").await.status(), 429);
 }
 
-#[tokio::test]
-async fn logging_out_everywhere_ends_every_device_of_the_user() {
-    let (stack, _users) = with_users(Options::default());
+async fn logging_out_everywhere_ends_every_device_of_the_user(store: StoreKind) {
+    let (stack, _users) = with_users(Options::default().store(store));
     let phones: Vec<String> =
         futures_util::future::join_all((0..3).map(|_| device(&stack, "alice", "wonderland"))).await;
     let bob = device(&stack, "bob", "builder").await;
@@ -258,9 +254,12 @@ async fn logging_out_everywhere_ends_every_device_of_the_user() {
     assert_eq!(status(&stack, "/", &again).await, 401);
 }
 
-#[tokio::test]
-async fn the_per_user_cap_ends_the_oldest_session() {
-    let (stack, _users) = with_users(Options::default().env("SESSION_MAX_PER_USER", "2"));
+async fn the_per_user_cap_ends_the_oldest_session(store: StoreKind) {
+    let (stack, _users) = with_users(
+        Options::default()
+            .store(store)
+            .env("SESSION_MAX_PER_USER", "2"),
+    );
     let mut devices = Vec::new();
     for _ in 0..3 {
         devices.push(device(&stack, "alice", "wonderland").await);
@@ -278,9 +277,8 @@ async fn the_per_user_cap_ends_the_oldest_session() {
 
 /// Logins of one user at the same moment all change the one index, each after reading it: a
 /// session indexed in between must neither make a login fail nor be lost from the index.
-#[tokio::test]
-async fn concurrent_logins_of_one_user_all_succeed_and_are_all_indexed() {
-    let (stack, _users) = with_users(Options::default());
+async fn concurrent_logins_of_one_user_all_succeed_and_are_all_indexed(store: StoreKind) {
+    let (stack, _users) = with_users(Options::default().store(store));
     let logins =
         futures_util::future::join_all((0..12).map(|_| device(&stack, "alice", "wonderland")))
             .await;
@@ -298,9 +296,8 @@ async fn concurrent_logins_of_one_user_all_succeed_and_are_all_indexed() {
     }
 }
 
-#[tokio::test]
-async fn api_clients_keep_their_session_in_a_header() {
-    let stack = TestStack::start();
+async fn api_clients_keep_their_session_in_a_header(store: StoreKind) {
+    let stack = TestStack::start_with(Options::default().store(store));
     let client = stack.client();
     let login = client
         .post(stack.url("/login?session=header"))
@@ -363,9 +360,12 @@ async fn api_clients_keep_their_session_in_a_header() {
     assert_eq!(with("/").send().await.expect("after").status(), 401);
 }
 
-#[tokio::test]
-async fn the_session_header_is_configurable() {
-    let stack = TestStack::start_with(Options::default().env("SESSION_HEADER", "x-session-id"));
+async fn the_session_header_is_configurable(store: StoreKind) {
+    let stack = TestStack::start_with(
+        Options::default()
+            .store(store)
+            .env("SESSION_HEADER", "x-session-id"),
+    );
     let client = stack.client();
     let (_, body) = json(
         client
@@ -392,10 +392,9 @@ async fn the_session_header_is_configurable() {
     assert_eq!(other.status(), 401, "only the configured header counts");
 }
 
-#[tokio::test]
-async fn a_header_token_from_an_old_secret_is_refreshed() {
+async fn a_header_token_from_an_old_secret_is_refreshed(store: StoreKind) {
     const NEW: &str = "the-new-secret-the-new-secret-the-new-0002";
-    let mut stack = TestStack::start();
+    let mut stack = TestStack::start_with(Options::default().store(store));
     let client = stack.client();
     let (_, body) = json(
         client
@@ -435,3 +434,15 @@ async fn a_header_token_from_an_old_secret_is_refreshed() {
     assert_eq!(with(&new_token).send().await.expect("new").status(), 200);
     assert_eq!(with(&old_token).send().await.expect("old").status(), 401);
 }
+
+on_every_store!(
+    credentials_log_in_and_a_wrong_pair_does_not_say_which_part,
+    repeated_failures_are_throttled_per_user,
+    repeated_failures_are_throttled_per_address,
+    logging_out_everywhere_ends_every_device_of_the_user,
+    the_per_user_cap_ends_the_oldest_session,
+    concurrent_logins_of_one_user_all_succeed_and_are_all_indexed,
+    api_clients_keep_their_session_in_a_header,
+    the_session_header_is_configurable,
+    a_header_token_from_an_old_secret_is_refreshed,
+);

@@ -2,13 +2,12 @@
 
 use serde_json::json;
 
-use crate::helpers::{TestStack, json, session_cookie, set_cookies};
+use crate::helpers::{Options, StoreKind, TestStack, json, session_cookie, set_cookies};
 
 const NOT_LOGGED_IN: &str = "Please go \"log in!\" (set up your session)";
 
-#[tokio::test]
-async fn login_count_increment_logout_walkthrough() {
-    let stack = TestStack::start();
+async fn login_count_increment_logout_walkthrough(store: StoreKind) {
+    let stack = TestStack::start_with(Options::default().store(store));
     let browser = stack.browser();
 
     let login = browser
@@ -95,9 +94,8 @@ async fn login_count_increment_logout_walkthrough() {
     );
 }
 
-#[tokio::test]
-async fn anonymous_requests_are_401_and_store_nothing() {
-    let stack = TestStack::start();
+async fn anonymous_requests_are_401_and_store_nothing(store: StoreKind) {
+    let stack = TestStack::start_with(Options::default().store(store));
     let client = stack.client();
     for (method, path) in [("GET", "/"), ("GET", "/increment"), ("POST", "/increment")] {
         for cookie in [None, Some("sid=garbage"), Some("sid=")] {
@@ -131,9 +129,8 @@ async fn anonymous_requests_are_401_and_store_nothing() {
     assert!(stack.redis_keys().await.is_empty(), "Redis stays empty");
 }
 
-#[tokio::test]
-async fn replaying_a_logged_out_cookie_gets_401() {
-    let stack = TestStack::start();
+async fn replaying_a_logged_out_cookie_gets_401(store: StoreKind) {
+    let stack = TestStack::start_with(Options::default().store(store));
     let client = stack.client();
     let login = client.get(stack.url("/login")).send().await.expect("login");
     let cookie = format!("sid={}", session_cookie(&login).expect("cookie"));
@@ -167,9 +164,8 @@ async fn replaying_a_logged_out_cookie_gets_401() {
     );
 }
 
-#[tokio::test]
-async fn login_renews_the_session_id_and_keeps_the_user() {
-    let stack = TestStack::start();
+async fn login_renews_the_session_id_and_keeps_the_user(store: StoreKind) {
+    let stack = TestStack::start_with(Options::default().store(store));
     let client = stack.client();
     let first = client.get(stack.url("/login")).send().await.expect("login");
     let old_cookie = format!("sid={}", session_cookie(&first).expect("cookie"));
@@ -216,9 +212,8 @@ async fn login_renews_the_session_id_and_keeps_the_user() {
     );
 }
 
-#[tokio::test]
-async fn restarting_writer_and_reader_keeps_the_session() {
-    let mut stack = TestStack::start();
+async fn restarting_writer_and_reader_keeps_the_session(store: StoreKind) {
+    let mut stack = TestStack::start_with(Options::default().store(store));
     let browser = stack.browser();
     let (_, body) = json(
         browser
@@ -253,9 +248,8 @@ async fn restarting_writer_and_reader_keeps_the_session() {
     assert_eq!((status, body["count"].clone()), (200, json!(2)));
 }
 
-#[tokio::test]
-async fn health_and_readiness() {
-    let stack = TestStack::start();
+async fn health_and_readiness(store: StoreKind) {
+    let stack = TestStack::start_with(Options::default().store(store));
     let client = stack.client();
     for addr in [stack.writer_addrs[0], stack.reader_addr] {
         for path in ["/healthz", "/readyz"] {
@@ -331,8 +325,7 @@ async fn request_ids_are_kept_or_generated_and_echoed() {
 
 #[tokio::test]
 async fn json_logs_carry_one_request_id_through_every_service() {
-    let stack =
-        TestStack::start_with(crate::helpers::Options::default().env_all("LOG_FORMAT", "json"));
+    let stack = TestStack::start_with(Options::default().env_all("LOG_FORMAT", "json"));
     let response = stack
         .client()
         .get(stack.url("/login"))
@@ -489,7 +482,7 @@ async fn browsers_get_pages_and_api_clients_keep_their_json() {
 #[tokio::test]
 async fn cookie_name_secure_and_same_site_follow_the_settings() {
     let stack = TestStack::start_with(
-        crate::helpers::Options::default()
+        Options::default()
             .env("SESSION_COOKIE_NAME", "__Host-session")
             .env("SESSION_COOKIE_SECURE", "true")
             .env("SESSION_COOKIE_SAMESITE", "strict"),
@@ -534,3 +527,12 @@ async fn cookie_name_secure_and_same_site_follow_the_settings() {
         "the default name is not accepted under another name"
     );
 }
+
+on_every_store!(
+    login_count_increment_logout_walkthrough,
+    anonymous_requests_are_401_and_store_nothing,
+    replaying_a_logged_out_cookie_gets_401,
+    login_renews_the_session_id_and_keeps_the_user,
+    restarting_writer_and_reader_keeps_the_session,
+    health_and_readiness,
+);

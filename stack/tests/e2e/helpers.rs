@@ -8,11 +8,42 @@ use std::{
     time::Duration,
 };
 
+use redis::{
+    Cmd, Pipeline, RedisFuture, Value,
+    aio::{ConnectionLike, MultiplexedConnection},
+    cluster_async::ClusterConnection,
+};
 use stack::{
     binaries, net,
     process::{Output, Spec, Supervised},
     redis::{Persistence, RedisServer},
+    topology::{Logs, RedisCluster},
 };
+
+/// Declares each listed `async fn(StoreKind)` as two tests: `on_one_redis::<name>` and
+/// `on_a_cluster::<name>` (three primaries). The session rules hold on both.
+// The fault suite shares these helpers, not this macro.
+#[allow(unused_macros)]
+macro_rules! on_every_store {
+    ($($test:ident),* $(,)?) => {
+        mod on_one_redis {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test($crate::helpers::StoreKind::Single).await;
+                }
+            )*
+        }
+        mod on_a_cluster {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test($crate::helpers::StoreKind::Cluster).await;
+                }
+            )*
+        }
+    };
+}
 
 /// A development secret for tests (never used outside them).
 pub const SECRET: &str = "test-secret-test-secret-test-secret-0001";
@@ -70,6 +101,113 @@ fn localhost(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
+/// What the session store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// One `redis-server`.
+    Single,
+    /// A Redis Cluster of three primaries (no replicas: these tests do not fail over).
+    Cluster,
+}
+
+/// The Redis of a test stack: one server, or a cluster.
+#[derive(Debug)]
+pub enum Store {
+    Single(Box<RedisServer>),
+    Cluster(RedisCluster),
+}
+
+impl Store {
+    fn start(kind: StoreKind, dir: &std::path::Path) -> Self {
+        match kind {
+            StoreKind::Single => Self::Single(Box::new(
+                RedisServer::start(
+                    net::free_port().expect("free port"),
+                    &dir.join("redis"),
+                    Persistence::None,
+                    output(dir, "redis"),
+                )
+                .expect("redis-server starts (is it installed?)"),
+            )),
+            StoreKind::Cluster => {
+                let logs = if std::env::var_os("TEST_LOG").is_some() {
+                    Logs::Terminal
+                } else {
+                    Logs::Files
+                };
+                Self::Cluster(
+                    RedisCluster::start(&dir.join("cluster"), 3, 0, &logs)
+                        .expect("a Redis Cluster starts"),
+                )
+            }
+        }
+    }
+
+    /// `REDIS_URL` for the services.
+    pub fn url(&self) -> String {
+        match self {
+            Self::Single(redis) => redis.url(),
+            Self::Cluster(cluster) => cluster.url(),
+        }
+    }
+
+    /// Every server holding data: the one Redis, or each primary of the cluster.
+    pub fn nodes(&self) -> Vec<SocketAddr> {
+        match self {
+            Self::Single(redis) => vec![redis.addr()],
+            Self::Cluster(cluster) => cluster.addrs(),
+        }
+    }
+
+    /// The one Redis, for tests that stop, restart or proxy it.
+    pub fn single(&mut self) -> &mut RedisServer {
+        match self {
+            Self::Single(redis) => redis,
+            Self::Cluster(_) => panic!("this test runs on one Redis, not a cluster"),
+        }
+    }
+}
+
+/// A connection to the test's Redis for looking at data: plain, or cluster-aware.
+pub enum Data {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Data {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(connection) => connection.req_packed_command(cmd),
+            Self::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
+/// A plain connection to one server.
+async fn node_connection(addr: SocketAddr) -> MultiplexedConnection {
+    redis::Client::open(format!("redis://{addr}"))
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection")
+}
+
 /// Extra settings for a stack.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -79,11 +217,14 @@ pub struct Options {
     pub session_env: Vec<(String, String)>,
     /// Extra environment for the gateway (see [`Options::env_all`]).
     pub gateway_env: Vec<(String, String)>,
+    /// One Redis or a cluster.
+    pub store: StoreKind,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
+            store: StoreKind::Single,
             writers: 1,
             session_env: Vec::new(),
             gateway_env: Vec::new(),
@@ -106,6 +247,12 @@ impl Options {
     }
 
     #[must_use]
+    pub fn store(mut self, store: StoreKind) -> Self {
+        self.store = store;
+        self
+    }
+
+    #[must_use]
     pub fn writers(mut self, writers: usize) -> Self {
         self.writers = writers;
         self
@@ -119,7 +266,7 @@ pub struct TestStack {
     pub gateway: Supervised,
     pub writers: Vec<Supervised>,
     pub reader: Supervised,
-    pub redis: RedisServer,
+    pub redis: Store,
     pub gateway_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub writer_addrs: Vec<SocketAddr>,
@@ -135,13 +282,7 @@ impl TestStack {
     pub fn start_with(options: Options) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = || net::free_port().expect("free port");
-        let redis = RedisServer::start(
-            port(),
-            &dir.path().join("redis"),
-            Persistence::None,
-            output(dir.path(), "redis"),
-        )
-        .expect("redis-server starts (is it installed?)");
+        let redis = Store::start(options.store, dir.path());
 
         let session = |name: &str, addr_var: &str, addr: SocketAddr, log: &str| {
             let mut spec = service_spec(name, dir.path())
@@ -229,23 +370,40 @@ impl TestStack {
             .expect("client")
     }
 
-    /// A connection to the test's Redis, to look at what the services stored.
-    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.redis.url())
-            .expect("redis url")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis connection")
+    /// A connection to the test's Redis, to look at what the services stored (cluster-aware
+    /// on a cluster: each command goes to the node serving its key).
+    pub async fn redis(&self) -> Data {
+        match &self.redis {
+            Store::Single(redis) => Data::Single(node_connection(redis.addr()).await),
+            Store::Cluster(cluster) => Data::Cluster(
+                redis::cluster::ClusterClient::new(
+                    cluster.addrs().iter().map(|addr| format!("redis://{addr}")),
+                )
+                .expect("cluster client")
+                .get_async_connection()
+                .await
+                .expect("cluster connection"),
+            ),
+        }
     }
 
-    /// Every key in Redis.
+    /// Every key in Redis (on every node of a cluster), sorted.
+    ///
+    /// Not listed: the operation keys a cluster's increments leave for 10 s (`op:{<user>}:…`,
+    /// the answer a re-sent script gives instead of counting twice). They hold no session.
     pub async fn redis_keys(&self) -> Vec<String> {
-        let mut connection = self.redis().await;
-        redis::cmd("KEYS")
-            .arg("*")
-            .query_async(&mut connection)
-            .await
-            .expect("KEYS")
+        let mut keys = Vec::new();
+        for node in self.redis.nodes() {
+            let mut connection = node_connection(node).await;
+            let on_node: Vec<String> = redis::cmd("KEYS")
+                .arg("*")
+                .query_async(&mut connection)
+                .await
+                .expect("KEYS");
+            keys.extend(on_node.into_iter().filter(|key| !key.starts_with("op:")));
+        }
+        keys.sort();
+        keys
     }
 
     /// Restarts every writer and the reader (SIGTERM, start again, wait until they answer).
@@ -339,35 +497,44 @@ pub async fn json(response: reqwest::Response) -> (u16, serde_json::Value) {
     (status, body)
 }
 
-/// `(name, value)` of a Redis `INFO` section, e.g. `commandstats` or `stats`.
+/// `(name, value)` of a Redis `INFO` section, e.g. `commandstats` or `stats`: one list per
+/// server holding data (see [`Store::nodes`]), one after the other.
 pub async fn redis_info(stack: &TestStack, section: &str) -> Vec<(String, String)> {
-    let mut connection = stack.redis().await;
-    let info: String = redis::cmd("INFO")
-        .arg(section)
-        .query_async(&mut connection)
-        .await
-        .expect("INFO");
-    info.lines()
-        .filter_map(|line| line.trim().split_once(':'))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    let mut all = Vec::new();
+    for node in stack.redis.nodes() {
+        let mut connection = node_connection(node).await;
+        let info: String = redis::cmd("INFO")
+            .arg(section)
+            .query_async(&mut connection)
+            .await
+            .expect("INFO");
+        all.extend(
+            info.lines()
+                .filter_map(|line| line.trim().split_once(':'))
+                .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+    }
+    all
 }
 
-/// Calls of each command so far (`INFO commandstats`), e.g. `getex` → 3.
+/// Calls of each command so far (`INFO commandstats`, summed over the servers), e.g.
+/// `getex` → 3.
 pub async fn command_calls(stack: &TestStack) -> std::collections::HashMap<String, u64> {
-    redis_info(stack, "commandstats")
-        .await
-        .into_iter()
-        .filter_map(|(name, stats)| {
-            let command = name.strip_prefix("cmdstat_")?.to_owned();
-            let calls = stats
-                .split(',')
-                .find_map(|field| field.strip_prefix("calls="))?
-                .parse()
-                .ok()?;
-            Some((command, calls))
-        })
-        .collect()
+    let mut calls = std::collections::HashMap::new();
+    for (name, stats) in redis_info(stack, "commandstats").await {
+        let Some(command) = name.strip_prefix("cmdstat_") else {
+            continue;
+        };
+        let Some(n) = stats
+            .split(',')
+            .find_map(|field| field.strip_prefix("calls="))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        *calls.entry(command.to_owned()).or_insert(0) += n;
+    }
+    calls
 }
 
 /// The value of the session cookie set by `response` (`None` if it sets none).

@@ -2,6 +2,7 @@
 //! binaries on free ports, real HTTP through the gateway. One test binary, one fresh stack per
 //! test. Set `TEST_LOG=1` to see every process's log lines.
 
+#[macro_use]
 mod helpers;
 
 mod accounts;

@@ -7,7 +7,8 @@ use serde_json::json;
 use session::{Keyring, SessionHandle, UserId};
 
 use crate::helpers::{
-    Options, SECRET, TestStack, command_calls, json, login, redis_info, session_cookie, set_cookies,
+    Options, SECRET, StoreKind, TestStack, command_calls, json, login, redis_info, session_cookie,
+    set_cookies,
 };
 
 const NOT_LOGGED_IN: &str = "Please go \"log in!\" (set up your session)";
@@ -22,11 +23,10 @@ async fn get(stack: &TestStack, path: &str, cookie: &str) -> reqwest::Response {
         .expect("request")
 }
 
-#[tokio::test]
-async fn concurrent_increments_over_two_writers_lose_no_update() {
+async fn concurrent_increments_over_two_writers_lose_no_update(store: StoreKind) {
     const N: i64 = 240;
     const CLIENTS: usize = 48;
-    let stack = TestStack::start_with(Options::default().writers(2));
+    let stack = TestStack::start_with(Options::default().store(store).writers(2));
     let (cookie, user) = login(&stack).await;
     let client = stack.client();
 
@@ -71,9 +71,8 @@ async fn concurrent_increments_over_two_writers_lose_no_update() {
     }
 }
 
-#[tokio::test]
-async fn requests_racing_a_logout_never_bring_the_session_back() {
-    let stack = TestStack::start_with(Options::default().writers(2));
+async fn requests_racing_a_logout_never_bring_the_session_back(store: StoreKind) {
+    let stack = TestStack::start_with(Options::default().store(store).writers(2));
     let client = stack.client();
     for round in 0..5 {
         let (cookie, _) = login(&stack).await;
@@ -166,16 +165,15 @@ fn bad_cookies(valid: &str) -> Vec<(String, String)> {
     ]
 }
 
-#[tokio::test]
-async fn bad_cookies_are_not_logged_in_and_never_reach_redis() {
-    let stack = TestStack::start();
+async fn bad_cookies_are_not_logged_in_and_never_reach_redis(store: StoreKind) {
+    let stack = TestStack::start_with(Options::default().store(store));
     let (valid, _) = login(&stack).await;
     let keys_before = stack.redis_keys().await;
     let total = |info: Vec<(String, String)>| -> u64 {
         info.into_iter()
-            .find(|(k, _)| k == "total_commands_processed")
-            .and_then(|(_, v)| v.parse().ok())
-            .expect("total_commands_processed")
+            .filter(|(k, _)| k == "total_commands_processed")
+            .map(|(_, v)| v.parse::<u64>().expect("total_commands_processed"))
+            .sum()
     };
     let before = total(redis_info(&stack, "stats").await);
     let mut requests = 0;
@@ -213,10 +211,10 @@ async fn bad_cookies_are_not_logged_in_and_never_reach_redis() {
     assert_eq!(response.status(), 401);
 
     let after = total(redis_info(&stack, "stats").await);
-    // The only commands in between are the first INFO call itself.
+    // The only commands in between are the first INFO calls themselves, one per server.
     assert_eq!(
         after - before,
-        1,
+        stack.redis.nodes().len() as u64,
         "{requests} requests with bad cookies reached Redis"
     );
     assert_eq!(
@@ -226,9 +224,8 @@ async fn bad_cookies_are_not_logged_in_and_never_reach_redis() {
     );
 }
 
-#[tokio::test]
-async fn a_planted_or_unknown_session_id_is_never_adopted() {
-    let stack = TestStack::start();
+async fn a_planted_or_unknown_session_id_is_never_adopted(store: StoreKind) {
+    let stack = TestStack::start_with(Options::default().store(store));
     let keyring = Keyring::from_secrets(SECRET).expect("test secret");
     let planted = SessionHandle::new(UserId::random(), None);
     let cookie = format!("sid={}", keyring.seal("sid", &planted.encode()));
@@ -266,9 +263,8 @@ fn decode_cookie(value: &str) -> String {
         .replace("%2B", "+")
 }
 
-#[tokio::test]
-async fn idle_sessions_expire_and_each_use_extends_them() {
-    let stack = TestStack::start_with(Options::default().env("SESSION_TTL", "2"));
+async fn idle_sessions_expire_and_each_use_extends_them(store: StoreKind) {
+    let stack = TestStack::start_with(Options::default().store(store).env("SESSION_TTL", "2"));
     let (cookie, _) = login(&stack).await;
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -299,10 +295,10 @@ async fn idle_sessions_expire_and_each_use_extends_them() {
     );
 }
 
-#[tokio::test]
-async fn the_absolute_lifetime_caps_every_extension() {
+async fn the_absolute_lifetime_caps_every_extension(store: StoreKind) {
     let stack = TestStack::start_with(
         Options::default()
+            .store(store)
             .env("SESSION_TTL", "2")
             .env("SESSION_MAX_AGE", "3"),
     );
@@ -323,17 +319,19 @@ async fn the_absolute_lifetime_caps_every_extension() {
     );
 }
 
-#[tokio::test]
-async fn a_read_and_an_increment_each_cost_one_redis_command() {
+async fn a_read_and_an_increment_each_cost_one_redis_command(store: StoreKind) {
     const N: usize = 10;
-    let stack = TestStack::start();
+    let stack = TestStack::start_with(Options::default().store(store));
     let (cookie, _) = login(&stack).await;
     // Warm up: the first script call on a connection also loads the script.
     get(&stack, "/increment", &cookie).await;
     get(&stack, "/", &cookie).await;
 
-    let client = redis::Client::open(stack.redis.url()).expect("url");
-    let mut monitor = client.get_async_monitor().await.expect("MONITOR");
+    let mut monitors = Vec::new();
+    for node in stack.redis.nodes() {
+        let client = redis::Client::open(format!("redis://{node}")).expect("url");
+        monitors.push(client.get_async_monitor().await.expect("MONITOR"));
+    }
     let before = command_calls(&stack).await;
     for _ in 0..N {
         assert_eq!(get(&stack, "/", &cookie).await.status(), 200);
@@ -368,11 +366,16 @@ async fn a_read_and_an_increment_each_cost_one_redis_command() {
 
     // What the services sent, as seen by MONITOR: one command per request, scripts' inner
     // calls aside.
-    let lines: Vec<String> = monitor
-        .on_message::<String>()
-        .take_until(tokio::time::sleep(Duration::from_millis(500)))
-        .collect()
-        .await;
+    let mut lines: Vec<String> = Vec::new();
+    for monitor in &mut monitors {
+        lines.extend(
+            monitor
+                .on_message::<String>()
+                .take_until(tokio::time::sleep(Duration::from_millis(500)))
+                .collect::<Vec<_>>()
+                .await,
+        );
+    }
     let sent: Vec<&String> = lines
         .iter()
         .filter(|line| {
@@ -398,10 +401,9 @@ async fn a_read_and_an_increment_each_cost_one_redis_command() {
     );
 }
 
-#[tokio::test]
-async fn a_session_kept_alive_by_reads_keeps_its_index_alive() {
+async fn a_session_kept_alive_by_reads_keeps_its_index_alive(store: StoreKind) {
     // A 2 s idle timeout, read every 0.7 s: 1.3 s of margin for a busy machine.
-    let stack = TestStack::start_with(Options::default().env("SESSION_TTL", "2"));
+    let stack = TestStack::start_with(Options::default().store(store).env("SESSION_TTL", "2"));
     let (cookie, user) = login(&stack).await;
     let index = format!("user:{{{user}}}:sessions");
     let mut connection = stack.redis().await;
@@ -442,7 +444,7 @@ async fn the_first_requests_after_an_idle_redis_restart_succeed() {
         assert_eq!(get(&stack, "/increment", &cookie).await.status(), 200);
     }
     // A maintenance restart while nobody uses the site: Redis closes every connection.
-    stack.redis.restart().expect("redis restarts");
+    stack.redis.single().restart().expect("redis restarts");
     tokio::time::sleep(Duration::from_secs(1)).await;
     // Enough requests to reach every worker; not one may fail. (A command sent on the
     // connection Redis closed failed with "broken pipe", and a login is not retried.)
@@ -500,7 +502,7 @@ async fn a_reconnection_that_failed_while_idle_costs_no_request() {
 async fn with_redis_down_services_answer_503_fast_and_recover_by_themselves() {
     let mut stack = TestStack::start();
     let (cookie, _) = login(&stack).await;
-    stack.redis.stop();
+    stack.redis.single().stop();
 
     for (path, with_cookie) in [
         ("/", true),
@@ -537,7 +539,7 @@ async fn with_redis_down_services_answer_503_fast_and_recover_by_themselves() {
         assert_eq!(ready.status(), 503, "{addr} is not ready");
     }
 
-    stack.redis.restart().expect("redis comes back");
+    stack.redis.single().restart().expect("redis comes back");
     // The very first requests after Redis is back succeed: no polling until they do.
     for attempt in 0..4 {
         let status = get(&stack, "/login", "").await.status();
@@ -559,11 +561,10 @@ async fn with_redis_down_services_answer_503_fast_and_recover_by_themselves() {
     }
 }
 
-#[tokio::test]
-async fn rotating_the_secret_keeps_sessions_that_are_used() {
+async fn rotating_the_secret_keeps_sessions_that_are_used(store: StoreKind) {
     const OLD: &str = SECRET;
     const NEW: &str = "the-new-secret-the-new-secret-the-new-0002";
-    let mut stack = TestStack::start();
+    let mut stack = TestStack::start_with(Options::default().store(store));
     let (used, user) = login(&stack).await;
     let (unused, _) = login(&stack).await;
 
@@ -608,10 +609,11 @@ async fn rotating_the_secret_keeps_sessions_that_are_used() {
     );
 }
 
-#[tokio::test]
-async fn killing_one_of_two_writers_mid_load_fails_at_most_the_requests_in_flight() {
+async fn killing_one_of_two_writers_mid_load_fails_at_most_the_requests_in_flight(
+    store: StoreKind,
+) {
     const CLIENTS: usize = 16;
-    let mut stack = TestStack::start_with(Options::default().writers(2));
+    let mut stack = TestStack::start_with(Options::default().store(store).writers(2));
     let (cookie, user) = login(&stack).await;
     let client = stack.client();
     let url = stack.url("/increment");
@@ -659,3 +661,16 @@ async fn killing_one_of_two_writers_mid_load_fails_at_most_the_requests_in_fligh
         "count {count}, succeeded {succeeded}, failed {failed}"
     );
 }
+
+on_every_store!(
+    concurrent_increments_over_two_writers_lose_no_update,
+    requests_racing_a_logout_never_bring_the_session_back,
+    bad_cookies_are_not_logged_in_and_never_reach_redis,
+    a_planted_or_unknown_session_id_is_never_adopted,
+    idle_sessions_expire_and_each_use_extends_them,
+    the_absolute_lifetime_caps_every_extension,
+    a_read_and_an_increment_each_cost_one_redis_command,
+    a_session_kept_alive_by_reads_keeps_its_index_alive,
+    rotating_the_secret_keeps_sessions_that_are_used,
+    killing_one_of_two_writers_mid_load_fails_at_most_the_requests_in_flight,
+);

@@ -60,7 +60,7 @@ fn increments(answers: &[(String, Answer)]) -> (i64, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_resetting_or_silent_redis_is_503_in_bound_and_recovered_from() {
     let mut stack = TestStack::start();
-    let proxy = FaultProxy::start(stack.redis.addr());
+    let proxy = FaultProxy::start(stack.redis.single().addr());
     stack.restart_services_with(&[("REDIS_URL", &proxy.redis_url())]);
     let client = stack.client();
     let user = User::login(&stack).await;

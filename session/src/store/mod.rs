@@ -23,6 +23,13 @@
 //!
 //! Every call is bounded by [`OP_TIMEOUT`]; a Redis that does not answer in time is reported as
 //! [`StoreError::Unavailable`], which the services turn into a 503.
+//!
+//! `REDIS_URL` may name one Redis, a Redis Cluster or a Sentinel set-up ([`topology`]); the
+//! operations and their guarantees are the same on each ([`connection`]).
+
+mod connection;
+mod scripts;
+pub mod topology;
 
 use std::{
     collections::HashMap,
@@ -34,11 +41,14 @@ use std::{
 };
 
 use common::time::{millis, now_ms};
-use redis::{
-    AsyncCommands, Client, IntoConnectionInfo, PushInfo, PushKind, Script,
-    aio::{ConnectionManager, ConnectionManagerConfig},
-};
+use redis::{AsyncCommands, PushInfo, PushKind, Script, aio::ConnectionManagerConfig};
 
+use self::{
+    connection::Connection,
+    scripts::{
+        INCREMENT, LOGIN, LOGOUT, LOGOUT_EVERYWHERE, OPERATION_MEMORY_MS, STALE, STALE_ATTEMPTS,
+    },
+};
 use crate::{
     config::RedisUrl,
     handle::{SessionHandle, UserId},
@@ -65,10 +75,19 @@ impl From<redis::RedisError> for StoreError {
             || err.is_connection_dropped()
             || err.is_connection_refusal()
             || err.is_unrecoverable_error()
+            // Redis is loading its data, or a failover is under way: a replica refused a write,
+            // a cluster has slots without a primary, or keys are moving.
             || matches!(
                 err.kind(),
-                redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+                redis::ErrorKind::Server(
+                    redis::ServerErrorKind::BusyLoading
+                        | redis::ServerErrorKind::ReadOnly
+                        | redis::ServerErrorKind::ClusterDown
+                        | redis::ServerErrorKind::MasterDown
+                        | redis::ServerErrorKind::TryAgain
+                )
             )
+            || matches!(err.kind(), redis::ErrorKind::ClusterConnectionNotFound)
         {
             Self::Unavailable(err.to_string())
         } else {
@@ -77,112 +96,11 @@ impl From<redis::RedisError> for StoreError {
     }
 }
 
-/// Returned by LOGIN and LOGOUT_EVERYWHERE when the index lists a session whose key the caller
-/// did not pass (a login of the same user came in between): read the index again and retry.
-const STALE: i64 = -1;
-
-/// How often a login or a logout everywhere is tried again after [`STALE`].
-const STALE_ATTEMPTS: usize = 5;
-
-/// Login: creates the new session (carrying the count of the previous one when given, which
-/// must still exist), indexes it, forgets index entries whose session ended, and enforces the
-/// per-user cap.
-///
-/// Every key the script touches is in KEYS, as Redis's script contract (and any cluster proxy)
-/// requires, so the caller first reads the index (ZRANGE) and passes each listed session's key.
-/// A session indexed since (a concurrent login) is new and alive: it needs no pruning, and as the
-/// newest it is never among the oldest the cap ends; only if it were (clocks of two writers far
-/// apart) does the script answer STALE.
-///
-/// KEYS: 1 index, 2 new session, 2+i the session of listed id i (i = 1..n), [3+n previous]
-/// ARGV: 1 new id, 2 lifetime ms, 3 issued ms, 4 cap (0 = none), 5 index lifetime ms,
-///       6 previous id ('' = none), 6+i listed id i
-/// Returns the count of the new session, nil when the previous session is gone, or STALE.
-const LOGIN: &str = r#"
-local n = #ARGV - 6
-local key_of = {}
-for i = 1, n do key_of[ARGV[6 + i]] = KEYS[2 + i] end
-local count = '0'
-local previous = ARGV[6]
-if previous ~= '' then
-  local previous_key = KEYS[3 + n]
-  count = redis.call('GET', previous_key)
-  if not count then return nil end
-  redis.call('DEL', previous_key)
-  redis.call('ZREM', KEYS[1], previous)
-end
-local cap = tonumber(ARGV[4])
-if cap > 0 then
-  -- The sessions the cap will end, known before anything is written.
-  local excess = redis.call('ZCARD', KEYS[1]) + 1 - cap
-  if excess > 0 then
-    for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do
-      if not key_of[id] then return -1 end
-    end
-  end
-end
-local lifetime = tonumber(ARGV[2])
-redis.call('SET', KEYS[2], count, 'PX', lifetime)
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-for id, key in pairs(key_of) do
-  if id ~= previous and redis.call('EXISTS', key) == 0 then redis.call('ZREM', KEYS[1], id) end
-end
-if cap > 0 then
-  local excess = redis.call('ZCARD', KEYS[1]) - cap
-  if excess > 0 then
-    -- The oldest first; the new session is the newest, so it is never among them.
-    for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do
-      if key_of[id] then redis.call('DEL', key_of[id]) end
-    end
-    redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
-  end
-end
-local index_lifetime = tonumber(ARGV[5])
-if redis.call('PTTL', KEYS[1]) < index_lifetime then redis.call('PEXPIRE', KEYS[1], index_lifetime) end
-return tonumber(count)
-"#;
-
-/// Increment: only an existing session is changed; its idle timeout restarts, and the index is
-/// kept alive at least as long.
-///
-/// KEYS: 1 session, 2 index.  ARGV: 1 lifetime ms, 2 index lifetime ms.
-/// Returns the new count, or nil when the session does not exist.
-const INCREMENT: &str = r#"
-if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 0 then return nil end
-redis.call('PEXPIRE', KEYS[2], ARGV[2], 'GT')
-return redis.call('INCR', KEYS[1])
-"#;
-
-/// Logout of one session. KEYS: 1 session, 2 index.  ARGV: 1 session id.
-const LOGOUT: &str = r#"
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('DEL', KEYS[2]) end
-return 1
-"#;
-
-/// Logout of every session of a user. KEYS: 1 index, 2 current session, 2+i the session of
-/// listed id i. ARGV: the listed ids, as the caller read them (see LOGIN).
-/// Returns how many sessions ended, or STALE when the index lists a session not passed (a login
-/// came in between: it must end too).
-const LOGOUT_EVERYWHERE: &str = r#"
-local passed = {}
-for _, id in ipairs(ARGV) do passed[id] = true end
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  if not passed[id] then return -1 end
-end
-local ended = redis.call('DEL', KEYS[2])
-for i = 3, #KEYS do
-  ended = ended + redis.call('DEL', KEYS[i])
-end
-redis.call('DEL', KEYS[1])
-return ended
-"#;
-
-/// The session store: a pooled, self-reconnecting Redis connection and the scripts above.
+/// The session store: a self-reconnecting connection to Redis (one server, a cluster or the
+/// primary of a Sentinel set-up) and the scripts of [`scripts`].
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: Connection,
     /// False from the moment the connection is known to have died (Redis closed it, crashed,
     /// or a command failed on it) until a `PING` has gone through again. A script, which may
     /// only be retried when it cannot have run, is never the first command on such a
@@ -223,12 +141,6 @@ impl RedisStore {
         // connection (a restart, a failover) and reconnects in the background; with RESP2 the
         // next command would go out on the dead connection and fail. (Scripts return nil, not
         // false, for "no such session": RESP3 would turn a Lua false into a boolean.)
-        let info = url.expose().into_connection_info()?;
-        let settings = info
-            .redis_settings()
-            .clone()
-            .set_protocol(redis::ProtocolVersion::RESP3);
-        let client = Client::open(info.set_redis_settings(settings))?;
         // No backoff loop inside the client: a request fails within OP_TIMEOUT and the next one
         // triggers a fresh connection attempt, so recovery needs no restart and no request waits
         // for minutes behind retries.
@@ -246,7 +158,7 @@ impl RedisStore {
                 }
                 Ok::<(), std::convert::Infallible>(())
             });
-        let connection = ConnectionManager::new_lazy_with_config(client, config)?;
+        let connection = Connection::new(url.topology(), config)?;
         Ok(Self {
             connection,
             verified,
@@ -271,6 +183,11 @@ impl RedisStore {
         format!("user:{{{user}}}:sessions")
     }
 
+    /// `op:{<user>}:<random id>`: where a script that may be sent twice remembers its answer.
+    fn operation_key(user: &UserId) -> String {
+        format!("op:{{{user}}}:{}", common::random::hex(16))
+    }
+
     /// `session:{<user>}:<id>` for an id read from the user's index.
     fn listed_session_key(user: &UserId, id: &str) -> String {
         let user = user.as_str();
@@ -290,11 +207,16 @@ impl RedisStore {
     /// is never the first command after a disconnection (see `verified`).
     pub(crate) async fn run<T, F, Fut>(&self, retry: Retry, operation: F) -> Result<T, StoreError>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Connection) -> Fut,
         Fut: Future<Output = Result<T, redis::RedisError>>,
     {
         let attempts = async {
-            if retry == Retry::IfUnsent && !self.verified.load(Relaxed) {
+            // Not on a cluster: its client reconnects node by node and re-sends by itself
+            // (which the scripts allow for), and a PING there would go to every primary.
+            if retry == Retry::IfUnsent
+                && !self.connection.may_resend()
+                && !self.verified.load(Relaxed)
+            {
                 Self::with_retry(Retry::Idempotent, || async {
                     let mut connection = self.connection.clone();
                     redis::cmd("PING").query_async::<()>(&mut connection).await
@@ -420,6 +342,10 @@ impl RedisStore {
         call.key(Self::index_key(handle.user()))
             .arg(px(lifetime))
             .arg(px(lifetime + self.index_slack));
+        if self.connection.may_resend() {
+            call.key(Self::operation_key(handle.user()))
+                .arg(OPERATION_MEMORY_MS);
+        }
         self.invoke(&call).await
     }
 
@@ -544,10 +470,14 @@ pub(crate) enum Retry {
 
 impl Retry {
     fn allows(self, err: &redis::RedisError) -> bool {
+        // A replica refuses a script at its first write (READONLY), before it changed anything:
+        // the primary it was has been demoted, and the connection now asks the sentinels.
         let not_run = err.is_connection_refusal()
             || matches!(
                 err.kind(),
-                redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+                redis::ErrorKind::Server(
+                    redis::ServerErrorKind::BusyLoading | redis::ServerErrorKind::ReadOnly
+                )
             );
         match self {
             Self::Idempotent => not_run || err.is_connection_dropped() || err.is_io_error(),

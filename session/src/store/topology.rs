@@ -1,0 +1,324 @@
+//! What `REDIS_URL` names: one Redis, the seed nodes of a Redis Cluster, or the sentinels that
+//! know the primary of a Sentinel-managed Redis.
+//!
+//! ```text
+//! redis://127.0.0.1:6379/0                                one Redis (also redis+unix://)
+//! redis://10.0.0.1:7000,redis://10.0.0.2:7000,...         a cluster: its seed nodes
+//! redis+sentinel://[user:pass@]h1:26379,h2:26379/mymaster[/db]
+//!                                                         the primary the sentinels name
+//! ```
+//!
+//! One Redis may be down when a service starts: it connects on first use. A cluster or a Sentinel
+//! set-up is asked once at start ([`Topology::verify`]), because a wrong seed list or master name
+//! would otherwise only show up later, as a 503 on every request.
+
+use std::{
+    fmt::{self, Write as _},
+    time::Duration,
+};
+
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
+
+/// The port sentinels listen on unless the URL says otherwise.
+const SENTINEL_PORT: u16 = 26379;
+
+/// How long the start-up check waits for each node.
+const VERIFY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A parsed `REDIS_URL`.
+#[derive(Clone)]
+pub enum Topology {
+    /// One Redis server.
+    Single(ConnectionInfo),
+    /// A Redis Cluster, reached through these seed nodes (any reachable one will do).
+    Cluster(Vec<ConnectionInfo>),
+    /// A primary found through sentinels, followed across failovers.
+    Sentinel(SentinelSetup),
+}
+
+/// The sentinels, the name of the primary they watch, and how to talk to the data nodes.
+#[derive(Clone)]
+pub struct SentinelSetup {
+    pub sentinels: Vec<ConnectionInfo>,
+    pub master_name: String,
+    /// Database and credentials for the primary (not for the sentinels).
+    pub node: RedisConnectionInfo,
+}
+
+/// Addresses only: a `ConnectionInfo` carries the password.
+impl fmt::Debug for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let addresses = |nodes: &[ConnectionInfo]| nodes.iter().map(address).collect::<Vec<_>>();
+        match self {
+            Self::Single(info) => f.debug_tuple("Single").field(&address(info)).finish(),
+            Self::Cluster(nodes) => f.debug_tuple("Cluster").field(&addresses(nodes)).finish(),
+            Self::Sentinel(setup) => f.debug_tuple("Sentinel").field(setup).finish(),
+        }
+    }
+}
+
+impl fmt::Debug for SentinelSetup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sentinels: Vec<_> = self.sentinels.iter().map(address).collect();
+        f.debug_struct("SentinelSetup")
+            .field("sentinels", &sentinels)
+            .field("master_name", &self.master_name)
+            .field("db", &self.node.db())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Topology {
+    /// Parses one of the forms in the module docs. TLS (`rediss://`) is not built in.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if let Some(rest) = raw.strip_prefix("redis+sentinel://") {
+            return parse_sentinel(rest).map(Self::Sentinel);
+        }
+        if raw.contains(',') {
+            let nodes = raw
+                .split(',')
+                .map(|node| parse_node(node.trim()))
+                .collect::<Result<Vec<_>, _>>()?;
+            if let Some(node) = nodes.iter().find(|node| node.redis_settings().db() != 0) {
+                return Err(format!(
+                    "a Redis Cluster has only database 0, but {} asks for database {}",
+                    address(node),
+                    node.redis_settings().db()
+                ));
+            }
+            return Ok(Self::Cluster(nodes));
+        }
+        parse_node(raw).map(Self::Single)
+    }
+
+    /// Asks a cluster or the sentinels whether they serve, once, at start: `Err` says in one
+    /// line what is wrong. One Redis is not asked (it may start after the service).
+    pub fn verify(&self) -> Result<(), String> {
+        match self {
+            Self::Single(_) => Ok(()),
+            Self::Cluster(nodes) => verify_cluster(nodes),
+            Self::Sentinel(setup) => verify_sentinel(setup),
+        }
+    }
+}
+
+fn parse_node(raw: &str) -> Result<ConnectionInfo, String> {
+    let info = raw
+        .into_connection_info()
+        .map_err(|err| format!("not a Redis URL like redis://127.0.0.1:6379/0 ({err})"))?;
+    match info.addr() {
+        ConnectionAddr::Tcp(..) | ConnectionAddr::Unix(_) => Ok(info),
+        _ => Err(
+            "TLS (rediss://) is not built in; reach Redis over a private network or a TLS \
+                  tunnel such as stunnel"
+                .into(),
+        ),
+    }
+}
+
+/// `[user:pass@]h1:26379,h2:26379/mymaster[/db]` (after the scheme).
+fn parse_sentinel(rest: &str) -> Result<SentinelSetup, String> {
+    const EXAMPLE: &str = "like redis+sentinel://h1:26379,h2:26379,h3:26379/mymaster";
+    let (authority, path) = rest.split_once('/').ok_or_else(|| {
+        format!("names no primary: write its name after the sentinels, {EXAMPLE}")
+    })?;
+    let (credentials, hosts) = match authority.rsplit_once('@') {
+        Some((credentials, hosts)) => (Some(credentials), hosts),
+        None => (None, authority),
+    };
+    let (master_name, db) = match path.split_once('/') {
+        Some((name, db)) => (name, Some(db)),
+        None => (path, None),
+    };
+    if master_name.is_empty() {
+        return Err(format!("names no primary, {EXAMPLE}"));
+    }
+    let db: i64 = match db {
+        None | Some("") => 0,
+        Some(db) => db
+            .parse()
+            .map_err(|_| format!("'{db}' after the primary's name is not a database number"))?,
+    };
+    let sentinels = hosts
+        .split(',')
+        .map(|host| {
+            let host = host.trim();
+            if host.is_empty() {
+                return Err(format!("has an empty sentinel address, {EXAMPLE}"));
+            }
+            let with_port = if has_port(host) {
+                host.to_owned()
+            } else {
+                format!("{host}:{SENTINEL_PORT}")
+            };
+            parse_node(&format!("redis://{with_port}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // The credentials and the database are the primary's: let the URL parser decode them
+    // (percent-encoding included) as it would for a plain URL.
+    let node = parse_node(&format!(
+        "redis://{}{}/{db}",
+        credentials.map(|c| format!("{c}@")).unwrap_or_default(),
+        address(&sentinels[0]),
+    ))?
+    .redis_settings()
+    .clone();
+    Ok(SentinelSetup {
+        sentinels,
+        master_name: master_name.to_owned(),
+        node,
+    })
+}
+
+/// Whether `host` (`name`, `name:port`, `[v6]` or `[v6]:port`) carries a port.
+fn has_port(host: &str) -> bool {
+    match host.rsplit_once(']') {
+        Some((_, after)) => after.starts_with(':'),
+        None => host.contains(':'),
+    }
+}
+
+/// `host:port` of a node, for messages (never its credentials).
+pub fn address(info: &ConnectionInfo) -> String {
+    match info.addr() {
+        ConnectionAddr::Tcp(host, port) if host.contains(':') => format!("[{host}]:{port}"),
+        ConnectionAddr::Tcp(host, port) => format!("{host}:{port}"),
+        ConnectionAddr::Unix(path) => path.display().to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn connect(info: &ConnectionInfo) -> Result<redis::Connection, String> {
+    let client = redis::Client::open(info.clone()).map_err(|err| err.to_string())?;
+    let connection = client
+        .get_connection_with_timeout(VERIFY_TIMEOUT)
+        .map_err(|err| err.to_string())?;
+    connection
+        .set_read_timeout(Some(VERIFY_TIMEOUT))
+        .map_err(|err| err.to_string())?;
+    Ok(connection)
+}
+
+/// Ok when a seed node answers and says the cluster serves all its slots.
+fn verify_cluster(nodes: &[ConnectionInfo]) -> Result<(), String> {
+    let mut problems = String::new();
+    for node in nodes {
+        let info: Result<String, String> = connect(node).and_then(|mut connection| {
+            redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query(&mut connection)
+                .map_err(|err| err.to_string())
+        });
+        let problem = match info {
+            Ok(info) if info.lines().any(|line| line.trim() == "cluster_state:ok") => {
+                return Ok(());
+            }
+            Ok(_) => "answers cluster_state:fail (not every slot is served)".to_owned(),
+            Err(err) if err.contains("cluster support disabled") => {
+                "is not a cluster node (cluster-enabled no); one Redis takes one URL".to_owned()
+            }
+            Err(err) => err,
+        };
+        let _ = write!(problems, "; {}: {problem}", address(node));
+    }
+    Err(format!("no node of the Redis Cluster serves{problems}"))
+}
+
+/// Ok when a sentinel answers and knows a primary of the configured name.
+fn verify_sentinel(setup: &SentinelSetup) -> Result<(), String> {
+    let mut problems = String::new();
+    let mut answered = 0;
+    for sentinel in &setup.sentinels {
+        let primary: Result<Option<(String, u16)>, String> =
+            connect(sentinel).and_then(|mut connection| {
+                redis::cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(&setup.master_name)
+                    .query(&mut connection)
+                    .map_err(|err| err.to_string())
+            });
+        match primary {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => answered += 1,
+            Err(err) => {
+                let _ = write!(problems, "; {}: {err}", address(sentinel));
+            }
+        }
+    }
+    if answered > 0 {
+        Err(format!(
+            "no sentinel knows a primary named '{}' ({answered} of {} asked answered; check the \
+             name after the sentinels){problems}",
+            setup.master_name,
+            setup.sentinels.len()
+        ))
+    } else {
+        Err(format!("no sentinel answered{problems}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_url_is_one_redis() {
+        assert!(matches!(
+            Topology::parse("redis://127.0.0.1:6379/0"),
+            Ok(Topology::Single(_))
+        ));
+        assert!(matches!(
+            Topology::parse("redis+unix:///run/redis/redis.sock"),
+            Ok(Topology::Single(_))
+        ));
+        assert!(Topology::parse("not a url").is_err());
+        let tls = Topology::parse("rediss://redis.internal:6380").err();
+        assert!(tls.is_some_and(|err| err.contains("TLS")));
+    }
+
+    #[test]
+    fn several_urls_are_the_seeds_of_a_cluster() {
+        let Ok(Topology::Cluster(nodes)) =
+            Topology::parse("redis://10.0.0.1:7000, redis://:pw@10.0.0.2:7000,redis://[::1]:7002")
+        else {
+            panic!("a cluster");
+        };
+        let addresses: Vec<_> = nodes.iter().map(address).collect();
+        assert_eq!(addresses, ["10.0.0.1:7000", "10.0.0.2:7000", "[::1]:7002"]);
+        assert_eq!(nodes[1].redis_settings().password(), Some("pw"));
+        let err = Topology::parse("redis://a:7000,redis://b:7000/2").err();
+        assert!(err.is_some_and(|err| err.contains("only database 0")));
+        assert!(Topology::parse("redis://a:7000,nonsense").is_err());
+    }
+
+    #[test]
+    fn sentinel_urls_name_sentinels_a_primary_and_its_settings() {
+        let Ok(Topology::Sentinel(setup)) =
+            Topology::parse("redis+sentinel://u:p%40ss@h1,h2:26380,[::1]/mymaster/3")
+        else {
+            panic!("sentinel");
+        };
+        let addresses: Vec<_> = setup.sentinels.iter().map(address).collect();
+        assert_eq!(addresses, ["h1:26379", "h2:26380", "[::1]:26379"]);
+        assert_eq!(setup.master_name, "mymaster");
+        assert_eq!(setup.node.db(), 3);
+        assert_eq!(setup.node.username(), Some("u"));
+        assert_eq!(setup.node.password(), Some("p@ss"));
+
+        let Ok(Topology::Sentinel(plain)) = Topology::parse("redis+sentinel://h1:26379/main")
+        else {
+            panic!("sentinel");
+        };
+        assert_eq!(plain.node.db(), 0);
+        assert_eq!(plain.node.password(), None);
+
+        for wrong in [
+            "redis+sentinel://h1:26379",
+            "redis+sentinel://h1:26379/",
+            "redis+sentinel://h1:26379/main/x",
+            "redis+sentinel://h1,,h2/main",
+        ] {
+            assert!(Topology::parse(wrong).is_err(), "{wrong}");
+        }
+    }
+}
