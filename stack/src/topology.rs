@@ -123,6 +123,10 @@ impl RedisCluster {
                 "nodes.conf",
                 "--cluster-node-timeout",
                 &NODE_TIMEOUT.as_millis().to_string(),
+                // While a primary is failed and not yet replaced, the other primaries keep
+                // serving their slots (the default refuses every query, CLUSTERDOWN).
+                "--cluster-require-full-coverage",
+                "no",
             ]
             .map(String::from);
             nodes.push(RedisServer::start_with(
@@ -281,6 +285,67 @@ impl RedisCluster {
         )?;
         self.wait_healthy(timeout.saturating_sub(killed.elapsed()))?;
         Ok(killed.elapsed())
+    }
+
+    /// The node id (`CLUSTER MYID`) of the node on `addr`.
+    pub fn node_id(&self, addr: SocketAddr) -> Result<String, String> {
+        Ok(ask(addr.port(), &["CLUSTER", "MYID"])?.trim().to_owned())
+    }
+
+    /// The slot of `key`.
+    pub fn slot_of(&self, key: &str) -> Result<u16, String> {
+        let node = self.running().next().ok_or("no node answers")?;
+        let slot = ask(node.addr().port(), &["CLUSTER", "KEYSLOT", key])?;
+        slot.trim()
+            .parse()
+            .map_err(|_| format!("KEYSLOT answered {slot:?}"))
+    }
+
+    /// Moves `slot` from the primary on `from` to the primary on `to` while clients use it, the
+    /// way `redis-cli --cluster reshard` moves each slot: mark it importing on `to` and
+    /// migrating on `from`, `MIGRATE` its keys a hundred at a time, then give the slot to `to` on
+    /// every node. Meanwhile clients are answered ASK for keys already moved, TRYAGAIN for an
+    /// operation whose keys are split or partly new, and MOVED once the slot has its new owner.
+    /// Returns how many keys moved.
+    pub fn move_slot(&self, slot: u16, from: SocketAddr, to: SocketAddr) -> Result<usize, String> {
+        const BATCH: &str = "100";
+        let slot = slot.to_string();
+        let (from_id, to_id) = (self.node_id(from)?, self.node_id(to)?);
+        ask(
+            to.port(),
+            &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id],
+        )?;
+        ask(
+            from.port(),
+            &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id],
+        )?;
+        let (to_host, to_port) = (to.ip().to_string(), to.port().to_string());
+        let mut moved = 0;
+        loop {
+            let keys = ask(from.port(), &["CLUSTER", "GETKEYSINSLOT", &slot, BATCH])?;
+            let keys: Vec<&str> = keys
+                .lines()
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .collect();
+            if keys.is_empty() {
+                break;
+            }
+            let mut migrate = vec!["MIGRATE", &to_host, &to_port, "", "0", "5000", "KEYS"];
+            migrate.extend(&keys);
+            ask(from.port(), &migrate)?;
+            moved += keys.len();
+        }
+        // The new owner first, then the old one (which then answers MOVED), then the rest.
+        let others: Vec<SocketAddr> = self
+            .running()
+            .map(RedisServer::addr)
+            .filter(|addr| *addr != to && *addr != from)
+            .collect();
+        for addr in [to, from].into_iter().chain(others) {
+            ask(addr.port(), &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id])?;
+        }
+        Ok(moved)
     }
 
     /// The directory holding the nodes' files and logs.

@@ -85,9 +85,19 @@ impl From<redis::RedisError> for StoreError {
                         | redis::ServerErrorKind::ClusterDown
                         | redis::ServerErrorKind::MasterDown
                         | redis::ServerErrorKind::TryAgain
+                        // The cluster client gave up following redirections: its slot map is
+                        // still settling after a failover.
+                        | redis::ServerErrorKind::Moved
+                        | redis::ServerErrorKind::Ask
                 )
             )
-            || matches!(err.kind(), redis::ErrorKind::ClusterConnectionNotFound)
+            // The sentinels name no usable primary while they fail over (the name itself was
+            // checked at start).
+            || matches!(
+                err.kind(),
+                redis::ErrorKind::ClusterConnectionNotFound
+                    | redis::ErrorKind::MasterNameNotFoundBySentinel
+            )
         {
             Self::Unavailable(err.to_string())
         } else {

@@ -12,10 +12,7 @@
 //! set-up is asked once at start ([`Topology::verify`]), because a wrong seed list or master name
 //! would otherwise only show up later, as a 503 on every request.
 
-use std::{
-    fmt::{self, Write as _},
-    time::Duration,
-};
+use std::{fmt, time::Duration};
 
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 
@@ -199,9 +196,9 @@ fn connect(info: &ConnectionInfo) -> Result<redis::Connection, String> {
     Ok(connection)
 }
 
-/// Ok when a seed node answers and says the cluster serves all its slots.
+/// Ok when a seed node answers and says the cluster serves its slots.
 fn verify_cluster(nodes: &[ConnectionInfo]) -> Result<(), String> {
-    let mut problems = String::new();
+    let mut problems = Vec::new();
     for node in nodes {
         let info: Result<String, String> = connect(node).and_then(|mut connection| {
             redis::cmd("CLUSTER")
@@ -213,20 +210,23 @@ fn verify_cluster(nodes: &[ConnectionInfo]) -> Result<(), String> {
             Ok(info) if info.lines().any(|line| line.trim() == "cluster_state:ok") => {
                 return Ok(());
             }
-            Ok(_) => "answers cluster_state:fail (not every slot is served)".to_owned(),
+            Ok(_) => "answers cluster_state:fail (slots without a primary, or no majority)".into(),
             Err(err) if err.contains("cluster support disabled") => {
-                "is not a cluster node (cluster-enabled no); one Redis takes one URL".to_owned()
+                "is not a cluster node (cluster-enabled no); one Redis takes one URL".into()
             }
             Err(err) => err,
         };
-        let _ = write!(problems, "; {}: {problem}", address(node));
+        problems.push(format!("{}: {problem}", address(node)));
     }
-    Err(format!("no node of the Redis Cluster serves{problems}"))
+    Err(format!(
+        "no node of the Redis Cluster serves ({})",
+        problems.join("; ")
+    ))
 }
 
 /// Ok when a sentinel answers and knows a primary of the configured name.
 fn verify_sentinel(setup: &SentinelSetup) -> Result<(), String> {
-    let mut problems = String::new();
+    let mut problems = Vec::new();
     let mut answered = 0;
     for sentinel in &setup.sentinels {
         let primary: Result<Option<(String, u16)>, String> =
@@ -240,20 +240,19 @@ fn verify_sentinel(setup: &SentinelSetup) -> Result<(), String> {
         match primary {
             Ok(Some(_)) => return Ok(()),
             Ok(None) => answered += 1,
-            Err(err) => {
-                let _ = write!(problems, "; {}: {err}", address(sentinel));
-            }
+            Err(err) => problems.push(format!("{}: {err}", address(sentinel))),
         }
     }
     if answered > 0 {
+        let asked = setup.sentinels.len();
+        problems.insert(0, format!("{answered} of {asked} asked answered"));
         Err(format!(
-            "no sentinel knows a primary named '{}' ({answered} of {} asked answered; check the \
-             name after the sentinels){problems}",
+            "no sentinel knows a primary named '{}'; check the name after the sentinels ({})",
             setup.master_name,
-            setup.sentinels.len()
+            problems.join("; ")
         ))
     } else {
-        Err(format!("no sentinel answered{problems}"))
+        Err(format!("no sentinel answered ({})", problems.join("; ")))
     }
 }
 

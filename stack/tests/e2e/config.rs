@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use stack::process::{Output, Supervised};
+use stack::{
+    process::{Output, Supervised},
+    topology::{self, Logs, RedisCluster, RedisSentinel},
+};
 
 use crate::helpers::{SECRET, service_spec};
 
@@ -120,6 +123,91 @@ fn services_refuse_to_start_without_valid_settings() {
     assert!(
         stderr.starts_with("writer: AUTH_USERS_FILE: /nonexistent/users.toml: cannot read"),
         "{stderr}"
+    );
+}
+
+/// One line naming `REDIS_URL`, exit code 2, for each service.
+fn assert_refused(env: &[(&str, &str)], expected: &[&str]) {
+    for name in ["writer", "reader"] {
+        let (code, stderr) = run(name, env);
+        assert_eq!(code, Some(2), "{name} {env:?}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{name}: exactly one line, got {stderr:?}");
+        assert!(
+            lines[0].starts_with(&format!("{name}: REDIS_URL: ")),
+            "{name}: {stderr:?}"
+        );
+        for part in expected {
+            assert!(
+                lines[0].contains(part),
+                "{name}: {stderr:?} should say {part:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_cluster_or_sentinel_that_cannot_serve_is_refused_at_start() {
+    let secret = ("SESSION_SECRET", SECRET);
+    let free = || stack::net::free_port().expect("free port");
+    let (a, b) = (free(), free());
+
+    // Sentinels that do not answer.
+    let url = format!("redis+sentinel://127.0.0.1:{a},127.0.0.1:{b}/mymaster");
+    assert_refused(
+        &[("REDIS_URL", &url), secret],
+        &["no sentinel answered", &format!("127.0.0.1:{a}"), "refused"],
+    );
+    // Cluster seeds that do not answer.
+    let url = format!("redis://127.0.0.1:{a},redis://127.0.0.1:{b}");
+    assert_refused(
+        &[("REDIS_URL", &url), secret],
+        &[
+            "no node of the Redis Cluster serves",
+            &format!("127.0.0.1:{b}"),
+        ],
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Sentinels that answer but watch no primary of that name.
+    let sentinel =
+        RedisSentinel::start(&dir.path().join("sentinel"), &Logs::Files).expect("sentinel set-up");
+    let url = sentinel.url().replace("/mymaster", "/othermaster");
+    assert_refused(
+        &[("REDIS_URL", &url), secret],
+        &[
+            "no sentinel knows a primary named 'othermaster'",
+            "3 of 3 asked answered",
+        ],
+    );
+    // One Redis given as a cluster seed (cluster support disabled).
+    let single = format!("redis://{}", sentinel.primary.addr());
+    let url = format!("{single},{single}");
+    assert_refused(&[("REDIS_URL", &url), secret], &["is not a cluster node"]);
+
+    // A cluster that lost two of its three primaries: the survivor cannot reach a majority and
+    // reports the cluster failed; the others refuse connections.
+    let mut cluster =
+        RedisCluster::start(&dir.path().join("cluster"), 3, 0, &Logs::Files).expect("cluster");
+    let addrs = cluster.addrs();
+    for victim in &addrs[1..] {
+        cluster.node_mut(*victim).expect("node").kill();
+    }
+    let survivor = addrs[0].port().to_string();
+    assert!(
+        stack::net::wait_until(Duration::from_secs(15), || {
+            topology::redis_cli(&["-p", &survivor, "CLUSTER", "INFO"])
+                .is_ok_and(|info| info.contains("cluster_state:fail"))
+        }),
+        "the survivor notices it is alone"
+    );
+    assert_refused(
+        &[("REDIS_URL", &cluster.url()), secret],
+        &[
+            "no node of the Redis Cluster serves",
+            "cluster_state:fail",
+            "refused",
+        ],
     );
 }
 

@@ -24,3 +24,4 @@ mod redis_crash;
 mod redis_slow;
 mod slow_clients;
 mod soak;
+mod store_failover;

@@ -144,14 +144,11 @@ pub fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS")
 }
 
-/// The count stored in Redis (at `redis_url`) for `user`'s session: the value of its one
-/// session key.
+/// The count stored in Redis (at `redis_url`: one Redis or a cluster's seed list) for `user`'s
+/// session: the value of its one session key.
 pub async fn stored_count(redis_url: &str, user: &User) -> i64 {
-    let mut connection = redis::Client::open(redis_url)
-        .expect("redis url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection");
+    let mut connection = data_connection(redis_url).await;
+    // On a cluster, KEYS goes to every primary and the answers are joined.
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("session:{{{}}}:*", user.id))
         .query_async(&mut connection)
@@ -163,6 +160,27 @@ pub async fn stored_count(redis_url: &str, user: &User) -> i64 {
         .query_async(&mut connection)
         .await
         .expect("GET")
+}
+
+/// A connection for looking at data at `redis_url`: cluster-aware when it lists several nodes.
+pub async fn data_connection(redis_url: &str) -> helpers::Data {
+    if redis_url.contains(',') {
+        helpers::Data::Cluster(
+            redis::cluster::ClusterClient::new(redis_url.split(','))
+                .expect("cluster url")
+                .get_async_connection()
+                .await
+                .expect("cluster connection"),
+        )
+    } else {
+        helpers::Data::Single(
+            redis::Client::open(redis_url)
+                .expect("redis url")
+                .get_multiplexed_async_connection()
+                .await
+                .expect("redis connection"),
+        )
+    }
 }
 
 /// `p`-th percentile (0–100) of `samples` (sorted in place).
