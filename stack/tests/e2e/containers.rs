@@ -28,7 +28,7 @@ use stack::{
 
 use crate::{
     browser::{Browser, browser_available, text},
-    helpers::{bin, can_run, json},
+    helpers::{bin, can_run, json, wait_async},
 };
 
 const TOOLS: [&str; 4] = ["podman", "runc", "mmdebstrap", "docker-compose"];
@@ -89,6 +89,8 @@ struct Deployment {
     project: String,
     socket: PathBuf,
     port: u16,
+    /// The compose files, `-f` each (empty: `docker-compose.yml` alone).
+    files: Vec<&'static str>,
     engine: Supervised,
     healthchecks: Supervised,
 }
@@ -103,7 +105,11 @@ impl Deployment {
         eprintln!("containers: images ready in {:.0?}", started.elapsed());
 
         std::fs::create_dir(dir.path().join("routes")).expect("routes/");
-        for file in ["docker-compose.yml", "routes/routes.toml"] {
+        for file in [
+            "docker-compose.yml",
+            "docker-compose.cluster.yml",
+            "routes/routes.toml",
+        ] {
             std::fs::copy(root().join(file), dir.path().join(file)).expect("copy");
         }
         // `cp .env.example .env`, then the secret, as the README asks; the Redis stand-in and a
@@ -145,6 +151,7 @@ impl Deployment {
             project: format!("smoke{}", std::process::id()),
             socket,
             port,
+            files: Vec::new(),
             engine,
             healthchecks,
         }
@@ -153,6 +160,7 @@ impl Deployment {
     fn compose(&self, args: &[&str]) -> String {
         run(Command::new("docker-compose")
             .args(["--project-name", &self.project])
+            .args(self.files.iter().flat_map(|file| ["-f", file]))
             .args(args)
             .current_dir(self.dir.path())
             // Only what compose needs: a developer's exported settings must not leak in.
@@ -239,14 +247,9 @@ impl Deployment {
 impl Drop for Deployment {
     fn drop(&mut self) {
         let _ = Command::new("docker-compose")
-            .args([
-                "--project-name",
-                &self.project,
-                "down",
-                "--volumes",
-                "--timeout",
-                "5",
-            ])
+            .args(["--project-name", &self.project])
+            .args(self.files.iter().flat_map(|file| ["-f", file]))
+            .args(["down", "--volumes", "--timeout", "5"])
             .current_dir(self.dir.path())
             .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
             .output();
@@ -313,7 +316,7 @@ async fn the_compose_deployment_serves_scales_reroutes_and_keeps_sessions() {
         return;
     }
     let started = Instant::now();
-    let deployment = Deployment::start();
+    let mut deployment = Deployment::start();
     deployment.up(&[]);
 
     // The JSON flow, as curl would.
@@ -487,8 +490,82 @@ async fn the_compose_deployment_serves_scales_reroutes_and_keeps_sessions() {
         (200, json!({ "user": { "id": user }, "count": 322 })),
         "after down and up"
     );
+
+    on_a_redis_cluster(&mut deployment).await;
     eprintln!(
         "containers: the whole smoke test took {:.0?}",
         started.elapsed()
+    );
+}
+
+/// The deployment on a Redis Cluster (`docker-compose.cluster.yml`): the flow works, and a
+/// session survives the death of the primary holding it.
+async fn on_a_redis_cluster(deployment: &mut Deployment) {
+    deployment.compose(&["down", "--volumes", "--timeout", "10"]);
+    deployment.files = vec!["docker-compose.yml", "docker-compose.cluster.yml"];
+    deployment.up(&[]);
+    let (client, user) = login(deployment).await;
+    for expected in 1..=3 {
+        let (status, body) = json(
+            client
+                .post(deployment.url("/increment"))
+                .send()
+                .await
+                .expect("increment"),
+        )
+        .await;
+        assert_eq!((status, &body["count"]), (200, &json!(expected)), "{body}");
+    }
+
+    // The node serving the user's slot, by the name it announces (CLUSTER NODES lists
+    // `ip:port@cport,hostname`).
+    let first = &deployment.containers("redis")[0];
+    let ask = |command: &[&str]| {
+        let mut full = vec!["redis-cli"];
+        full.extend_from_slice(command);
+        let output = deployment.exec(first, &full);
+        assert!(output.status.success(), "{command:?}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let index = format!("user:{{{user}}}:sessions");
+    let slot: u16 = ask(&["cluster", "keyslot", &index])
+        .trim()
+        .parse()
+        .expect("slot");
+    let nodes = ask(&["cluster", "nodes"]);
+    let primary = nodes
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let serves = fields.iter().skip(8).any(|range| {
+                let (start, end) = range.split_once('-').unwrap_or((range, range));
+                matches!((start.parse::<u16>(), end.parse::<u16>()), (Ok(start), Ok(end)) if (start..=end).contains(&slot))
+            });
+            let name = fields.get(1)?.split(',').nth(1)?;
+            (serves && fields.get(2)?.contains("master")).then(|| name.to_owned())
+        })
+        .unwrap_or_else(|| panic!("a primary serves slot {slot}: {nodes}"));
+    // Replication is asynchronous: give the replica the writes before its primary dies.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let victim = deployment.containers(&primary)[0].clone();
+    let killed = Instant::now();
+    podman(&["kill", &victim]);
+    let served = wait_async(Duration::from_secs(60), || async {
+        read(deployment, &client).await.0 == 200
+    })
+    .await;
+    assert!(
+        served,
+        "reads are served again after the failover: {:?}",
+        read(deployment, &client).await
+    );
+    assert_eq!(
+        read(deployment, &client).await,
+        (200, json!({ "user": { "id": user }, "count": 3 })),
+        "the session and its count survived {primary}'s death"
+    );
+    eprintln!(
+        "containers: cluster primary {primary} killed, served again after {:.1?}",
+        killed.elapsed()
     );
 }

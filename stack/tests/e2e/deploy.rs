@@ -47,6 +47,7 @@ fn docker_compose_config_accepts_the_compose_files() {
     for file in [
         "docker-compose.yml",
         "docker-compose.scale.yml",
+        "docker-compose.cluster.yml",
         "routes/routes.toml",
         "Dockerfile",
     ] {
@@ -56,6 +57,7 @@ fn docker_compose_config_accepts_the_compose_files() {
     for files in [
         &["docker-compose.yml"][..],
         &["docker-compose.yml", "docker-compose.scale.yml"],
+        &["docker-compose.yml", "docker-compose.cluster.yml"],
     ] {
         let mut command = Command::new(&docker_compose);
         command.current_dir(dir.path());
