@@ -56,12 +56,19 @@ impl Load {
     /// Every user's client sends increment, read, increment, … until `duration` has passed.
     pub async fn run(self, duration: Duration) -> Vec<Done> {
         let deadline = Instant::now() + duration;
+        self.run_while(move || Instant::now() < deadline).await
+    }
+
+    /// The same for as long as `running` says so: a drill's phases last as long as a failover
+    /// or a restart takes, which no duration fixed in advance fits.
+    pub async fn run_while(self, running: impl Fn() -> bool + Sync) -> Vec<Done> {
+        let running = &running;
         let clients = (0..self.users.len()).map(|user| {
             let load = self.clone();
             async move {
                 let mut done = Vec::new();
                 let mut increment = true;
-                while Instant::now() < deadline {
+                while running() {
                     let path = if increment { "/increment" } else { "/" };
                     let request =
                         load.users[user].request(&load.client, &load.gateway, path, increment);

@@ -7,7 +7,8 @@
 //! The harness is the end-to-end suite's (`../e2e/helpers.rs`); what only faults need is in
 //! [`fault_proxy`], [`netns`] and [`support`]. `TEST_LOG=1` shows every process's log lines;
 //! `SOAK_SECS=600 cargo test -p stack --test faults soak -- --nocapture` runs the soak for ten
-//! minutes and prints its figures.
+//! minutes and prints its figures. `drill` (ignored: run it by hand, see its module docs) is the
+//! failover drill on a Redis Cluster, every fault of a deployment in one run, with its figures.
 
 #[path = "../e2e/helpers.rs"]
 #[allow(dead_code)] // each test binary uses part of the shared harness
@@ -19,6 +20,7 @@ mod netns;
 mod support;
 
 mod blackhole;
+mod drill;
 mod kills;
 mod redis_crash;
 mod redis_slow;
