@@ -1,6 +1,7 @@
 //! `gateway`: serves the routes of `GATEWAY_ROUTES` (default `routes.toml`) until Ctrl-C or
 //! SIGTERM; `gateway --check [FILE]` only validates a routes file; `gateway healthcheck` asks a
-//! running gateway's admin `/readyz` (for container health checks).
+//! running gateway's admin `/readyz` (for container health checks); `gateway schema` prints the
+//! JSON Schema of routes.toml (`gateway schema > routes/routes.schema.json`).
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -23,6 +24,9 @@ struct Cli {
 enum Command {
     /// Exit 0 when the gateway's admin listener (GATEWAY_ADMIN_ADDR) answers /readyz, else 1.
     Healthcheck,
+    /// Print the JSON Schema of routes.toml, which editors use to complete and check it
+    /// (regenerate the shipped one: `gateway schema > routes/routes.schema.json`).
+    Schema,
 }
 
 // The control runtime (admin listener, routes watcher, health checks) needs one thread; the
@@ -30,13 +34,20 @@ enum Command {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Healthcheck) = cli.command {
-        return common::probe::healthcheck(
-            "gateway",
-            "GATEWAY_ADMIN_ADDR",
-            gateway::config::DEFAULT_ADMIN_ADDR,
-            "/readyz",
-        );
+    match cli.command {
+        Some(Command::Healthcheck) => {
+            return common::probe::healthcheck(
+                "gateway",
+                "GATEWAY_ADMIN_ADDR",
+                gateway::config::DEFAULT_ADMIN_ADDR,
+                "/readyz",
+            );
+        }
+        Some(Command::Schema) => {
+            print!("{}", gateway::routes::schema_json());
+            return ExitCode::SUCCESS;
+        }
+        None => {}
     }
     let config = match common::startup("gateway", GatewayConfig::from_env) {
         Ok(config) => config,

@@ -1,4 +1,5 @@
-//! Parsing and validating `routes.toml` (the full schema is in the README):
+//! Parsing and validating `routes.toml` (the full schema is in the README; the same types give
+//! the JSON Schema editors use, see [`super::schema`]):
 //!
 //! ```toml
 //! [settings]                               # optional, every key optional
@@ -32,11 +33,15 @@ use std::{
 };
 
 use ipnet::IpNet;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
     interpolate::interpolate,
+    schema::{
+        DurationSchema, OriginSchema, PathSchema, SIZE_PATTERN, TargetSchema, UpstreamSchema,
+    },
     table::{Balance, Cors, Eject, HealthCheck, Route, RouteTable, Settings, Target, Upstream},
 };
 
@@ -49,83 +54,173 @@ pub struct RoutesError {
     pub reason: String,
 }
 
-#[derive(Debug, Deserialize)]
+// The `Raw*` types are also the JSON Schema of the file (`gateway schema`, see [`super::schema`]):
+// their doc comments are what an editor shows for each key, so they are written for whoever
+// edits routes.toml. A `Spanned<T>` is described as the `T` it holds.
+
+/// Routing of the gateway: upstreams (where requests go) and routes (which path goes where).
+/// Edited while the gateway runs: a valid change is live within a second. `gateway --check FILE`
+/// validates a file; values may use ${VAR} and ${VAR:-default} from the environment.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawFile {
+#[schemars(title = "routes.toml")]
+pub(super) struct RawFile {
+    /// Gateway-wide settings; every key is optional.
     #[serde(default)]
+    #[schemars(with = "Option<RawSettings>")]
     settings: Option<Spanned<RawSettings>>,
+    /// The upstreams routes send requests to, by name: a list of targets
+    /// (`writer = ["http://127.0.0.1:8090"]`) or a table with `targets` and options.
+    #[schemars(with = "BTreeMap<String, UpstreamSchema>")]
     upstreams: Spanned<BTreeMap<String, Spanned<toml::Value>>>,
+    /// One `[[routes]]` table per path prefix; the longest matching path wins, order does not
+    /// matter. At least one.
     #[serde(default)]
+    #[schemars(with = "Vec<RawRoute>", length(min = 1))]
     routes: Vec<Spanned<RawRoute>>,
+    /// Cross-origin requests: the gateway answers preflights for the listed origins and adds
+    /// the CORS headers to their responses. Without it, no CORS header is sent.
     #[serde(default)]
+    #[schemars(with = "Option<RawCors>")]
     cors: Option<Spanned<RawCors>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Gateway-wide settings; every key is optional.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawSettings {
+    /// Time for an upstream to answer with its headers, then 504; a route's `timeout`
+    /// overrides it. Default "30s".
+    #[schemars(with = "Option<DurationSchema>")]
     request_timeout: Option<Spanned<String>>,
+    /// Time to open a connection to an upstream address, then the next address or 502.
+    /// Default "2s".
+    #[schemars(with = "Option<DurationSchema>")]
     connect_timeout: Option<Spanned<String>>,
+    /// Client connections idle (or slow to send their headers) this long are closed.
+    /// Default "60s".
+    #[schemars(with = "Option<DurationSchema>")]
     idle_timeout: Option<Spanned<String>>,
+    /// On SIGTERM or Ctrl-C: time left to requests in flight and tunnels. Default "10s".
+    #[schemars(with = "Option<DurationSchema>")]
     shutdown_grace: Option<Spanned<String>>,
+    /// Host names of targets are resolved again this often. Default "5s".
+    #[schemars(with = "Option<DurationSchema>")]
     resolve_interval: Option<Spanned<String>>,
+    /// Largest request head (request line and headers); larger ones get 431. At least 8KiB
+    /// (8192). Default "16KiB".
+    #[schemars(with = "Option<RawSize>")]
     max_header_bytes: Option<Spanned<RawSize>>,
+    /// Peers (IP addresses or CIDR ranges, "10.0.0.0/8") whose X-Forwarded-* and Forwarded
+    /// headers are kept and appended to; from any other peer they are replaced. Default none.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     trusted_proxies: Vec<Spanned<String>>,
+    /// Also send an RFC 7239 Forwarded header to upstreams. Default false.
     forwarded: Option<bool>,
 }
 
-/// The long form of an upstream (the short form is just the `targets` array).
-#[derive(Debug, Deserialize)]
+/// The long form of an upstream: its targets and how they are balanced and checked.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawUpstream {
+pub(super) struct RawUpstream {
+    /// Base URLs "http://host:port" (plain HTTP, no path); a host name is resolved to all its
+    /// addresses and each is balanced separately. At least one.
+    #[schemars(with = "Vec<TargetSchema>", length(min = 1))]
     targets: Vec<String>,
+    /// How a request picks an address: "p2c" (the default: the one with fewer requests in
+    /// flight of two random addresses) or "round_robin".
+    #[schemars(extend("enum" = ["p2c", "round_robin"]))]
     balance: Option<String>,
+    /// Active health checks: each address is asked for `path` every `interval`; one that fails
+    /// is not used until it answers again. Default: none.
     health_check: Option<RawHealthCheck>,
+    /// Passive health: an address is taken out after `failures` connection failures in a row,
+    /// for `cooldown`. Default failures 1, cooldown "10s".
     eject: Option<RawEject>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Active health checks of an upstream's addresses.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawHealthCheck {
+    /// The path asked with GET, "/healthz": any 2xx answer is healthy. Starts with /.
+    #[schemars(pattern(r"^/"))]
     path: String,
+    /// How often each address is checked. Default "5s".
+    #[schemars(with = "Option<DurationSchema>")]
     interval: Option<String>,
+    /// How long a check may take before it counts as failed. Default "1s".
+    #[schemars(with = "Option<DurationSchema>")]
     timeout: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Passive health: when an address is taken out of use.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawEject {
+    /// Connection failures in a row that take an address out. At least 1; default 1.
+    #[schemars(range(min = 1))]
     failures: Option<u32>,
+    /// How long an ejected address stays out before it is tried again. Default "10s".
+    #[schemars(with = "Option<DurationSchema>")]
     cooldown: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One route: requests whose path is `path` or below it go to `upstream`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawRoute {
+    /// The path prefix, "/login": matches /login and /login/..., never /loginx. Starts with /,
+    /// no query, empty or dot segments; each path is routed once. "/" catches everything else.
+    #[schemars(with = "PathSchema")]
     path: Spanned<String>,
+    /// The name of an upstream defined in [upstreams].
+    #[schemars(with = "String")]
     upstream: Spanned<String>,
+    /// Time for the upstream to answer with its headers on this route, then 504. Default:
+    /// settings.request_timeout.
+    #[schemars(with = "Option<DurationSchema>")]
     timeout: Option<Spanned<String>>,
+    /// Largest request body on this route; larger ones get 413. Default: no limit.
+    #[schemars(with = "Option<RawSize>")]
     max_body: Option<Spanned<RawSize>>,
+    /// true: forward the path without the route's prefix (/api/users as /users, /api as /).
+    /// Not with `rewrite`, not on the root route. Default false.
+    #[schemars(with = "Option<bool>")]
     strip_prefix: Option<Spanned<bool>>,
+    /// Another prefix to put in place of the route's: "/v2" forwards /api/users as /v2/users.
+    /// Not with `strip_prefix`. Default: the path is forwarded as it came.
+    #[schemars(with = "Option<PathSchema>")]
     rewrite: Option<Spanned<String>>,
+    /// false when the upstream's GETs change state: a request on this route that was written
+    /// to an upstream is never sent again. Default true.
     idempotent: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Cross-origin requests from browsers.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawCors {
+    /// Exact origins allowed, with credentials: "https://app.example.com" (scheme://host[:port],
+    /// no path). "*" is refused.
+    #[schemars(with = "Vec<OriginSchema>")]
     origins: Vec<Spanned<String>>,
+    /// Request headers a preflight may ask for. Default "content-type", "authorization",
+    /// "x-request-id", "x-session-id".
     allow_headers: Option<Vec<String>>,
+    /// How long browsers may cache a preflight answer. Default "10m".
+    #[schemars(with = "Option<DurationSchema>")]
     max_age: Option<Spanned<String>>,
 }
 
-/// A size: a number of bytes, or a string with a unit (`"64KiB"`, `"1MB"`).
-#[derive(Debug, Deserialize)]
+/// A size: a number of bytes (16384), or a string with a unit B, KB, KiB, MB, MiB, GB or GiB
+/// ("64KiB", "1MB"; KB is 1000 bytes, KiB 1024).
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 enum RawSize {
-    Bytes(u64),
-    Text(String),
+    Bytes(#[schemars(range(min = 1))] u64),
+    Text(#[schemars(pattern(SIZE_PATTERN))] String),
 }
 
 /// Reads and validates the routes file at `path`.
