@@ -36,6 +36,14 @@ pub enum GatewayError {
         target: String,
         after: Duration,
     },
+    /// A route's door check could not be asked (its upstream is down or too slow): the request
+    /// is not forwarded, since nobody could say whose it is.
+    #[error("session check unavailable")]
+    CheckUnavailable {
+        check: String,
+        #[source]
+        cause: Box<GatewayError>,
+    },
 }
 
 impl GatewayError {
@@ -46,6 +54,7 @@ impl GatewayError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamUnavailable { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::CheckUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

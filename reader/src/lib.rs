@@ -1,6 +1,10 @@
 //! The reader: the "application" service. It only reads sessions: `GET /` answers who you are
 //! and your count, or 401 when you are not logged in. Reading costs one Redis command (`GETEX`),
 //! which also restarts the session's idle timeout, so the reader never needs to set a cookie.
+//!
+//! `GET /session` is the same read as a door check, for the gateway's `auth = "session"` routes:
+//! 204 with `X-User-Id`, or the JSON error `/` would answer. Services behind such a route learn
+//! who the user is from that header and never need to know the session format.
 
 pub mod config;
 
@@ -42,7 +46,9 @@ impl Application {
 }
 
 fn configure(config: &mut web::ServiceConfig) {
-    config.service(resource("/").get(whoami));
+    config
+        .service(resource("/").get(whoami))
+        .service(resource("/session").get(check));
 }
 
 /// `{"user":{"id":"…"},"count":N}`, serialized straight from borrowed fields.
@@ -71,3 +77,16 @@ async fn whoami(audience: Audience, current: CurrentSession) -> Result<HttpRespo
         Err(err) => Err(err),
     }
 }
+
+/// `GET /session`: 204 with `X-User-Id` for a live session (one `GETEX`, which counts as a use:
+/// the idle timeout restarts), else 401 or 503 JSON. Always JSON, never a page: the gateway hands
+/// the answer of a failed check to the client as it is.
+async fn check(current: CurrentSession) -> Result<HttpResponse, ApiError> {
+    let (user, _) = current.read().await?;
+    Ok(HttpResponse::NoContent()
+        .insert_header((USER_ID, user.as_str()))
+        .finish())
+}
+
+/// The header that names the user of a checked session.
+pub const USER_ID: &str = "x-user-id";

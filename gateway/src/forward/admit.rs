@@ -34,6 +34,9 @@ pub enum Admission<'g> {
 pub struct Admitted<'g> {
     pub outgoing: Outgoing<'g>,
     pub returning: Returning,
+    /// The request target as the client sent it, kept only for a route with a door check
+    /// (which is told the original `X-Forwarded-Uri`).
+    pub client_target: Option<PathAndQuery>,
 }
 
 /// What goes to the upstream.
@@ -114,13 +117,15 @@ pub fn admit<'g>(
         request_id,
         table.settings.forwarded,
     );
-    let path_and_query = rewritten.unwrap_or_else(|| {
+    let client_target = || {
         parts
             .uri
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"))
-    });
+    };
+    let checked_target = route.auth.is_some().then(client_target);
+    let path_and_query = rewritten.unwrap_or_else(client_target);
     Ok(Admission::Forward(Admitted {
         outgoing: Outgoing {
             route,
@@ -136,6 +141,7 @@ pub fn admit<'g>(
             client_upgrade,
             client_version: parts.version,
         },
+        client_target: checked_target,
     }))
 }
 

@@ -2,7 +2,7 @@
 //!
 //! 1. [`admit`]: give the path its one meaning ([`path`]) and route it, answer CORS
 //!    preflights, refuse a declared body over the limit, and rewrite the headers to send
-//!    (RFC 9110 §7.6);
+//!    (RFC 9110 §7.6); on a route with a door check, ask it ([`door`]);
 //! 2. [`send`]: pick an upstream address, send over a pooled keep-alive connection of this
 //!    worker, and retry on another address only when that cannot do harm;
 //! 3. [`respond`]: rewrite the response headers, apply CORS, stream the body back (or splice a
@@ -15,6 +15,7 @@
 pub mod admit;
 pub mod body;
 pub mod cors;
+pub mod door;
 pub mod headers;
 pub mod path;
 pub mod respond;
@@ -176,8 +177,9 @@ impl Proxy {
     ) -> Result<Response<Body>, GatewayError> {
         let admission = admit::admit(generation, request, remote.addr, &remote.ip, request_id)?;
         let Admitted {
-            outgoing,
+            mut outgoing,
             returning,
+            client_target,
         } = match admission {
             Admission::Answered(route, response) => {
                 served.route = Some(route);
@@ -185,7 +187,14 @@ impl Proxy {
             }
             Admission::Forward(admitted) => admitted,
         };
-        served.route = Some(outgoing.route);
+        let route = outgoing.route;
+        served.route = Some(route);
+        if let (Some(check), Some(target)) = (&route.auth, &client_target) {
+            let verdict = door::check(worker, generation, check, &mut outgoing, target).await?;
+            if let door::Verdict::Refuse(answer) = verdict {
+                return Ok(respond::respond(self, answer, returning, request_id));
+            }
+        }
         let sent = send::send(worker, generation, outgoing, served).await?;
         Ok(respond::respond(self, sent, returning, request_id))
     }

@@ -42,7 +42,9 @@ use super::{
     schema::{
         DurationSchema, OriginSchema, PathSchema, SIZE_PATTERN, TargetSchema, UpstreamSchema,
     },
-    table::{Balance, Cors, Eject, HealthCheck, Route, RouteTable, Settings, Target, Upstream},
+    table::{
+        Balance, Cors, DoorCheck, Eject, HealthCheck, Route, RouteTable, Settings, Target, Upstream,
+    },
 };
 
 /// A routes file that cannot be used, displayed as `file:line: reason`.
@@ -83,6 +85,11 @@ pub(super) struct RawFile {
     #[serde(default)]
     #[schemars(with = "Option<RawCors>")]
     cors: Option<Spanned<RawCors>>,
+    /// Door checks by name, `[auth.session]`: a route with `auth = "session"` forwards a
+    /// request only after the check's upstream answered 2xx for it.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RawCheck>")]
+    auth: BTreeMap<String, Spanned<RawCheck>>,
 }
 
 /// Gateway-wide settings; every key is optional.
@@ -196,6 +203,31 @@ struct RawRoute {
     /// false when the upstream's GETs change state: a request on this route that was written
     /// to an upstream is never sent again. Default true.
     idempotent: Option<bool>,
+    /// The name of a door check in [auth] ("session"): every request on this route is checked
+    /// first; it is forwarded with the check's headers (X-User-Id) only when the check answers
+    /// 2xx, else the check's answer (401) goes back to the client. Default: no check.
+    #[schemars(with = "Option<String>")]
+    auth: Option<Spanned<String>>,
+}
+
+/// A door check: `GET path` on `upstream` with the request's headers (cookie, session header),
+/// no body, plus X-Forwarded-Method and X-Forwarded-Uri.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    /// The name of an upstream defined in [upstreams] that answers the check ("reader").
+    #[schemars(with = "String")]
+    upstream: Spanned<String>,
+    /// The path asked with GET ("/session"): 2xx lets the request through.
+    #[schemars(with = "PathSchema")]
+    path: Spanned<String>,
+    /// Headers of a passing answer set on the forwarded request, replacing any the client sent
+    /// under those names. Default ["x-user-id"].
+    #[schemars(with = "Option<Vec<String>>")]
+    headers: Option<Vec<Spanned<String>>>,
+    /// How long the check may take, then 503 and nothing forwarded. Default "2s".
+    #[schemars(with = "Option<DurationSchema>")]
+    timeout: Option<Spanned<String>>,
 }
 
 /// Cross-origin requests from browsers.
@@ -246,6 +278,11 @@ pub fn parse(
     }
     .parse()
 }
+
+/// What a door check copies from a passing answer unless it says otherwise.
+const DEFAULT_CHECK_HEADER: &str = "x-user-id";
+/// How long a door check may take unless it says otherwise: it is one Redis read.
+const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Validation context: turns spans into line numbers and resolves `${VAR}`.
 struct Parser<'a> {
@@ -308,6 +345,98 @@ impl Parser<'_> {
         }
     }
 
+    /// The upstream called `name` (at `span` in the file).
+    fn named_upstream(
+        &self,
+        name: &str,
+        span: Range<usize>,
+        upstreams: &BTreeMap<String, Arc<Upstream>>,
+    ) -> Result<Arc<Upstream>, RoutesError> {
+        upstreams.get(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+            self.error(
+                Some(span),
+                format!(
+                    "upstream {name:?} is not defined in [upstreams] (defined: {})",
+                    known.join(", ")
+                ),
+            )
+        })
+    }
+
+    /// `[auth.<name>]`: a check sent as `GET <path>` to `upstream`, passing on 2xx.
+    fn check(
+        &self,
+        name: &str,
+        spanned: &Spanned<RawCheck>,
+        upstreams: &BTreeMap<String, Arc<Upstream>>,
+    ) -> Result<DoorCheck, RoutesError> {
+        let check = spanned.get_ref();
+        let upstream_name = self.spanned(&check.upstream)?;
+        let upstream = self.named_upstream(&upstream_name, check.upstream.span(), upstreams)?;
+        let path = self.spanned(&check.path)?;
+        if !path.starts_with('/') || http::uri::PathAndQuery::try_from(path.as_str()).is_err() {
+            return Err(self.error(
+                Some(check.path.span()),
+                format!("[auth.{name}] path {path:?} must be a path like \"/session\""),
+            ));
+        }
+        let headers = match &check.headers {
+            None => vec![http::HeaderName::from_static(DEFAULT_CHECK_HEADER)],
+            Some(names) => names
+                .iter()
+                .map(|name| {
+                    http::HeaderName::try_from(name.get_ref().as_str()).map_err(|_| {
+                        self.error(
+                            Some(name.span()),
+                            format!("{:?} is not a header name", name.get_ref()),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let timeout = match &check.timeout {
+            Some(timeout) => self.spanned_duration(timeout, "timeout")?,
+            None => DEFAULT_CHECK_TIMEOUT,
+        };
+        Ok(DoorCheck {
+            name: name.to_owned(),
+            route: Route {
+                path,
+                upstream,
+                timeout,
+                max_body: None,
+                forward_as: None,
+                idempotent: true,
+                auth: None,
+            },
+            headers,
+        })
+    }
+
+    /// The check a route names in `auth = "<name>"`.
+    fn named_check(
+        &self,
+        name: &Spanned<String>,
+        checks: &BTreeMap<String, Arc<DoorCheck>>,
+    ) -> Result<Arc<DoorCheck>, RoutesError> {
+        let wanted = self.spanned(name)?;
+        checks.get(&wanted).cloned().ok_or_else(|| {
+            let known: Vec<String> = checks.keys().map(|name| format!("[auth.{name}]")).collect();
+            self.error(
+                Some(name.span()),
+                if known.is_empty() {
+                    format!("auth {wanted:?}: there is no [auth.{wanted}] check in this file")
+                } else {
+                    format!(
+                        "auth {wanted:?}: there is no [auth.{wanted}] (defined: {})",
+                        known.join(", ")
+                    )
+                },
+            )
+        })
+    }
+
     fn spanned_duration(
         &self,
         spanned: &Spanned<String>,
@@ -348,6 +477,10 @@ impl Parser<'_> {
         if raw.routes.is_empty() {
             return Err(self.error(None, "no [[routes]]: nothing would be served"));
         }
+        let mut checks = BTreeMap::new();
+        for (name, check) in &raw.auth {
+            checks.insert(name.clone(), Arc::new(self.check(name, check, &upstreams)?));
+        }
         let mut routes = Vec::new();
         let mut seen: HashMap<String, usize> = HashMap::new();
         for route in &raw.routes {
@@ -362,16 +495,7 @@ impl Parser<'_> {
                 ));
             }
             let name = self.spanned(&route.upstream)?;
-            let upstream = upstreams.get(&name).cloned().ok_or_else(|| {
-                let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
-                self.error(
-                    Some(route.upstream.span()),
-                    format!(
-                        "upstream {name:?} is not defined in [upstreams] (defined: {})",
-                        known.join(", ")
-                    ),
-                )
-            })?;
+            let upstream = self.named_upstream(&name, route.upstream.span(), &upstreams)?;
             let timeout = match &route.timeout {
                 Some(timeout) => self.spanned_duration(timeout, "timeout")?,
                 None => settings.request_timeout,
@@ -382,6 +506,10 @@ impl Parser<'_> {
                 .map(|size| self.size(size, "max_body"))
                 .transpose()?;
             let forward_as = self.forward_as(&path, route)?;
+            let auth = match &route.auth {
+                Some(name) => Some(self.named_check(name, &checks)?),
+                None => None,
+            };
             routes.push(Route {
                 path,
                 upstream,
@@ -389,6 +517,7 @@ impl Parser<'_> {
                 max_body,
                 forward_as,
                 idempotent: route.idempotent.unwrap_or(true),
+                auth,
             });
         }
 
@@ -742,6 +871,60 @@ timeout = "5s"
         assert_eq!(err.line, Some(6), "{err}");
         assert!(err.reason.contains("\"wirter\" is not defined"), "{err}");
         assert!(err.reason.contains("defined: writer"), "{err}");
+    }
+
+    #[test]
+    fn door_checks_are_named_by_routes_and_validated() {
+        let base = "[upstreams]\nreader = [\"http://x:1\"]\ngreeter = [\"http://x:2\"]\n\
+            [[routes]]\npath = \"/\"\nupstream = \"reader\"\n\
+            [[routes]]\npath = \"/greet\"\nupstream = \"greeter\"\nauth = \"session\"\n";
+        let text = format!("{base}[auth.session]\nupstream = \"reader\"\npath = \"/session\"\n");
+        let table = parse(Path::new("routes.toml"), &text, no_env).expect("valid");
+        let check = table
+            .route("/greet")
+            .and_then(|route| route.auth.as_ref())
+            .expect("checked");
+        assert_eq!(
+            (check.name.as_str(), check.route.path.as_str()),
+            ("session", "/session")
+        );
+        assert_eq!(check.route.upstream.name, "reader");
+        assert_eq!(check.headers, [http::HeaderName::from_static("x-user-id")]);
+        assert_eq!(check.route.timeout, DEFAULT_CHECK_TIMEOUT);
+        assert!(table.route("/").is_some_and(|route| route.auth.is_none()));
+
+        for (check, expected, line) in [
+            ("", "there is no [auth.session] check in this file", 10),
+            (
+                "[auth.other]\nupstream = \"reader\"\npath = \"/s\"\n",
+                "there is no [auth.session] (defined: [auth.other])",
+                10,
+            ),
+            (
+                "[auth.session]\nupstream = \"nobody\"\npath = \"/s\"\n",
+                "upstream \"nobody\" is not defined",
+                12,
+            ),
+            (
+                "[auth.session]\nupstream = \"reader\"\npath = \"session\"\n",
+                "must be a path like \"/session\"",
+                13,
+            ),
+            (
+                "[auth.session]\nupstream = \"reader\"\npath = \"/s\"\nheaders = [\"x user\"]\n",
+                "\"x user\" is not a header name",
+                14,
+            ),
+            (
+                "[auth.session]\nupstream = \"reader\"\npath = \"/s\"\ntimeout = \"0s\"\n",
+                "timeout must be more than zero",
+                14,
+            ),
+        ] {
+            let err = parse_err(&format!("{base}{check}"));
+            assert!(err.reason.contains(expected), "{check:?}: {err}");
+            assert_eq!(err.line, Some(line), "{check:?}: {err}");
+        }
     }
 
     #[test]

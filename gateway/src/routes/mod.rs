@@ -13,4 +13,6 @@ mod table;
 
 pub use file::{RoutesError, load, parse};
 pub use schema::{schema, schema_json};
-pub use table::{Balance, Cors, Eject, HealthCheck, Route, RouteTable, Settings, Target, Upstream};
+pub use table::{
+    Balance, Cors, DoorCheck, Eject, HealthCheck, Route, RouteTable, Settings, Target, Upstream,
+};

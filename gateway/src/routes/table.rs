@@ -208,6 +208,40 @@ pub struct Route {
     /// writer's `GET /increment`): a request is then only ever re-sent when it was never
     /// written.
     pub idempotent: bool,
+    /// The door check every request must pass before it is forwarded (`auth = "<name>"`).
+    #[serde(serialize_with = "check_name")]
+    pub auth: Option<Arc<DoorCheck>>,
+}
+
+fn check_name<S: serde::Serializer>(
+    check: &Option<Arc<DoorCheck>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match check {
+        Some(check) => s.serialize_some(&check.name),
+        None => s.serialize_none(),
+    }
+}
+
+/// A door check (`[auth.<name>]`): before a route that names it forwards a request, the gateway
+/// sends `GET <path>` with the request's headers (no body) to the check's upstream. A 2xx
+/// answer lets the request through, with the answer's `headers` copied onto it (after any the
+/// client sent under those names were removed); any other answer goes back to the client as it
+/// is, and the route's upstream never sees the request.
+#[derive(Debug, Serialize)]
+pub struct DoorCheck {
+    pub name: String,
+    /// The check as a route of its own: its upstream, its path and its timeout (for sending
+    /// it, and for the access log).
+    #[serde(flatten)]
+    pub route: Route,
+    /// Copied from a passing answer onto the forwarded request.
+    #[serde(serialize_with = "header_names")]
+    pub headers: Vec<http::HeaderName>,
+}
+
+fn header_names<S: serde::Serializer>(names: &[http::HeaderName], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(names.iter().map(http::HeaderName::as_str))
 }
 
 fn upstream_name<S: serde::Serializer>(upstream: &Arc<Upstream>, s: S) -> Result<S::Ok, S::Error> {
@@ -314,6 +348,7 @@ mod tests {
                     max_body: None,
                     forward_as: None,
                     idempotent: true,
+                    auth: None,
                 }
             })
             .collect();

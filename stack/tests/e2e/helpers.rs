@@ -348,6 +348,12 @@ impl TestStack {
         }
     }
 
+    /// The routes file the stack started with (writer paths to the writers, the rest to the
+    /// reader), to extend and [`reroute`] to.
+    pub fn routes(&self) -> String {
+        routes_file(&self.writer_addrs, self.reader_addr)
+    }
+
     /// A URL on the gateway.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.gateway_addr)
@@ -435,6 +441,29 @@ impl TestStack {
             );
         }
     }
+}
+
+/// The routing generation the gateway of `stack` serves (0 when it does not answer).
+async fn generation(stack: &TestStack) -> u64 {
+    let url = format!("http://{}/routes", stack.admin_addr);
+    let Ok(response) = stack.client().get(url).send().await else {
+        return 0;
+    };
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    body["generation"].as_u64().unwrap_or(0)
+}
+
+/// Replaces the routes file of `stack` and waits until the gateway serves it.
+pub async fn reroute(stack: &TestStack, file: &str) {
+    let before = generation(stack).await;
+    std::fs::write(stack.dir.path().join("routes.toml"), file).expect("write routes.toml");
+    assert!(
+        wait_async(Duration::from_secs(10), || async {
+            generation(stack).await > before
+        })
+        .await,
+        "the gateway did not load the new routes:\n{file}"
+    );
 }
 
 /// A routes file sending writer paths to `writers` (balanced) and the rest to `reader`.

@@ -11,6 +11,7 @@ mod config;
 mod containers;
 mod cross_site;
 mod deploy;
+mod door;
 mod flow;
 mod launcher;
 mod rules;

@@ -8,6 +8,7 @@ use std::{
 
 use serde_json::{Value, json};
 
+pub use crate::helpers::reroute;
 use crate::helpers::{self, TestStack};
 
 /// The body of every 503 of writer and reader while Redis is unreachable.
@@ -109,29 +110,6 @@ pub fn routes(
         ));
     }
     file
-}
-
-/// The routing generation the gateway of `stack` serves.
-async fn generation(stack: &TestStack) -> u64 {
-    let url = format!("http://{}/routes", stack.admin_addr);
-    let Ok(response) = stack.client().get(url).send().await else {
-        return 0;
-    };
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    body["generation"].as_u64().unwrap_or(0)
-}
-
-/// Replaces the routes file of `stack` and waits until the gateway serves it.
-pub async fn reroute(stack: &TestStack, file: &str) {
-    let before = generation(stack).await;
-    std::fs::write(stack.dir.path().join("routes.toml"), file).expect("write routes.toml");
-    assert!(
-        helpers::wait_async(Duration::from_secs(10), || async {
-            generation(stack).await > before
-        })
-        .await,
-        "the gateway did not load the new routes:\n{file}"
-    );
 }
 
 /// Resident memory of process `pid` (`VmRSS` of `/proc/<pid>/status`), in KiB.
