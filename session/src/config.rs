@@ -25,6 +25,9 @@ pub struct SessionConfig {
     pub max_age: Option<Duration>,
     /// Where clients without cookies send their session (`SESSION_HEADER`).
     pub header: HeaderSessions,
+    /// `REDIS_WAIT_REPLICAS`: a session write is acknowledged only once this many replicas
+    /// confirmed it (`WAIT`); 0, the default, acknowledges what the primary applied.
+    pub wait_replicas: u32,
 }
 
 /// Which request header carries a session for clients that do not keep cookies (API and mobile
@@ -95,8 +98,8 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(86_400);
 pub const DEFAULT_COOKIE_NAME: &str = "sid";
 
 impl SessionConfig {
-    /// Reads `REDIS_URL`, `SESSION_SECRET`, `SESSION_COOKIE_*`, `SESSION_TTL`,
-    /// `SESSION_MAX_AGE` and `SESSION_HEADER`.
+    /// Reads `REDIS_URL`, `REDIS_WAIT_REPLICAS`, `SESSION_SECRET`, `SESSION_COOKIE_*`,
+    /// `SESSION_TTL`, `SESSION_MAX_AGE` and `SESSION_HEADER`.
     pub fn from_env() -> Result<Self, ConfigError> {
         let redis_url = env::required("REDIS_URL", "for example redis://127.0.0.1:6379/0")?;
         let redis_url = RedisUrl::parse(redis_url.trim())
@@ -157,6 +160,10 @@ impl SessionConfig {
             "one of authorization, x-session-id, none",
         )?;
 
+        let wait_replicas =
+            env::parse_optional::<u32>("REDIS_WAIT_REPLICAS", "a whole number of replicas")?
+                .unwrap_or(0);
+
         Ok(Self {
             redis_url,
             keyring,
@@ -168,6 +175,7 @@ impl SessionConfig {
             ttl,
             max_age,
             header,
+            wait_replicas,
         })
     }
 }

@@ -49,7 +49,8 @@ impl Sessions {
     /// Prepares the store (lazily connected, see [`RedisStore::new`]).
     pub fn new(config: &SessionConfig) -> Result<Self, StoreError> {
         Ok(Self {
-            store: RedisStore::new(&config.redis_url, config.ttl)?,
+            store: RedisStore::new(&config.redis_url, config.ttl)?
+                .with_wait_replicas(config.wait_replicas),
             rules: Arc::new(Rules {
                 keyring: config.keyring.clone(),
                 cookie: config.cookie.clone(),

@@ -84,7 +84,7 @@ impl LoginThrottle {
         for key in keys {
             let mut call = COUNT_SCRIPT.key(&key);
             call.arg(window);
-            let _: u64 = self.store.invoke(&call).await?;
+            let _: u64 = self.store.invoke_write(&call, &key).await?;
         }
         Ok(())
     }

@@ -145,6 +145,17 @@ impl RedisServer {
         self.process.kill();
     }
 
+    /// Freezes the server (SIGSTOP): its connections stay open, nothing is answered or
+    /// acknowledged, as with a replica stuck behind a full disk or a long pause.
+    pub fn pause(&self) {
+        self.process.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self) {
+        self.process.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
     /// Starts it again on the same port and directory; waits until it answers.
     pub fn restart(&mut self) -> Result<(), String> {
         self.process.restart().map_err(|err| err.to_string())?;

@@ -254,6 +254,11 @@ impl RedisCluster {
     }
 
     /// The node on `addr`.
+    pub fn node(&self, addr: SocketAddr) -> Option<&RedisServer> {
+        self.nodes.iter().find(|node| node.addr() == addr)
+    }
+
+    /// The node on `addr`, to stop or restart it.
     pub fn node_mut(&mut self, addr: SocketAddr) -> Option<&mut RedisServer> {
         self.nodes.iter_mut().find(|node| node.addr() == addr)
     }
@@ -285,6 +290,22 @@ impl RedisCluster {
         )?;
         self.wait_healthy(timeout.saturating_sub(killed.elapsed()))?;
         Ok(killed.elapsed())
+    }
+
+    /// The replicas of the primary on `addr`, as `CLUSTER NODES` lists them.
+    pub fn replicas_of(&self, addr: SocketAddr) -> Result<Vec<SocketAddr>, String> {
+        let primary = self.node_id(addr)?;
+        let nodes = ask(addr.port(), &["CLUSTER", "NODES"])?;
+        // <id> <ip:port@cport> <flags> <primary id> …
+        Ok(nodes
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let replica = fields.get(2)?.contains("slave") && fields.get(3)? == &primary;
+                let at = fields.get(1)?.split('@').next()?;
+                replica.then(|| at.parse().ok()).flatten()
+            })
+            .collect())
     }
 
     /// The node id (`CLUSTER MYID`) of the node on `addr`.

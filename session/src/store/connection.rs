@@ -72,6 +72,28 @@ impl Connection {
         }
     }
 
+    /// `WAIT replicas timeout` on the connection that wrote `key` (on a cluster: the one to the
+    /// primary serving its slot): how many replicas have every write sent on it so far.
+    pub(crate) async fn wait_for_replicas(
+        &mut self,
+        key: &str,
+        replicas: u32,
+        timeout: std::time::Duration,
+    ) -> RedisResult<i64> {
+        // WAIT names no key, and alone a cluster client sends it to every primary: in a pipeline
+        // behind a read of `key` it goes where `key` lives, in one round trip.
+        let (confirmed,): (i64,) = redis::pipe()
+            .cmd("PTTL")
+            .arg(key)
+            .ignore()
+            .cmd("WAIT")
+            .arg(replicas)
+            .arg(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX))
+            .query_async(self)
+            .await?;
+        Ok(confirmed)
+    }
+
     /// Whether the client re-sends a command by itself after a dropped connection (the cluster
     /// client does), so that a command which changes data must be safe to run twice.
     pub(crate) fn may_resend(&self) -> bool {

@@ -121,7 +121,12 @@ pub struct RedisStore {
     index_slack: Duration,
     /// Per index key: how far (Unix ms) this store has extended it, at least.
     index_extended: Arc<Mutex<HashMap<String, u64>>>,
+    /// Replicas that must confirm a write before it is acknowledged (`REDIS_WAIT_REPLICAS`).
+    wait_replicas: u32,
 }
+
+/// How long a write waits for its replicas (`REDIS_WAIT_REPLICAS`) before it is answered 503.
+pub const REPLICA_WAIT: Duration = Duration::from_millis(500);
 
 /// Entries kept in `index_extended` before expired ones are pruned.
 const INDEX_MEMORY_LIMIT: usize = 10_000;
@@ -180,7 +185,19 @@ impl RedisStore {
             }),
             index_slack: ttl,
             index_extended: Arc::default(),
+            wait_replicas: 0,
         })
+    }
+
+    /// Acknowledges a write only once `replicas` replicas have it (`WAIT`, one more round trip
+    /// per write, on the connection that wrote it): a primary that dies then cannot take an
+    /// acknowledged write with it, as long as one of those replicas is promoted. A write not
+    /// confirmed within [`REPLICA_WAIT`] is answered 503 (it may still have applied, as after
+    /// a timeout). 0 keeps Redis's asynchronous replication.
+    #[must_use]
+    pub fn with_wait_replicas(mut self, replicas: u32) -> Self {
+        self.wait_replicas = replicas;
+        self
     }
 
     /// `session:{<user>}:<id>`
@@ -356,7 +373,8 @@ impl RedisStore {
             call.key(Self::operation_key(handle.user()))
                 .arg(OPERATION_MEMORY_MS);
         }
-        self.invoke(&call).await
+        self.invoke_write(&call, &Self::index_key(handle.user()))
+            .await
     }
 
     /// Stores the session of a login. With `previous`, the previous session (same user) is
@@ -398,7 +416,9 @@ impl RedisStore {
         let mut call = self.scripts.logout.key(Self::session_key(handle));
         call.key(Self::index_key(handle.user()))
             .arg(handle.id().as_str());
-        let _: i64 = self.invoke(&call).await?;
+        let _: i64 = self
+            .invoke_write(&call, &Self::index_key(handle.user()))
+            .await?;
         Ok(())
     }
 
@@ -437,6 +457,7 @@ impl RedisStore {
                 .await?;
             let answer: Option<i64> = self.invoke(&call(&listed)).await?;
             if answer != Some(STALE) {
+                self.confirm_replicated(&index).await?;
                 return Ok(answer);
             }
         }
@@ -465,6 +486,40 @@ impl RedisStore {
             call.invoke_async(&mut connection).await
         })
         .await
+    }
+
+    /// [`Self::invoke`] for a script that writes `key`'s slot, then, with
+    /// [`Self::with_wait_replicas`], waits for the replicas before answering.
+    pub(crate) async fn invoke_write<T: redis::FromRedisValue>(
+        &self,
+        call: &redis::ScriptInvocation<'_>,
+        key: &str,
+    ) -> Result<T, StoreError> {
+        let answer = self.invoke(call).await?;
+        self.confirm_replicated(key).await?;
+        Ok(answer)
+    }
+
+    /// With [`Self::with_wait_replicas`]: `Ok` once enough replicas have every write sent so far
+    /// on the connection that wrote `key`.
+    async fn confirm_replicated(&self, key: &str) -> Result<(), StoreError> {
+        if self.wait_replicas > 0 {
+            let wanted = self.wait_replicas;
+            let confirmed = self
+                .run(Retry::Idempotent, |mut connection| async move {
+                    connection
+                        .wait_for_replicas(key, wanted, REPLICA_WAIT)
+                        .await
+                })
+                .await?;
+            if confirmed < i64::from(wanted) {
+                return Err(StoreError::Unavailable(format!(
+                    "the write reached {confirmed} of {wanted} replicas within {} ms",
+                    REPLICA_WAIT.as_millis()
+                )));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -71,6 +71,10 @@ fn services_refuse_to_start_without_valid_settings() {
             &[redis, secret, ("SESSION_MAX_AGE", "0")],
             "SESSION_MAX_AGE: must be at least 1 second",
         ),
+        (
+            &[redis, secret, ("REDIS_WAIT_REPLICAS", "one")],
+            "REDIS_WAIT_REPLICAS: ",
+        ),
     ];
     for name in ["writer", "reader"] {
         for (env, expected) in cases {
