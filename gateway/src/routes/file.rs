@@ -40,7 +40,8 @@ use toml::Spanned;
 use super::{
     interpolate::interpolate,
     schema::{
-        DurationSchema, OriginSchema, PathSchema, SIZE_PATTERN, TargetSchema, UpstreamSchema,
+        DurationSchema, OriginSchema, PathSchema, SIZE_PATTERN, TargetEntrySchema, TargetSchema,
+        UpstreamSchema,
     },
     table::{
         Balance, Cors, DoorCheck, Eject, HealthCheck, Route, RouteTable, Settings, Target, Upstream,
@@ -132,9 +133,10 @@ struct RawSettings {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawUpstream {
     /// Base URLs "http://host:port" (plain HTTP, no path); a host name is resolved to all its
-    /// addresses and each is balanced separately. At least one.
-    #[schemars(with = "Vec<TargetSchema>", length(min = 1))]
-    targets: Vec<String>,
+    /// addresses and each is balanced separately. Or { url = "...", weight = 90 }: a target's
+    /// share of the requests relative to the others' weights (0 drains it). At least one.
+    #[schemars(with = "Vec<TargetEntrySchema>", length(min = 1))]
+    targets: Vec<RawTarget>,
     /// How a request picks an address: "p2c" (the default: the one with fewer requests in
     /// flight of two random addresses) or "round_robin".
     #[schemars(extend("enum" = ["p2c", "round_robin"]))]
@@ -145,6 +147,28 @@ pub(super) struct RawUpstream {
     /// Passive health: an address is taken out after `failures` connection failures in a row,
     /// for `cooldown`. Default failures 1, cooldown "10s".
     eject: Option<RawEject>,
+}
+
+/// A target: its URL alone, or its URL and weight.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawTarget {
+    Url(String),
+    Weighted(RawWeightedTarget),
+}
+
+/// A target with a weight: `{ url = "http://blue:8091", weight = 90 }`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWeightedTarget {
+    /// "http://host:port", as a target written alone.
+    #[schemars(with = "TargetSchema")]
+    url: String,
+    /// Its share of the upstream's requests relative to the other targets' weights: 90 and 10
+    /// send 90 % here. 0 drains it (no new requests; those in flight finish). A target written
+    /// without a weight has 1.
+    #[schemars(range(max = 1_000_000))]
+    weight: u32,
 }
 
 /// Active health checks of an upstream's addresses.
@@ -278,6 +302,9 @@ pub fn parse(
     }
     .parse()
 }
+
+/// The largest target weight (weights are relative: 1,000,000 to 1 is plenty).
+const MAX_WEIGHT: u32 = 1_000_000;
 
 /// What a door check copies from a passing answer unless it says otherwise.
 const DEFAULT_CHECK_HEADER: &str = "x-user-id";
@@ -597,7 +624,11 @@ impl Parser<'_> {
         let raw = match value.get_ref() {
             toml::Value::Array(_) => RawUpstream {
                 targets: value.get_ref().clone().try_into().map_err(|_| {
-                    fail("targets must be strings like \"http://host:port\"".into())
+                    fail(
+                        "targets must be strings like \"http://host:port\" or tables like \
+                         { url = \"http://host:port\", weight = 90 }"
+                            .into(),
+                    )
                 })?,
                 balance: None,
                 health_check: None,
@@ -617,14 +648,36 @@ impl Parser<'_> {
         if raw.targets.is_empty() {
             return Err(fail("has no targets".into()));
         }
-        let mut targets = Vec::new();
+        let mut targets: Vec<Target> = Vec::new();
+        let mut weighted = false;
         for target in &raw.targets {
-            let url = self.value(target, span.clone())?;
-            let parsed = Target::parse(url.trim()).map_err(fail)?;
-            if targets.contains(&parsed) {
+            let (url, weight) = match target {
+                RawTarget::Url(url) => (url, None),
+                RawTarget::Weighted(target) => (&target.url, Some(target.weight)),
+            };
+            let url = self.value(url, span.clone())?;
+            let mut parsed = Target::parse(url.trim()).map_err(fail)?;
+            if targets.iter().any(|known| known.url() == parsed.url()) {
                 return Err(fail(format!("lists {} twice", parsed.url())));
             }
+            if let Some(weight) = weight {
+                if weight > MAX_WEIGHT {
+                    return Err(fail(format!(
+                        "weight {weight} of {} is over {MAX_WEIGHT}",
+                        parsed.url()
+                    )));
+                }
+                parsed.weight = weight;
+                weighted = true;
+            }
             targets.push(parsed);
+        }
+        if targets.iter().all(|target| target.weight == 0) {
+            return Err(fail(
+                "every target has weight 0: nothing would be served (drain a target only while \
+                 another one has a weight)"
+                    .into(),
+            ));
         }
         let balance = match raw.balance.as_deref() {
             None | Some("p2c") => Balance::PowerOfTwoChoices,
@@ -683,6 +736,7 @@ impl Parser<'_> {
             balance,
             health_check,
             eject,
+            weighted,
         })
     }
 
@@ -871,6 +925,47 @@ timeout = "5s"
         assert_eq!(err.line, Some(6), "{err}");
         assert!(err.reason.contains("\"wirter\" is not defined"), "{err}");
         assert!(err.reason.contains("defined: writer"), "{err}");
+    }
+
+    #[test]
+    fn targets_may_carry_weights_and_not_all_of_them_zero() {
+        let route = "[[routes]]\npath = \"/\"\nupstream = \"app\"\n";
+        let text = format!(
+            "[upstreams]\napp = [{{ url = \"http://blue:1\", weight = 90 }}, \"http://green:1\", \
+             {{ url = \"http://old:1\", weight = 0 }}]\n{route}"
+        );
+        let table = parse(Path::new("routes.toml"), &text, no_env).expect("valid");
+        let app = &table.upstreams["app"];
+        assert!(app.weighted);
+        let weights: Vec<u32> = app.targets.iter().map(|t| t.weight).collect();
+        assert_eq!(weights, [90, 1, 0], "a target without a weight has 1");
+        let plain = format!("[upstreams]\napp = [\"http://a:1\", \"http://b:1\"]\n{route}");
+        let table = parse(Path::new("routes.toml"), &plain, no_env).expect("valid");
+        assert!(
+            !table.upstreams["app"].weighted,
+            "no weight written: per-address balancing"
+        );
+
+        for (targets, expected) in [
+            (
+                "[{ url = \"http://a:1\", weight = 0 }, { url = \"http://b:1\", weight = 0 }]",
+                "every target has weight 0",
+            ),
+            (
+                "[{ url = \"http://a:1\", weight = 2000000 }]",
+                "weight 2000000 of http://a:1 is over 1000000",
+            ),
+            ("[{ url = \"http://a:1\", weight = -1 }]", "tables like"),
+            ("[{ url = \"http://a:1\", share = 5 }]", "tables like"),
+            (
+                "[\"http://a:1\", { url = \"http://a:1\", weight = 3 }]",
+                "lists http://a:1 twice",
+            ),
+        ] {
+            let err = parse_err(&format!("[upstreams]\napp = {targets}\n{route}"));
+            assert!(err.reason.contains(expected), "{targets}: {err}");
+            assert_eq!(err.line, Some(2), "{targets}: {err}");
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use schemars::{
 };
 use serde_json::Value;
 
-use super::file::{RawFile, RawUpstream};
+use super::file::{RawFile, RawUpstream, RawWeightedTarget};
 
 // What a `${VAR}` becomes is only known when the file is loaded: a value with one (`\$\{` in
 // each pattern) passes.
@@ -167,6 +167,26 @@ impl JsonSchema for TargetSchema {
     }
 }
 
+/// A target entry: a URL, or a table with its URL and weight.
+#[derive(Debug)]
+pub(super) enum TargetEntrySchema {}
+
+impl JsonSchema for TargetEntrySchema {
+    fn schema_name() -> Cow<'static, str> {
+        "TargetEntry".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let target = generator.subschema_for::<TargetSchema>();
+        let weighted = generator.subschema_for::<RawWeightedTarget>();
+        json_schema!({
+            "description": "A target, \"http://host:port\", or { url = \"http://host:port\", \
+                weight = 90 } to give it a share of the requests.",
+            "anyOf": [target, weighted],
+        })
+    }
+}
+
 /// A CORS origin.
 #[derive(Debug)]
 pub(super) enum OriginSchema {}
@@ -195,7 +215,7 @@ impl JsonSchema for UpstreamSchema {
     }
 
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        let target = generator.subschema_for::<TargetSchema>();
+        let target = generator.subschema_for::<TargetEntrySchema>();
         let long = generator.subschema_for::<RawUpstream>();
         json_schema!({
             "description": "An upstream: its targets, [\"http://host:port\", ...] (short \

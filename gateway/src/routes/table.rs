@@ -64,6 +64,9 @@ pub struct Target {
     pub host: String,
     #[serde(skip)]
     pub port: u16,
+    /// Its share of the upstream's requests, relative to the other targets' weights (see
+    /// [`Upstream::weighted`]); 0 drains it. 1 unless the file says otherwise.
+    pub weight: u32,
 }
 
 impl Target {
@@ -99,6 +102,7 @@ impl Target {
             display: format!("http://{authority}"),
             host,
             port: authority.port_u16().unwrap_or(80),
+            weight: 1,
         })
     }
 
@@ -116,6 +120,10 @@ pub struct Upstream {
     pub balance: Balance,
     pub health_check: Option<HealthCheck>,
     pub eject: Eject,
+    /// Whether the file gave its targets weights: a request then picks a target by weight
+    /// first (a blue/green or canary split, whatever number of addresses each has), and an
+    /// address of that target by `balance`. Without weights every address is one candidate.
+    pub weighted: bool,
 }
 
 /// How a request picks among an upstream's addresses.
@@ -338,6 +346,7 @@ mod tests {
                             balance: Balance::PowerOfTwoChoices,
                             health_check: None,
                             eject: Eject::default(),
+                            weighted: false,
                         })
                     })
                     .clone();

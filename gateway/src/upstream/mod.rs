@@ -371,9 +371,12 @@ impl Pool {
 
     /// Picks an endpoint for a request of `worker`, never one of `tried`. Available endpoints
     /// first; when none is available, any endpoint (a guess beats refusing every request while
-    /// all are marked down).
+    /// all are marked down). A weighted upstream picks a target first ([`Self::pick_weighted`]).
     pub fn pick(&self, worker: usize, tried: &[Arc<Endpoint>]) -> Option<Arc<Endpoint>> {
         let endpoints = self.endpoints.load();
+        if self.upstream.weighted {
+            return self.pick_weighted(worker, tried, &endpoints);
+        }
         // The common case, one address and a first attempt: nothing to choose.
         if let ([only], []) = (endpoints.as_slice(), tried) {
             return Some(Arc::clone(only));
@@ -382,16 +385,72 @@ impl Pool {
             .iter()
             .filter(|e| !tried.iter().any(|t| Arc::ptr_eq(t, e)))
             .collect();
-        let available: Vec<&Arc<Endpoint>> = untried
-            .iter()
-            .copied()
-            .filter(|e| e.is_available())
-            .collect();
-        let candidates = if available.is_empty() {
-            untried
+        self.choose(worker, &Self::preferring_available(untried))
+    }
+
+    /// The available ones of `candidates`, or all of them when none is.
+    fn preferring_available(candidates: Vec<&Arc<Endpoint>>) -> Vec<&Arc<Endpoint>> {
+        if candidates.iter().any(|e| e.is_available()) {
+            candidates
+                .into_iter()
+                .filter(|e| e.is_available())
+                .collect()
         } else {
-            available
+            candidates
+        }
+    }
+
+    /// For an upstream with weights: a target by weight among those with an untried address
+    /// (those with an available one first), then one of its addresses by `balance`. A target
+    /// of weight 0 gets no new request, even as a retry: it is being drained.
+    fn pick_weighted(
+        &self,
+        worker: usize,
+        tried: &[Arc<Endpoint>],
+        endpoints: &[Arc<Endpoint>],
+    ) -> Option<Arc<Endpoint>> {
+        let groups: Vec<(u32, Vec<&Arc<Endpoint>>)> = self
+            .upstream
+            .targets
+            .iter()
+            .filter(|target| target.weight > 0)
+            .map(|target| {
+                let addresses = endpoints
+                    .iter()
+                    .filter(|e| {
+                        e.target == target.url() && !tried.iter().any(|t| Arc::ptr_eq(t, e))
+                    })
+                    .collect();
+                (target.weight, addresses)
+            })
+            .filter(|(_, addresses): &(u32, Vec<&Arc<Endpoint>>)| !addresses.is_empty())
+            .collect();
+        let serving = |(_, addresses): &&(u32, Vec<&Arc<Endpoint>>)| {
+            addresses.iter().any(|e| e.is_available())
         };
+        let eligible: Vec<&(u32, Vec<&Arc<Endpoint>>)> = if groups.iter().any(|g| serving(&g)) {
+            groups.iter().filter(serving).collect()
+        } else {
+            groups.iter().collect()
+        };
+        let total: u64 = eligible.iter().map(|(weight, _)| u64::from(*weight)).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut ticket = rand::rng().random_range(0..total);
+        let (_, addresses) = eligible.into_iter().find(|(weight, _)| {
+            let weight = u64::from(*weight);
+            if ticket < weight {
+                return true;
+            }
+            ticket -= weight;
+            false
+        })?;
+        self.choose(worker, &Self::preferring_available(addresses.clone()))
+    }
+
+    /// One of `candidates` by the upstream's `balance`.
+    fn choose(&self, worker: usize, candidates: &[&Arc<Endpoint>]) -> Option<Arc<Endpoint>> {
         match candidates.len() {
             0 => None,
             1 => Some(Arc::clone(candidates[0])),
@@ -488,6 +547,7 @@ mod tests {
             balance,
             health_check: None,
             eject: Eject::default(),
+            weighted: false,
         })
     }
 

@@ -8,7 +8,7 @@ use std::{
 
 use futures_util::{StreamExt, stream};
 
-use crate::helpers::{Probe, TestGateway, client, json};
+use crate::helpers::{Probe, TestGateway, client, json, wait_for_generation};
 
 fn two_targets(a: &Probe, b: &Probe, extra: &str) -> String {
     format!(
@@ -238,4 +238,111 @@ async fn a_host_name_resolving_to_several_addresses_is_balanced_over_them() {
             .any(|a| a["address"] == probe.addr.to_string()),
         "{routes}"
     );
+}
+
+/// `blue` and `green` with these weights.
+fn blue_green(blue: &Probe, green: &Probe, blue_weight: u32, green_weight: u32) -> String {
+    format!(
+        "[upstreams.app]\ntargets = [\n  {{ url = \"{}\", weight = {blue_weight} }},\n  \
+         {{ url = \"{}\", weight = {green_weight} }},\n]\n\n[[routes]]\npath = \"/\"\nupstream = \"app\"\n",
+        blue.url(),
+        green.url()
+    )
+}
+
+/// Sends `n` GETs, `concurrency` at a time; how many each probe answered, and the failures.
+async fn split(
+    gateway: &TestGateway,
+    n: usize,
+    concurrency: usize,
+) -> (HashMap<String, usize>, usize) {
+    let answers: Vec<Option<String>> = stream::iter(0..n)
+        .map(|_| async {
+            let response = client().get(gateway.url("/echo")).send().await.ok()?;
+            (response.status() == 200).then(|| {
+                response.headers()["x-probe"]
+                    .to_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let mut seen = HashMap::new();
+    let mut failed = 0;
+    for answer in answers {
+        match answer {
+            Some(probe) => *seen.entry(probe).or_insert(0) += 1,
+            None => failed += 1,
+        }
+    }
+    (seen, failed)
+}
+
+#[tokio::test]
+async fn weights_split_the_traffic_and_a_rollback_under_load_fails_nothing() {
+    const N: usize = 4000;
+    let (blue, green) = (Probe::named("blue").await, Probe::named("green").await);
+    let gateway = TestGateway::start(&blue_green(&blue, &green, 90, 10)).await;
+
+    // A canary: 10 % to green. Over 4000 requests the share's standard deviation is 0.5 %.
+    let (seen, failed) = split(&gateway, N, 16).await;
+    assert_eq!(failed, 0, "{seen:?}");
+    let green_share = seen.get("green").copied().unwrap_or(0) as f64 / N as f64;
+    assert!(
+        (0.08..=0.12).contains(&green_share),
+        "green got {:.1} % of {N}, not about 10 %: {seen:?}",
+        green_share * 100.0
+    );
+
+    // Shifted to 50/50 by editing the file: live within a second.
+    std::fs::write(&gateway.routes, blue_green(&blue, &green, 50, 50)).expect("edit");
+    let edited = std::time::Instant::now();
+    wait_for_generation(&gateway, 2).await;
+    assert!(
+        edited.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        edited.elapsed()
+    );
+    let (seen, failed) = split(&gateway, N, 16).await;
+    assert_eq!(failed, 0, "{seen:?}");
+    let green_share = seen.get("green").copied().unwrap_or(0) as f64 / N as f64;
+    assert!((0.46..=0.54).contains(&green_share), "{seen:?}");
+
+    // Rollback under load: green drained (weight 0) while requests keep coming; none fails,
+    // and once the new table is live green gets nothing new.
+    let load = {
+        let url = gateway.url("/echo");
+        tokio::spawn(async move { posts(&client(), &url, 3000, 16).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    std::fs::write(&gateway.routes, blue_green(&blue, &green, 100, 0)).expect("edit");
+    wait_for_generation(&gateway, 3).await;
+    let statuses = load.await.expect("load");
+    assert!(
+        statuses.iter().all(|status| *status == 200),
+        "no request fails during the switch: {} failed",
+        statuses.iter().filter(|status| **status != 200).count()
+    );
+    let (seen, failed) = split(&gateway, 500, 16).await;
+    assert_eq!((failed, seen.get("green")), (0, None), "{seen:?}");
+    assert_eq!(seen["blue"], 500);
+}
+
+#[tokio::test]
+async fn a_drained_target_is_not_a_retry_either() {
+    let (mut blue, mut green) = (Probe::named("blue").await, Probe::named("green").await);
+    let gateway = TestGateway::start(&blue_green(&blue, &green, 1, 0)).await;
+    let (seen, failed) = split(&gateway, 200, 8).await;
+    assert_eq!((failed, seen.get("green")), (0, None), "{seen:?}");
+    // With blue's port closed, the request fails rather than reaching a drained target.
+    blue.kill().await;
+    let response = client()
+        .get(gateway.url("/echo"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 502);
+    green.kill().await;
 }
