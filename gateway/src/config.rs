@@ -4,6 +4,8 @@ use std::{net::SocketAddr, num::NonZeroUsize, path::PathBuf};
 
 use common::{ConfigError, env};
 
+use crate::tls::TlsFiles;
+
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9090";
 pub const DEFAULT_ROUTES: &str = "routes.toml";
@@ -19,6 +21,70 @@ pub struct GatewayConfig {
     /// `GATEWAY_WORKERS`: threads serving the public port, each a single-threaded runtime with
     /// its own accept socket and upstream connections (default: one per core).
     pub workers: NonZeroUsize,
+    /// `GATEWAY_TLS_ADDR`, `GATEWAY_TLS_CERT`, `GATEWAY_TLS_KEY`, `GATEWAY_HTTPS_REDIRECT`: the
+    /// HTTPS listener, when configured.
+    pub tls: Option<TlsSettings>,
+}
+
+/// The HTTPS listener: where, with which certificate, and whether plain HTTP is sent there.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub addr: SocketAddr,
+    pub files: TlsFiles,
+    /// `GATEWAY_HTTPS_REDIRECT=true`: the plain listener answers every request with a redirect
+    /// to HTTPS, and HTTPS answers carry `Strict-Transport-Security`.
+    pub redirect: bool,
+}
+
+impl TlsSettings {
+    /// All three of address, certificate and key, or none; the pair is loaded once to check it.
+    fn from_env() -> Result<Option<Self>, ConfigError> {
+        let addr = env::optional("GATEWAY_TLS_ADDR")?;
+        let cert = env::optional("GATEWAY_TLS_CERT")?;
+        let key = env::optional("GATEWAY_TLS_KEY")?;
+        let redirect = env::flag("GATEWAY_HTTPS_REDIRECT", false)?;
+        let (addr, cert, key) = match (addr, cert, key) {
+            (None, None, None) if redirect => {
+                return Err(ConfigError::new(
+                    "GATEWAY_HTTPS_REDIRECT",
+                    "needs the HTTPS listener: set GATEWAY_TLS_ADDR, GATEWAY_TLS_CERT and GATEWAY_TLS_KEY",
+                ));
+            }
+            (None, None, None) => return Ok(None),
+            (Some(addr), Some(cert), Some(key)) => (addr, cert, key),
+            (addr, cert, _) => {
+                let missing = if addr.is_none() {
+                    "GATEWAY_TLS_ADDR"
+                } else if cert.is_none() {
+                    "GATEWAY_TLS_CERT"
+                } else {
+                    "GATEWAY_TLS_KEY"
+                };
+                return Err(ConfigError::new(
+                    missing,
+                    "is required for HTTPS (GATEWAY_TLS_ADDR, GATEWAY_TLS_CERT and GATEWAY_TLS_KEY go together)",
+                ));
+            }
+        };
+        let addr: SocketAddr = addr.trim().parse().map_err(|_| {
+            ConfigError::new(
+                "GATEWAY_TLS_ADDR",
+                format!("{addr:?} is not a listen address like 0.0.0.0:8443"),
+            )
+        })?;
+        let files = TlsFiles {
+            cert: PathBuf::from(cert),
+            key: PathBuf::from(key),
+        };
+        files
+            .load()
+            .map_err(|err| ConfigError::new(err.variable(), err.to_string()))?;
+        Ok(Some(Self {
+            addr,
+            files,
+            redirect,
+        }))
+    }
 }
 
 impl GatewayConfig {
@@ -33,11 +99,21 @@ impl GatewayConfig {
                 "a number of threads above 0",
                 default_workers(),
             )?,
+            tls: TlsSettings::from_env()?,
         };
         if config.addr == config.admin_addr && config.addr.port() != 0 {
             return Err(ConfigError::new(
                 "GATEWAY_ADMIN_ADDR",
                 "must differ from GATEWAY_ADDR (admin endpoints never share the public port)",
+            ));
+        }
+        if let Some(tls) = &config.tls
+            && tls.addr.port() != 0
+            && (tls.addr == config.addr || tls.addr == config.admin_addr)
+        {
+            return Err(ConfigError::new(
+                "GATEWAY_TLS_ADDR",
+                "must differ from GATEWAY_ADDR and GATEWAY_ADMIN_ADDR",
             ));
         }
         Ok(config)

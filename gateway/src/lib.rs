@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod reload;
 pub mod routes;
 pub mod startup;
+pub mod tls;
 pub mod upstream;
 
 pub use config::GatewayConfig;

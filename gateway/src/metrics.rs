@@ -68,6 +68,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Arc<RequestStats>,
     reloads: Family<ReloadLabels, Counter>,
+    tls_reloads: Family<ReloadLabels, Counter>,
     generation: Gauge,
     address_up: Family<AddressLabels, Gauge>,
     address_in_flight: Family<AddressLabels, Gauge>,
@@ -84,6 +85,12 @@ impl Metrics {
         registry.register_collector(Box::new(Arc::clone(&requests)));
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register("reloads", "routes.toml reloads, by result", reloads.clone());
+        let tls_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "tls_reloads",
+            "Changed certificate files loaded (success) or refused, the previous pair kept (failure)",
+            tls_reloads.clone(),
+        );
         let generation = Gauge::default();
         registry.register(
             "config_generation",
@@ -112,6 +119,7 @@ impl Metrics {
             registry,
             requests,
             reloads,
+            tls_reloads,
             generation,
             address_up,
             address_in_flight,
@@ -133,6 +141,16 @@ impl Metrics {
             tally.observe(status, seconds);
             shard.insert(route.to_owned(), tally);
         }
+    }
+
+    /// Records an attempt to load changed certificate files.
+    pub fn tls_reloaded(&self, succeeded: bool) {
+        let result = if succeeded { "success" } else { "failure" };
+        self.tls_reloads
+            .get_or_create(&ReloadLabels {
+                result: result.to_owned(),
+            })
+            .inc();
     }
 
     /// Records a reload attempt.

@@ -4,15 +4,17 @@
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::{
     admin::Admin,
     config::GatewayConfig,
-    forward::{Proxy, WorkerProxy},
+    forward::{HttpsPolicy, Proxy, WorkerProxy},
     listen::{self, Deadline},
     metrics::Metrics,
     reload,
     routes::{self, RoutesError},
+    tls::{CertStore, TlsError},
 };
 
 /// Why the gateway could not start.
@@ -27,6 +29,22 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{variable}: {source}", variable = source.variable())]
+    Tls {
+        #[from]
+        source: TlsError,
+    },
+    #[error("GATEWAY_TLS_CERT: {0}")]
+    TlsConfig(#[from] rustls::Error),
+}
+
+/// The HTTPS side, when configured: its sockets (one per worker), certificates and policy.
+#[derive(Debug)]
+struct Https {
+    listeners: Vec<std::net::TcpListener>,
+    certs: Arc<CertStore>,
+    server: Arc<rustls::ServerConfig>,
+    redirect: bool,
 }
 
 /// A gateway with its routes loaded and its listeners bound, ready to run.
@@ -35,6 +53,7 @@ pub struct Gateway {
     /// The public port, bound once per worker.
     listeners: Vec<std::net::TcpListener>,
     admin_listener: TcpListener,
+    https: Option<Https>,
     routes_path: PathBuf,
     proxy: Arc<Proxy>,
 }
@@ -56,13 +75,39 @@ impl Gateway {
         let admin_listener = TcpListener::bind(config.admin_addr)
             .await
             .map_err(bind_error(config.admin_addr, "GATEWAY_ADMIN_ADDR"))?;
+        let https = match config.tls {
+            Some(tls) => {
+                let certs = CertStore::new(tls.files)?;
+                Some(Https {
+                    listeners: listen::bind_shared(tls.addr, workers)
+                        .map_err(bind_error(tls.addr, "GATEWAY_TLS_ADDR"))?,
+                    server: certs.server_config()?,
+                    certs,
+                    redirect: tls.redirect,
+                })
+            }
+            None => None,
+        };
         let proxy = Proxy::new(table, Arc::new(Metrics::new(workers)), workers).await;
         Ok(Self {
             listeners,
             admin_listener,
+            https,
             routes_path: config.routes,
             proxy: Arc::new(proxy),
         })
+    }
+
+    /// The HTTPS listener's address, when there is one.
+    pub fn tls_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        let https = self.https.as_ref()?;
+        Some(
+            https
+                .listeners
+                .first()
+                .ok_or_else(|| std::io::Error::other("no listener"))
+                .and_then(std::net::TcpListener::local_addr),
+        )
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -82,11 +127,21 @@ impl Gateway {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) {
         tracing::info!(
             addr = %self.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            https = %self.tls_addr().and_then(Result::ok).map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
             admin = %self.admin_addr().map(|a| a.to_string()).unwrap_or_default(),
             workers = self.listeners.len(),
             routes = %self.routes_path.display(),
             "gateway listening"
         );
+        let policy = HttpsPolicy {
+            redirect_port: match (&self.https, self.tls_addr()) {
+                (Some(https), Some(Ok(addr))) if https.redirect => Some(addr.port()),
+                _ => None,
+            },
+        };
+        let cert_watcher = self.https.as_ref().map(|https| {
+            tokio::spawn(Arc::clone(&https.certs).watch(Arc::clone(&self.proxy.metrics)))
+        });
         let (set_deadline, deadline) = Deadline::unset();
         let watcher = tokio::spawn(reload::watch(
             self.routes_path.clone(),
@@ -95,6 +150,7 @@ impl Gateway {
         let admin = tokio::spawn(listen::serve(
             "admin",
             self.admin_listener,
+            None,
             Arc::new(Admin {
                 proxy: Arc::clone(&self.proxy),
             }),
@@ -107,28 +163,60 @@ impl Gateway {
             let _ = set_deadline.send(Some(std::time::Instant::now() + grace));
         };
         let proxy = Arc::clone(&self.proxy);
-        let workers = listen::run_workers(self.listeners, move |worker, listener| {
+        // Each worker accepts on its socket of the public port and, with HTTPS, of the TLS one.
+        let (tls_listeners, acceptor) = match self.https {
+            Some(https) => (
+                https.listeners.into_iter().map(Some).collect(),
+                Some(TlsAcceptor::from(https.server)),
+            ),
+            None => (Vec::new(), None),
+        };
+        let sockets: Vec<_> = self
+            .listeners
+            .into_iter()
+            .zip(
+                tls_listeners
+                    .into_iter()
+                    .chain(std::iter::repeat_with(|| None)),
+            )
+            .collect();
+        let workers = listen::run_workers(sockets, move |worker, (plain, tls)| {
             let proxy = Arc::clone(&proxy);
             let deadline = deadline.clone();
+            let acceptor = acceptor.clone();
             async move {
                 let handler = Arc::new(WorkerProxy {
                     proxy: Arc::clone(&proxy),
                     worker,
+                    https: policy,
                 });
-                listen::serve(
-                    "public",
-                    listener,
-                    handler,
-                    deadline.clone().started(),
-                    || deadline.remaining(),
-                )
-                .await;
+                let serve = |name, listener, tls| {
+                    listen::serve(
+                        name,
+                        listener,
+                        tls,
+                        Arc::clone(&handler),
+                        deadline.clone().started(),
+                        || deadline.remaining(),
+                    )
+                };
+                let plain = TcpListener::from_std(plain)?;
+                match tls.map(TcpListener::from_std).transpose()? {
+                    Some(tls) => {
+                        tokio::join!(serve("public", plain, None), serve("https", tls, acceptor));
+                    }
+                    None => serve("public", plain, None).await,
+                }
                 // Tunnels get what is left of the deadline after the requests.
                 proxy.drain_tunnels(deadline.remaining()).await;
+                Ok(())
             }
         });
         tokio::join!(stop, workers);
         watcher.abort();
+        if let Some(cert_watcher) = cert_watcher {
+            cert_watcher.abort();
+        }
         let _ = admin.await;
     }
 }

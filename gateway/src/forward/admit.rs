@@ -3,7 +3,7 @@
 //! declared larger than the route allows, and prepare what goes upstream (the headers per RFC
 //! 9110 §7.6, the body wrapped in the route's limit) and what the response step needs back.
 
-use std::{borrow::Cow, net::SocketAddr, sync::Arc};
+use std::{borrow::Cow, sync::Arc};
 
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Version, uri::PathAndQuery};
 use http_body_util::{BodyExt, Limited};
@@ -18,6 +18,7 @@ use crate::{
         path,
     },
     generation::Generation,
+    listen::Remote,
     routes::Route,
     upstream::Pool,
 };
@@ -65,13 +66,12 @@ pub struct Returning {
     pub client_version: Version,
 }
 
-/// Admits `request` from `peer` (whose address is already formatted as header text in
-/// `peer_text`, once per connection) under `generation`'s table.
+/// Admits `request` from `remote` (whose address is already formatted as header text, once
+/// per connection) under `generation`'s table.
 pub fn admit<'g>(
     generation: &'g Generation,
     mut request: Request<Incoming>,
-    peer: SocketAddr,
-    peer_text: &HeaderValue,
+    remote: &Remote,
     request_id: &HeaderValue,
 ) -> Result<Admission<'g>, GatewayError> {
     let table = &generation.table;
@@ -104,9 +104,10 @@ pub fn admit<'g>(
 
     let (mut parts, body) = request.into_parts();
     let peer = Peer {
-        addr: peer.ip(),
-        text: peer_text,
-        trusted: table.settings.is_trusted(peer.ip()),
+        addr: remote.addr.ip(),
+        text: &remote.ip,
+        trusted: table.settings.is_trusted(remote.addr.ip()),
+        https: remote.https,
     };
     let authority = parts.uri.authority().map(|authority| authority.as_str());
     headers::prepare_request(

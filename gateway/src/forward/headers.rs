@@ -101,6 +101,15 @@ pub struct Peer<'a> {
     pub text: &'a HeaderValue,
     /// Whether `addr` is in `trusted_proxies`.
     pub trusted: bool,
+    /// Whether the request came over TLS (the HTTPS listener).
+    pub https: bool,
+}
+
+impl Peer<'_> {
+    /// The scheme the client used, for `X-Forwarded-Proto` and `Forwarded: proto=`.
+    fn proto(&self) -> &'static str {
+        if self.https { "https" } else { "http" }
+    }
 }
 
 /// Which headers a request carries that the rewrite must look at; most requests carry none
@@ -164,7 +173,7 @@ pub fn prepare_request(
     }
     add_forwarded_for(headers, peer, present.forwarded_for);
     if !(peer.trusted && present.forwarded_proto) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(peer.proto()));
     }
     if !(peer.trusted && present.forwarded_host) {
         match &host {
@@ -251,7 +260,7 @@ fn add_forwarded(headers: &mut HeaderMap, peer: &Peer<'_>, host: Option<&HeaderV
         // IPv6 addresses are quoted and bracketed (RFC 7239 §6).
         IpAddr::V6(ip) => format!("\"[{ip}]\""),
     };
-    let mut element = format!("for={node};proto=http");
+    let mut element = format!("for={node};proto={}", peer.proto());
     if let Some(host) = host.and_then(|h| h.to_str().ok()) {
         if host
             .bytes()
@@ -325,6 +334,7 @@ mod tests {
             addr: "203.0.113.7".parse().expect("ip"),
             text: &CLIENT,
             trusted,
+            https: false,
         }
     }
 
@@ -456,10 +466,15 @@ mod tests {
             addr: "2001:db8::1".parse().expect("ip"),
             text: &v6_text,
             trusted: false,
+            https: true,
         };
         let mut headers = HeaderMap::new();
         prepare_request(&mut headers, Version::HTTP_11, None, &v6, &id(), true);
-        assert_eq!(headers["forwarded"], "for=\"[2001:db8::1]\";proto=http");
+        assert_eq!(headers["forwarded"], "for=\"[2001:db8::1]\";proto=https");
+        assert_eq!(
+            headers["x-forwarded-proto"], "https",
+            "from the HTTPS listener"
+        );
     }
 
     #[test]

@@ -175,7 +175,7 @@ impl Proxy {
         request_id: &HeaderValue,
         served: &mut Served<'g>,
     ) -> Result<Response<Body>, GatewayError> {
-        let admission = admit::admit(generation, request, remote.addr, &remote.ip, request_id)?;
+        let admission = admit::admit(generation, request, remote, request_id)?;
         let Admitted {
             mut outgoing,
             returning,
@@ -198,6 +198,38 @@ impl Proxy {
         let sent = send::send(worker, generation, outgoing, served).await?;
         Ok(respond::respond(self, sent, returning, request_id))
     }
+}
+
+/// `308 Permanent Redirect` to the same host, path and query on the HTTPS port (308 keeps the
+/// method and body, unlike 301). A request without a usable `Host` gets 400 JSON.
+fn to_https(request: &Request<Incoming>, port: u16) -> Response<Body> {
+    let host = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .or_else(|| request.uri().authority().map(http::uri::Authority::as_str))
+        .and_then(|host| host.parse::<http::uri::Authority>().ok());
+    let Some(host) = host else {
+        return GatewayError::BadRequest("a redirect to HTTPS needs a Host header")
+            .into_response(&HeaderValue::from_static("-"));
+    };
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str);
+    let location = if port == 443 {
+        format!("https://{}{target}", host.host())
+    } else {
+        format!("https://{}:{port}{target}", host.host())
+    };
+    let mut response = Response::new(body::empty());
+    *response.status_mut() = http::StatusCode::PERMANENT_REDIRECT;
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response
+            .headers_mut()
+            .insert(http::header::LOCATION, location);
+    }
+    response
 }
 
 /// The incoming `X-Request-Id` when it is a usable id, else a fresh one.
@@ -268,11 +300,33 @@ impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
 pub struct WorkerProxy {
     pub proxy: Arc<Proxy>,
     pub worker: usize,
+    pub https: HttpsPolicy,
 }
+
+/// What plain HTTP gets when the gateway also serves HTTPS.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HttpsPolicy {
+    /// `GATEWAY_HTTPS_REDIRECT=true`: the HTTPS port plain requests are sent to (308), and
+    /// HTTPS answers carry `Strict-Transport-Security`.
+    pub redirect_port: Option<u16>,
+}
+
+/// One year: browsers then use HTTPS for the host without asking plain HTTP first.
+static HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000");
 
 impl Handler for WorkerProxy {
     async fn call(self: Arc<Self>, request: Request<Incoming>, remote: Remote) -> Response<Body> {
-        self.proxy.handle(self.worker, request, &remote).await
+        match self.https.redirect_port {
+            Some(port) if !remote.https => to_https(&request, port),
+            Some(_) => {
+                let mut response = self.proxy.handle(self.worker, request, &remote).await;
+                response
+                    .headers_mut()
+                    .insert(http::header::STRICT_TRANSPORT_SECURITY, HSTS.clone());
+                response
+            }
+            None => self.proxy.handle(self.worker, request, &remote).await,
+        }
     }
 
     fn connection_settings(&self) -> ConnectionSettings {

@@ -20,7 +20,7 @@ use std::{
 
 pub use serve::{ConnectionSettings, Handler, Remote, serve};
 use tokio::{
-    net::{TcpListener, TcpSocket},
+    net::TcpSocket,
     sync::{oneshot, watch},
 };
 
@@ -77,22 +77,25 @@ impl Deadline {
     }
 }
 
-/// Runs one worker thread per listener, each with its own single-threaded runtime, and waits
-/// until all have finished. `work(index, listener)` is the worker's whole life; it is called
-/// on the worker's thread, so its future need not be `Send`.
-pub async fn run_workers<W, F>(listeners: Vec<std::net::TcpListener>, work: W)
+/// Runs one worker thread per entry of `sockets` (what that worker accepts on), each with its
+/// own single-threaded runtime, and waits until all have finished. `work(index, sockets)` is
+/// the worker's whole life; it is called on the worker's thread, inside its runtime (where the
+/// sockets are registered with [`tokio::net::TcpListener::from_std`]), so its future need not
+/// be `Send`.
+pub async fn run_workers<S, W, F>(sockets: Vec<S>, work: W)
 where
-    W: Fn(usize, TcpListener) -> F + Send + Sync + 'static,
-    F: Future<Output = ()> + 'static,
+    S: Send + 'static,
+    W: Fn(usize, S) -> F + Send + Sync + 'static,
+    F: Future<Output = io::Result<()>> + 'static,
 {
     let work = Arc::new(work);
     let mut finished = Vec::new();
-    for (index, listener) in listeners.into_iter().enumerate() {
+    for (index, sockets) in sockets.into_iter().enumerate() {
         let (done, finished_rx) = oneshot::channel::<()>();
         let work = Arc::clone(&work);
         let spawned = std::thread::Builder::new()
             .name(format!("gateway-worker-{index}"))
-            .spawn(move || run_worker(index, listener, &*work, done));
+            .spawn(move || run_worker(index, sockets, &*work, done));
         match spawned {
             Ok(_) => finished.push(finished_rx),
             Err(err) => {
@@ -105,25 +108,15 @@ where
     }
 }
 
-fn run_worker<W, F>(
-    index: usize,
-    listener: std::net::TcpListener,
-    work: &W,
-    done: oneshot::Sender<()>,
-) where
-    W: Fn(usize, TcpListener) -> F,
-    F: Future<Output = ()>,
+fn run_worker<S, W, F>(index: usize, sockets: S, work: &W, done: oneshot::Sender<()>)
+where
+    W: Fn(usize, S) -> F,
+    F: Future<Output = io::Result<()>>,
 {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build();
-    let outcome = runtime.and_then(|runtime| {
-        runtime.block_on(async {
-            let listener = TcpListener::from_std(listener)?;
-            work(index, listener).await;
-            Ok::<_, io::Error>(())
-        })
-    });
+    let outcome = runtime.and_then(|runtime| runtime.block_on(work(index, sockets)));
     if let Err(err) = outcome {
         tracing::error!(worker = index, error = %err, "worker stopped");
     }

@@ -1,6 +1,7 @@
-//! Accepting connections on one listener: HTTP/1.1 and HTTP/2 (h2c with prior knowledge)
-//! through hyper-util's auto builder, each connection on its own task, tracked so shutdown can
-//! drain them (the hyper-util `server_graceful` example, with a cap on the wait).
+//! Accepting connections on one listener: HTTP/1.1 and HTTP/2 (h2c with prior knowledge, or
+//! chosen by ALPN over TLS) through hyper-util's auto builder, each connection on its own task,
+//! tracked so shutdown can drain them (the hyper-util `server_graceful` example, with a cap on
+//! the wait).
 
 use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -13,7 +14,11 @@ use hyper_util::{
         graceful::{GracefulShutdown, Watcher},
     },
 };
-use tokio::net::{TcpListener, TcpStream};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, TcpStream},
+};
+use tokio_rustls::TlsAcceptor;
 
 use crate::forward::body::Body;
 
@@ -41,13 +46,15 @@ pub struct Remote {
     pub addr: SocketAddr,
     /// The client's IP as header text (`X-Forwarded-For`), formatted once per connection.
     pub ip: HeaderValue,
+    /// Whether the connection is TLS (the HTTPS listener).
+    pub https: bool,
 }
 
 impl Remote {
-    fn new(addr: SocketAddr) -> Self {
+    fn new(addr: SocketAddr, https: bool) -> Self {
         let ip = HeaderValue::from_str(&addr.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Self { addr, ip }
+        Self { addr, ip, https }
     }
 }
 
@@ -66,10 +73,12 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 /// Serves `handler` on `listener` until `shutdown` resolves, then stops accepting and waits up
-/// to `grace()` for open connections to finish their requests.
+/// to `grace()` for open connections to finish their requests. With `tls`, every connection
+/// is a TLS one (the HTTPS listener).
 pub async fn serve<H: Handler>(
     name: &'static str,
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     handler: Arc<H>,
     shutdown: impl Future<Output = ()>,
     grace: impl FnOnce() -> Duration,
@@ -95,6 +104,7 @@ pub async fn serve<H: Handler>(
             name,
             stream,
             peer,
+            tls.clone(),
             Arc::clone(&handler),
             watcher,
         ));
@@ -118,6 +128,7 @@ async fn serve_connection<H: Handler>(
     name: &'static str,
     stream: TcpStream,
     peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
     handler: Arc<H>,
     watcher: Watcher,
 ) {
@@ -133,6 +144,53 @@ async fn serve_connection<H: Handler>(
         tracing::debug!(listener = name, %peer, "closing a connection that sent nothing");
         return;
     }
+    let Some(tls) = tls else {
+        serve_io(
+            name,
+            stream,
+            Remote::new(peer, false),
+            settings,
+            handler,
+            watcher,
+        )
+        .await;
+        return;
+    };
+    // The handshake has the same deadline: a client that stops halfway is dropped too.
+    match tokio::time::timeout(settings.idle_timeout, tls.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            serve_io(
+                name,
+                stream,
+                Remote::new(peer, true),
+                settings,
+                handler,
+                watcher,
+            )
+            .await;
+        }
+        Ok(Err(err)) => {
+            tracing::debug!(listener = name, %peer, error = %err, "TLS handshake failed")
+        }
+        Err(_) => {
+            tracing::debug!(listener = name, %peer, "closing a connection slow to finish its TLS handshake")
+        }
+    }
+}
+
+/// Serves HTTP on an established connection, plain or TLS.
+async fn serve_io<H, I>(
+    name: &'static str,
+    io: I,
+    remote: Remote,
+    settings: ConnectionSettings,
+    handler: Arc<H>,
+    watcher: Watcher,
+) where
+    H: Handler,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = remote.addr;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -143,12 +201,11 @@ async fn serve_connection<H: Handler>(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
-    let remote = Remote::new(peer);
     let service = service_fn(move |request| {
         let future = Arc::clone(&handler).call(request, remote.clone());
         async move { Ok::<_, Infallible>(future.await) }
     });
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(err) = watcher.watch(connection.into_owned()).await {
         tracing::debug!(listener = name, %peer, error = %err, "connection ended with an error");
     }

@@ -13,7 +13,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use gateway::{Gateway, GatewayConfig};
+use gateway::{Gateway, GatewayConfig, config::TlsSettings, tls::TlsFiles};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::{body::Frame, service::service_fn};
@@ -244,6 +244,8 @@ async fn answer(
 pub struct TestGateway {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The HTTPS listener, when started with [`TestGateway::start_with`] and TLS settings.
+    pub tls: Option<SocketAddr>,
     pub routes: PathBuf,
     _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -253,6 +255,11 @@ pub struct TestGateway {
 impl TestGateway {
     /// Starts a gateway whose routes file is `routes` (may name `{probe}` for the probe's URL).
     pub async fn start(routes: &str) -> Self {
+        Self::start_with(routes, None).await
+    }
+
+    /// [`TestGateway::start`], with an HTTPS listener on a free port when `tls` is given.
+    pub async fn start_with(routes: &str, tls: Option<(TlsFiles, bool)>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("routes.toml");
         std::fs::write(&path, routes).expect("write routes");
@@ -262,11 +269,17 @@ impl TestGateway {
             routes: path.clone(),
             // Two workers whatever the machine: every test crosses the per-worker state.
             workers: std::num::NonZeroUsize::new(2).expect("two"),
+            tls: tls.map(|(files, redirect)| TlsSettings {
+                addr: "127.0.0.1:0".parse().expect("addr"),
+                files,
+                redirect,
+            }),
         })
         .await
         .expect("gateway starts");
         let addr = gateway.local_addr().expect("addr");
         let admin = gateway.admin_addr().expect("admin addr");
+        let tls = gateway.tls_addr().map(|addr| addr.expect("tls addr"));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(gateway.run_until(async {
             let _ = stopped.await;
@@ -274,6 +287,7 @@ impl TestGateway {
         Self {
             addr,
             admin,
+            tls,
             routes: path,
             _dir: dir,
             stop: Some(stop),

@@ -7,6 +7,7 @@ mod connections;
 mod cors;
 mod errors;
 mod headers;
+mod https;
 mod limits;
 mod paths;
 mod protocols;
