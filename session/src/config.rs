@@ -47,7 +47,12 @@ pub enum HeaderSessions {
 #[derive(Debug, Clone)]
 pub struct CookieSettings {
     pub name: String,
+    /// `Secure` on every cookie (`SESSION_COOKIE_SECURE=true`).
     pub secure: bool,
+    /// `SESSION_COOKIE_SECURE=auto`: `Secure` on the cookies of requests the gateway received
+    /// over HTTPS (`X-Forwarded-Proto: https`). Only for services reachable through the gateway
+    /// alone, which sets that header and never passes on a client's.
+    pub secure_behind_https: bool,
     pub same_site: SameSite,
 }
 
@@ -127,7 +132,16 @@ impl SessionConfig {
                 ),
             ));
         }
-        let secure = env::flag("SESSION_COOKIE_SECURE", false)?;
+        let (secure, secure_behind_https) = env::choice(
+            "SESSION_COOKIE_SECURE",
+            &[
+                ("true", (true, false)),
+                ("false", (false, false)),
+                ("auto", (false, true)),
+            ],
+            (false, false),
+            "one of true, false, auto",
+        )?;
         let same_site = env::choice(
             "SESSION_COOKIE_SAMESITE",
             &[
@@ -170,6 +184,7 @@ impl SessionConfig {
             cookie: CookieSettings {
                 name,
                 secure,
+                secure_behind_https,
                 same_site,
             },
             ttl,

@@ -63,6 +63,13 @@ impl Sessions {
         })
     }
 
+    /// The session cookie's name when it is to be marked `Secure` behind HTTPS only
+    /// (`SESSION_COOKIE_SECURE=auto`, see [`crate::middleware::secure_behind_https`]).
+    pub fn cookie_secured_behind_https(&self) -> Option<&str> {
+        let cookie = &self.rules.cookie;
+        cookie.secure_behind_https.then_some(cookie.name.as_str())
+    }
+
     /// Caps the number of live sessions per user (`SESSION_MAX_PER_USER`).
     #[must_use]
     pub fn with_max_per_user(mut self, cap: Option<u32>) -> Self {

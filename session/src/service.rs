@@ -21,7 +21,7 @@ use crate::{
     config::SessionConfig,
     current::{REFRESHED_TOKEN_HEADER, RefreshedToken, Sessions},
     error::ApiError,
-    middleware::session_middleware,
+    middleware::{secure_behind_https, session_middleware},
 };
 
 /// A service bound to its port, not yet running.
@@ -72,6 +72,7 @@ where
             )
             .default_service(web::to(not_found))
             .wrap(session_middleware(&config))
+            .wrap(from_fn(secure_behind_https))
             .wrap(ErrorHandlers::new().default_handler(json_errors))
             .wrap(from_fn(trace_request))
     })

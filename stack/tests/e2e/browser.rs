@@ -68,6 +68,11 @@ impl Drop for Browser {
 impl Browser {
     /// Starts chromedriver (logging into `log_dir`) and a browser session.
     pub(crate) async fn start(log_dir: &std::path::Path) -> Self {
+        Self::start_with(log_dir, &[]).await
+    }
+
+    /// [`Browser::start`] with more Chromium arguments.
+    pub(crate) async fn start_with(log_dir: &std::path::Path, extra: &[String]) -> Self {
         let profile = tempfile::tempdir().expect("profile dir");
         let port = net::free_port().expect("port");
         let driver = Supervised::spawn(
@@ -87,17 +92,24 @@ impl Browser {
             "chromedriver answers"
         );
 
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--window-size=900,700",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.extend_from_slice(extra);
         let capabilities = json!({
             "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--no-first-run", "--window-size=900,700",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            },
+            "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
         });
         let serde_json::Value::Object(capabilities) = capabilities else {
             unreachable!()

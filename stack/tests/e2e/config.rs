@@ -10,7 +10,7 @@ use stack::{
 use crate::helpers::{SECRET, service_spec};
 
 /// Runs `name` with `env` and returns (exit code, stderr) once it exits on its own.
-fn run(name: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
+pub(crate) fn run(name: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = dir.path().join("out.log");
     let mut spec = service_spec(name, dir.path()).output(Output::File(log.clone()));

@@ -67,7 +67,7 @@ fn output(dir: &std::path::Path, name: &str) -> Output {
 }
 
 /// Variables a developer's shell could leak into the services.
-const LEAKY: [&str; 15] = [
+const LEAKY: [&str; 20] = [
     "REDIS_URL",
     "SESSION_SECRET",
     "SESSION_COOKIE_NAME",
@@ -83,6 +83,11 @@ const LEAKY: [&str; 15] = [
     "GATEWAY_ADDR",
     "GATEWAY_ADMIN_ADDR",
     "GATEWAY_ROUTES",
+    "GATEWAY_TLS_ADDR",
+    "GATEWAY_TLS_CERT",
+    "GATEWAY_TLS_KEY",
+    "GATEWAY_HTTPS_REDIRECT",
+    "REDIS_WAIT_REPLICAS",
 ];
 
 /// A spec for one of our binaries with a clean environment, run in `dir` (so no `.env` of the

@@ -13,6 +13,7 @@ mod cross_site;
 mod deploy;
 mod door;
 mod flow;
+mod https;
 mod launcher;
 mod rules;
 mod topology;
