@@ -76,8 +76,14 @@ pub async fn send<'g>(
         } else {
             std::mem::take(&mut headers)
         };
-        let request = upstream_request(&method, attempt_headers, &endpoint, &path_and_query)?
-            .map(|()| attempt_body);
+        let request = upstream_request(
+            &method,
+            attempt_headers,
+            &endpoint,
+            pool.upstream.host.as_ref(),
+            &path_and_query,
+        )?
+        .map(|()| attempt_body);
         let in_flight = endpoint.begin(worker);
         let sending = exchange(worker, route, &endpoint, request, upgrade, connect_timeout);
         match tokio::time::timeout(route.timeout, sending).await {
@@ -114,7 +120,7 @@ async fn exchange(
     connect_timeout: Duration,
 ) -> Result<(Response<Incoming>, Option<Connection>), SendError> {
     if upgrade {
-        let response = connection::send_upgrade(endpoint.addr, connect_timeout, request).await?;
+        let response = connection::send_upgrade(endpoint.dial(), connect_timeout, request).await?;
         return Ok((response, None));
     }
     let (response, connection) = endpoint
@@ -130,6 +136,7 @@ fn upstream_request(
     method: &Method,
     mut headers: HeaderMap,
     endpoint: &Endpoint,
+    host: Option<&HeaderValue>,
     path_and_query: &uri::PathAndQuery,
 ) -> Result<Request<()>, GatewayError> {
     let mut target = uri::Parts::default();
@@ -140,6 +147,11 @@ fn upstream_request(
         && let Ok(host) = HeaderValue::from_str(endpoint.authority.as_str())
     {
         headers.insert(HOST, host);
+    }
+    // An upstream with its own `host` (an external service behind its own name) gets that,
+    // not the client's.
+    if let Some(host) = host {
+        headers.insert(HOST, host.clone());
     }
     let mut request = Request::new(());
     *request.method_mut() = method.clone();

@@ -37,6 +37,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::upstream::tls::UpstreamTls;
+
 use super::{
     interpolate::interpolate,
     schema::{
@@ -147,6 +149,12 @@ pub(super) struct RawUpstream {
     /// Passive health: an address is taken out after `failures` connection failures in a row,
     /// for `cooldown`. Default failures 1, cooldown "10s".
     eject: Option<RawEject>,
+    /// For https:// targets: a PEM file of the CA certificates to verify them against, in place
+    /// of the web's roots (a private CA). Verification is never skipped.
+    ca: Option<String>,
+    /// The Host header sent to this upstream, and the TLS name asked for and verified, in place
+    /// of the client's Host: "api.example.com" for an external service. Default: the client's.
+    host: Option<String>,
 }
 
 /// A target: its URL alone, or its URL and weight.
@@ -633,6 +641,8 @@ impl Parser<'_> {
                 balance: None,
                 health_check: None,
                 eject: None,
+                ca: None,
+                host: None,
             },
             toml::Value::Table(_) => value
                 .get_ref()
@@ -730,6 +740,44 @@ impl Parser<'_> {
                 },
             },
         };
+        let host = raw
+            .host
+            .as_deref()
+            .map(|host| {
+                let host = self.value(host, span.clone())?;
+                match host.parse::<http::uri::Authority>() {
+                    Ok(authority) if authority.as_str() == host.trim() => {
+                        http::HeaderValue::from_str(authority.as_str())
+                            .map_err(|_| fail(format!("host {host:?} is not a host name")))
+                    }
+                    _ => Err(fail(format!(
+                        "host {host:?} is not a host name like \"api.example.com\""
+                    ))),
+                }
+            })
+            .transpose()?;
+        let https = targets.iter().any(|target| target.https);
+        let ca = raw
+            .ca
+            .as_deref()
+            .map(|ca| self.value(ca, span.clone()))
+            .transpose()?;
+        if ca.is_some() && !https {
+            return Err(fail(
+                "has a ca but no https:// target to verify with it".into(),
+            ));
+        }
+        let tls = if https {
+            // The CA file is read now: a broken one is refused like any other bad edit.
+            let server_name = host
+                .as_ref()
+                .and_then(|host| host.to_str().ok())
+                .map(|host| host.split(':').next().unwrap_or(host));
+            let tls = UpstreamTls::new(ca.as_deref().map(Path::new), server_name).map_err(fail)?;
+            Some(Arc::new(tls))
+        } else {
+            None
+        };
         Ok(Upstream {
             name: name.to_owned(),
             targets,
@@ -737,6 +785,8 @@ impl Parser<'_> {
             health_check,
             eject,
             weighted,
+            tls,
+            host,
         })
     }
 
@@ -969,6 +1019,67 @@ timeout = "5s"
     }
 
     #[test]
+    fn https_targets_take_a_ca_and_a_host() {
+        let route = "[[routes]]\npath = \"/\"\nupstream = \"api\"\n";
+        let parse_api = |lines: &str| {
+            parse(
+                Path::new("routes.toml"),
+                &format!("[upstreams.api]\n{lines}\n{route}"),
+                no_env,
+            )
+        };
+        let table = parse_api(
+            "targets = [\"https://api.example.com\"]\nca = \"tests/schema/example-ca.pem\"\nhost = \"api.example.com\"",
+        )
+        .expect("valid");
+        let api = &table.upstreams["api"];
+        assert!(api.targets[0].https);
+        assert_eq!(api.targets[0].port, 443);
+        assert_eq!(
+            api.host.as_ref().map(|h| h.as_bytes()),
+            Some(&b"api.example.com"[..])
+        );
+        assert!(
+            api.tls
+                .as_ref()
+                .is_some_and(|tls| tls.roots.ends_with("example-ca.pem"))
+        );
+        let web = parse_api("targets = [\"https://api.example.com\"]").expect("valid");
+        assert!(
+            web.upstreams["api"]
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.roots == "web roots")
+        );
+
+        for (lines, expected) in [
+            (
+                "targets = [\"http://a:1\"]\nca = \"tests/schema/example-ca.pem\"",
+                "has a ca but no https:// target",
+            ),
+            (
+                "targets = [\"https://a:1\"]\nca = \"/nonexistent/ca.pem\"",
+                "ca /nonexistent/ca.pem: ",
+            ),
+            (
+                "targets = [\"https://a:1\"]\nca = \"Cargo.toml\"",
+                "holds no PEM certificate",
+            ),
+            (
+                "targets = [\"https://a:1\"]\nhost = \"a b\"",
+                "is not a host name",
+            ),
+            (
+                "targets = [\"ftp://a:1\"]",
+                "must start with http:// or https://",
+            ),
+        ] {
+            let err = parse_api(lines).expect_err(lines);
+            assert!(err.reason.contains(expected), "{lines}: {err}");
+        }
+    }
+
+    #[test]
     fn door_checks_are_named_by_routes_and_validated() {
         let base = "[upstreams]\nreader = [\"http://x:1\"]\ngreeter = [\"http://x:2\"]\n\
             [[routes]]\npath = \"/\"\nupstream = \"reader\"\n\
@@ -1095,9 +1206,9 @@ timeout = "5s"
             assert_eq!(err.line, Some(5), "{err}");
         }
         let err = parse_err(
-            "[upstreams]\nw = [\"https://x:1\"]\n[[routes]]\npath = \"/\"\nupstream = \"w\"\n",
+            "[upstreams]\nw = [\"ws://x:1\"]\n[[routes]]\npath = \"/\"\nupstream = \"w\"\n",
         );
-        assert!(err.reason.contains("http://"), "{err}");
+        assert!(err.reason.contains("http:// or https://"), "{err}");
         assert_eq!(err.line, Some(2));
         let err = parse_err("[upstreams]\nw = []\n[[routes]]\npath = \"/\"\nupstream = \"w\"\n");
         assert!(err.reason.contains("no targets"), "{err}");

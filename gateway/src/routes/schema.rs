@@ -40,7 +40,7 @@ pub(super) const SIZE_PATTERN: &str = r"^\s*[0-9]+\s*([bB]|[kKmMgG][iI]?[bB])?\s
 const PATH_PATTERN: &str = r"^\s*/|\$\{";
 
 /// An upstream target: `http://` (in any case) and a host.
-const TARGET_PATTERN: &str = r"^\s*[hH][tT][tT][pP]://|\$\{";
+const TARGET_PATTERN: &str = r"^\s*[hH][tT][tT][pP][sS]?://|\$\{";
 
 /// A CORS origin: `http://` or `https://` and a host (so never `*`).
 const ORIGIN_PATTERN: &str = r"^\s*[hH][tT][tT][pP][sS]?://|\$\{";
@@ -161,8 +161,8 @@ impl JsonSchema for TargetSchema {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         string_schema(
             TARGET_PATTERN,
-            "A target: \"http://host:port\" (plain HTTP; no path, query or user; port 80 if \
-             left out).",
+            "A target: \"http://host:port\" or \"https://host:port\" (no path, query or user; \
+             port 80 or 443 if left out).",
         )
     }
 }

@@ -54,8 +54,9 @@ impl Settings {
     }
 }
 
-/// One base URL of an upstream: `http://host:port`. A host name may resolve to several
-/// addresses (replicas behind one DNS name); each address is balanced separately.
+/// One base URL of an upstream: `http://host:port` or `https://host:port`. A host name may
+/// resolve to several addresses (replicas behind one DNS name); each address is balanced
+/// separately.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Target {
     #[serde(rename = "url")]
@@ -67,20 +68,23 @@ pub struct Target {
     /// Its share of the upstream's requests, relative to the other targets' weights (see
     /// [`Upstream::weighted`]); 0 drains it. 1 unless the file says otherwise.
     pub weight: u32,
+    /// `https://`: the connection is TLS, the certificate verified (see [`Upstream::tls`]).
+    #[serde(skip)]
+    pub https: bool,
 }
 
 impl Target {
-    /// Parses `http://host[:port][/]`; anything else (other schemes, paths, queries, user info)
-    /// is refused with a reason.
+    /// Parses `http://host[:port][/]` or `https://…`; anything else (other schemes, paths,
+    /// queries, user info) is refused with a reason.
     pub fn parse(raw: &str) -> Result<Self, String> {
         let uri: http::Uri = raw
             .parse()
             .map_err(|err| format!("{raw:?} is not a URL ({err})"))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(format!(
-                "{raw:?} must start with http:// (the gateway talks plain HTTP to upstreams)"
-            ));
-        }
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(format!("{raw:?} must start with http:// or https://")),
+        };
         let authority = uri
             .authority()
             .cloned()
@@ -90,7 +94,7 @@ impl Target {
         }
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             return Err(format!(
-                "{raw:?} must be just http://host:port (no path or query: requests keep their own)"
+                "{raw:?} must be just http(s)://host:port (no path or query: requests keep their own)"
             ));
         }
         let host = authority
@@ -98,15 +102,17 @@ impl Target {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
+        let scheme = if https { "https" } else { "http" };
         Ok(Self {
-            display: format!("http://{authority}"),
+            display: format!("{scheme}://{authority}"),
             host,
-            port: authority.port_u16().unwrap_or(80),
+            port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
             weight: 1,
+            https,
         })
     }
 
-    /// `http://host:port`, for logs and errors.
+    /// `http(s)://host:port`, for logs and errors.
     pub fn url(&self) -> &str {
         &self.display
     }
@@ -124,6 +130,23 @@ pub struct Upstream {
     /// first (a blue/green or canary split, whatever number of addresses each has), and an
     /// address of that target by `balance`. Without weights every address is one candidate.
     pub weighted: bool,
+    /// How its `https://` targets are verified (`ca`, or the compiled-in web roots).
+    #[serde(skip)]
+    pub tls: Option<Arc<crate::upstream::tls::UpstreamTls>>,
+    /// `host`: the `Host` sent to it (and the TLS name asked for and verified), in place of
+    /// the client's.
+    #[serde(serialize_with = "header_text")]
+    pub host: Option<http::HeaderValue>,
+}
+
+fn header_text<S: serde::Serializer>(
+    value: &Option<http::HeaderValue>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value.as_ref().and_then(|value| value.to_str().ok()) {
+        Some(text) => s.serialize_some(text),
+        None => s.serialize_none(),
+    }
 }
 
 /// How a request picks among an upstream's addresses.
@@ -347,6 +370,8 @@ mod tests {
                             health_check: None,
                             eject: Eject::default(),
                             weighted: false,
+                            tls: None,
+                            host: None,
                         })
                     })
                     .clone();
@@ -397,14 +422,18 @@ mod tests {
     }
 
     #[test]
-    fn targets_must_be_plain_http_base_urls() {
+    fn targets_must_be_http_or_https_base_urls() {
         assert_eq!(
             Target::parse("http://writer:8090").map(|t| t.url().to_owned()),
             Ok("http://writer:8090".to_owned())
         );
         assert!(Target::parse("http://127.0.0.1:8090/").is_ok());
+        let https = Target::parse("https://api.example.com").expect("https");
+        assert_eq!(
+            (https.url(), https.port, https.https),
+            ("https://api.example.com", 443, true)
+        );
         for bad in [
-            "https://x:1",
             "ftp://x",
             "http://x:1/path",
             "http://x:1/?q",

@@ -41,11 +41,89 @@ use hyper::{
     client::conn::{TrySendError, http1},
 };
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use rustls::pki_types::ServerName;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpStream,
+};
+use tokio_rustls::client::TlsStream;
 
+use super::tls::UpstreamTls;
 use crate::forward::body::Body;
 
-type Driver = http1::Connection<TokioIo<TcpStream>, Body>;
+type Driver = http1::Connection<TokioIo<Stream>, Body>;
+
+/// Where a connection goes: an address, and for an `https://` target how to secure it.
+#[derive(Debug, Clone, Copy)]
+pub struct Dial<'a> {
+    pub addr: SocketAddr,
+    pub tls: Option<(&'a UpstreamTls, &'a ServerName<'static>)>,
+}
+
+/// The socket under a connection: plain TCP, or TLS over it.
+#[derive(Debug)]
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(stream) => stream.is_write_vectored(),
+            Self::Tls(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
 
 /// An idle connection older than this is closed instead of reused. Upstreams close theirs
 /// after a keep-alive timeout (actix-web and Node after 5 s by default); a close that has
@@ -105,9 +183,9 @@ impl std::error::Error for SendError {
 }
 
 impl Connection {
-    /// Opens a connection to `addr` within `connect_timeout`.
-    pub async fn open(addr: SocketAddr, connect_timeout: Duration) -> io::Result<Self> {
-        let (sender, driver) = handshake(addr, connect_timeout).await?;
+    /// Opens a connection as `dial` says within `connect_timeout` (TLS handshake included).
+    pub async fn open(dial: Dial<'_>, connect_timeout: Duration) -> io::Result<Self> {
+        let (sender, driver) = handshake(dial, connect_timeout).await?;
         Ok(Self(Box::new(State {
             sender,
             driver,
@@ -231,11 +309,11 @@ fn drive(driver: &mut Driver, ended: &mut bool, cx: &mut Context<'_>) -> bool {
 /// connection is driven by a task of its own, which hands it over as an upgraded stream when
 /// the upstream agrees (`101`), so it is never pooled.
 pub async fn send_upgrade(
-    addr: SocketAddr,
+    dial: Dial<'_>,
     connect_timeout: Duration,
     request: Request<Body>,
 ) -> Result<Response<Incoming>, SendError> {
-    let (mut sender, driver) = handshake(addr, connect_timeout)
+    let (mut sender, driver) = handshake(dial, connect_timeout)
         .await
         .map_err(SendError::Connect)?;
     tokio::spawn(async move {
@@ -250,13 +328,23 @@ pub async fn send_upgrade(
 }
 
 async fn handshake(
-    addr: SocketAddr,
+    dial: Dial<'_>,
     connect_timeout: Duration,
 ) -> io::Result<(http1::SendRequest<Body>, Driver)> {
-    let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+    let connecting = async {
+        let stream = TcpStream::connect(dial.addr).await?;
+        stream.set_nodelay(true)?;
+        match dial.tls {
+            None => Ok::<_, io::Error>(Stream::Plain(stream)),
+            // A certificate that does not verify fails here, before anything is sent.
+            Some((tls, name)) => Ok(Stream::Tls(Box::new(
+                tls.connect(name.clone(), stream).await?,
+            ))),
+        }
+    };
+    let stream = tokio::time::timeout(connect_timeout, connecting)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-    stream.set_nodelay(true)?;
     http1::handshake(TokioIo::new(stream))
         .await
         .map_err(io::Error::other)

@@ -50,7 +50,7 @@ pub async fn check_every(connect_timeout: Duration, pool: Weak<Pool>) {
 
 /// Whether `endpoint` answers `GET <check.path>` with a 2xx.
 async fn passes(endpoint: &Endpoint, check: &HealthCheck, connect_timeout: Duration) -> bool {
-    let Ok(mut connection) = Connection::open(endpoint.addr, connect_timeout).await else {
+    let Ok(mut connection) = Connection::open(endpoint.dial(), connect_timeout).await else {
         return false;
     };
     let request = Request::get(check.path.as_str())

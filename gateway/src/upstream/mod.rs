@@ -18,6 +18,7 @@
 
 pub mod connection;
 pub mod health;
+pub mod tls;
 
 use std::{
     collections::HashMap,
@@ -37,7 +38,12 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use rand::Rng;
 
-use self::connection::{Connection, SendError};
+use rustls::pki_types::ServerName;
+
+use self::{
+    connection::{Connection, Dial, SendError},
+    tls::UpstreamTls,
+};
 use crate::{
     forward::body::{self, Body},
     routes::{Balance, Eject, HealthCheck, Target, Upstream},
@@ -62,6 +68,8 @@ pub struct Endpoint {
     ejected_until_ms: AtomicU64,
     /// Result of the last active health check (true until one fails, or without checks).
     healthy: AtomicBool,
+    /// For an `https://` target: how to secure the connection, and the name to verify.
+    tls: Option<(Arc<UpstreamTls>, ServerName<'static>)>,
 }
 
 /// What one worker has of an endpoint, alone on its cache line(s).
@@ -76,7 +84,12 @@ struct Slot {
 }
 
 impl Endpoint {
-    fn new(target: &Target, addr: SocketAddr, slots: usize) -> Self {
+    fn new(
+        target: &Target,
+        addr: SocketAddr,
+        slots: usize,
+        tls: Option<(Arc<UpstreamTls>, ServerName<'static>)>,
+    ) -> Self {
         Self {
             addr,
             authority: http::uri::Authority::try_from(addr.to_string().as_str())
@@ -87,6 +100,15 @@ impl Endpoint {
             failures: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
+            tls,
+        }
+    }
+
+    /// How to open a connection to this address.
+    pub fn dial(&self) -> Dial<'_> {
+        Dial {
+            addr: self.addr,
+            tls: self.tls.as_ref().map(|(tls, name)| (&**tls, name)),
         }
     }
 
@@ -142,7 +164,7 @@ impl Endpoint {
             let (mut connection, idle) = match self.take_idle(worker).await {
                 Some((connection, idle)) => (connection, Some(idle)),
                 None => (
-                    Connection::open(self.addr, connect_timeout)
+                    Connection::open(self.dial(), connect_timeout)
                         .await
                         .map_err(SendError::Connect)?,
                     None,
@@ -279,15 +301,35 @@ impl Registry {
         }
     }
 
-    fn endpoint(&self, target: &Target, addr: SocketAddr) -> Arc<Endpoint> {
+    /// The endpoint of `target` at `addr`, secured with `tls` for an `https://` target. An
+    /// endpoint is the same across reloads as long as its target, address and TLS settings are.
+    fn endpoint(
+        &self,
+        target: &Target,
+        addr: SocketAddr,
+        tls: Option<&Arc<UpstreamTls>>,
+    ) -> Arc<Endpoint> {
+        let secured = tls.filter(|_| target.https).and_then(|tls| {
+            match tls.server_name(&target.host) {
+                Ok(name) => Some((Arc::clone(tls), name)),
+                Err(err) => {
+                    tracing::warn!(target = target.url(), error = %err, "cannot verify this target");
+                    None
+                }
+            }
+        });
+        let identity = match &secured {
+            Some((tls, name)) => format!("{} {} {}", target.url(), tls.roots, name.to_str()),
+            None => target.url().to_owned(),
+        };
         let mut endpoints = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (target.url().to_owned(), addr);
+        let key = (identity, addr);
         if let Some(existing) = endpoints.get(&key).and_then(Weak::upgrade) {
             return existing;
         }
         // Forget endpoints no generation uses any more.
         endpoints.retain(|_, endpoint| endpoint.strong_count() > 0);
-        let endpoint = Arc::new(Endpoint::new(target, addr, self.workers));
+        let endpoint = Arc::new(Endpoint::new(target, addr, self.workers, secured));
         endpoints.insert(key, Arc::downgrade(&endpoint));
         endpoint
     }
@@ -341,9 +383,9 @@ impl Pool {
                     addrs.sort();
                     addrs.dedup();
                     resolved.extend(
-                        addrs
-                            .into_iter()
-                            .map(|addr| registry.endpoint(target, addr)),
+                        addrs.into_iter().map(|addr| {
+                            registry.endpoint(target, addr, self.upstream.tls.as_ref())
+                        }),
                     );
                 }
                 Err(err) => {
@@ -548,6 +590,8 @@ mod tests {
             health_check: None,
             eject: Eject::default(),
             weighted: false,
+            tls: None,
+            host: None,
         })
     }
 

@@ -288,3 +288,135 @@ async fn plain_http_is_redirected_to_https_which_carries_hsts() {
         "{text}"
     );
 }
+
+/// An HTTPS upstream with a certificate for `localhost` and `api.test` from `ca`: it answers
+/// every request with the `Host` it got and the TLS name the client asked for; returns its
+/// address and a count of the requests it answered.
+async fn https_upstream(
+    ca: &TestCa,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let mut params = CertificateParams::new(vec!["localhost".to_owned(), "api.test".to_owned()])
+        .expect("params");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "upstream");
+    let key = KeyPair::generate().expect("key");
+    let cert = params
+        .signed_by(&key, &Issuer::from_params(&ca.params, &ca.key))
+        .expect("leaf");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key"),
+    )
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&answered);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let sni = stream.get_ref().1.server_name().unwrap_or("-").to_owned();
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let body = serde_json::json!({
+                            "host": request.headers().get("host").and_then(|h| h.to_str().ok()),
+                            "sni": sni,
+                            "path": request.uri().path(),
+                        });
+                        async move {
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from(body.to_string())),
+                            ))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, answered)
+}
+
+#[tokio::test]
+async fn an_https_upstream_is_verified_against_its_ca_and_gets_its_own_host() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = TestCa::new();
+    let ca_file = ca.write_pem(dir.path());
+    let (upstream, answered) = https_upstream(&ca).await;
+    let routes = |extra: &str| {
+        format!(
+            "[upstreams.api]\ntargets = [\"https://localhost:{}\"]\n{extra}\n\n\
+             [[routes]]\npath = \"/\"\nupstream = \"api\"\n",
+            upstream.port()
+        )
+    };
+
+    // Its CA, its own Host: verified as api.test, and sent Host: api.test.
+    let gateway = TestGateway::start(&routes(&format!(
+        "ca = \"{}\"\nhost = \"api.test\"",
+        ca_file.display()
+    )))
+    .await;
+    let (status, body) = crate::helpers::json(
+        client()
+            .get(gateway.url("/v1/items"))
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        serde_json::json!({ "host": "api.test", "sni": "api.test", "path": "/v1/items" })
+    );
+
+    // Without `host`: the target's name is verified, the client's Host is kept.
+    let gateway = TestGateway::start(&routes(&format!("ca = \"{}\"", ca_file.display()))).await;
+    let (status, body) = crate::helpers::json(
+        client()
+            .get(gateway.url("/"))
+            .header("host", "shop.example")
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["sni"], &body["host"]),
+        (
+            200,
+            &serde_json::json!("localhost"),
+            &serde_json::json!("shop.example")
+        )
+    );
+
+    // Without `ca`, the web's roots do not know the test's CA: 502, and nothing reached it.
+    let before = answered.load(std::sync::atomic::Ordering::SeqCst);
+    let gateway = TestGateway::start(&routes("")).await;
+    let response = client().get(gateway.url("/")).send().await.expect("answer");
+    assert_eq!(response.status(), 502);
+    assert_eq!(
+        answered.load(std::sync::atomic::Ordering::SeqCst),
+        before,
+        "an unverified upstream gets no request"
+    );
+}
