@@ -95,7 +95,7 @@ T_START=$SECONDS
 ensure_packages() {
   local -A pkg=([nginx]=nginx [haproxy]=haproxy [caddy]=caddy [wrk]=wrk [jq]=jq [curl]=curl
     [redis-cli]=redis-tools [redis-benchmark]=redis-tools [redis-server]=redis-server
-    [python3]=python3 [timeout]=coreutils [ps]=procps)
+    [python3]=python3 [timeout]=coreutils [ps]=procps [openssl]=openssl)
   if [[ $CALLGRIND != 0 ]]; then pkg+=([valgrind]=valgrind [callgrind_control]=valgrind); fi
   if [[ $PEER != 0 ]]; then pkg+=([node]=nodejs [npm]=npm); fi
   local b missing=() sudo=()
@@ -312,7 +312,17 @@ start_gateway() {
     GATEWAY_ADMIN_ADDR="127.0.0.1:$admin" GATEWAY_ROUTES="$ROOT/routes/routes.toml" \
     WRITER_URL="$WRITER_URL" READER_URL="$READER_URL" "$@" "$BIN/gateway"
 }
-start_gateway gateway "$GATEWAY_PORT" "$ADMIN_PORT"
+# The same gateway also serves HTTPS (target gateway_https), with a self-signed certificate
+# made here for 127.0.0.1; curl trusts it through CURL_CA_BUNDLE, wrk does not verify.
+mkdir -p "$RUN_DIR/tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+  -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+  -keyout "$RUN_DIR/tls/key.pem" -out "$RUN_DIR/tls/cert.pem" 2>"$RUN_DIR/tls/openssl.log" ||
+  die "openssl could not make a certificate (see $RUN_DIR/tls/openssl.log)"
+export CURL_CA_BUNDLE=$RUN_DIR/tls/cert.pem
+TLS_PORT=$(free_ports 1)
+start_gateway gateway "$GATEWAY_PORT" "$ADMIN_PORT" GATEWAY_TLS_ADDR="127.0.0.1:$TLS_PORT" \
+  GATEWAY_TLS_CERT="$RUN_DIR/tls/cert.pem" GATEWAY_TLS_KEY="$RUN_DIR/tls/key.pem"
 wait_ok gateway "http://127.0.0.1:$ADMIN_PORT/readyz" 30 || die "gateway not ready (see $RUN_DIR/gateway.log)"
 
 # ---- 2. the peer proxies, same upstreams ----
@@ -341,8 +351,9 @@ start caddy "$RUN_DIR/caddy/caddy.log" env HOME="$RUN_DIR/caddy" XDG_CONFIG_HOME
   XDG_DATA_HOME="$RUN_DIR/caddy/data" GOMAXPROCS="$PROXY_WORKERS" \
   caddy run --config "$RUN_DIR/caddy/Caddyfile" --adapter caddyfile
 
-TARGETS=(gateway nginx haproxy caddy direct)
-declare -A URL=([gateway]=http://127.0.0.1:$GATEWAY_PORT [nginx]=http://127.0.0.1:$NGINX_PORT
+TARGETS=(gateway gateway_https nginx haproxy caddy direct)
+declare -A URL=([gateway]=http://127.0.0.1:$GATEWAY_PORT [gateway_https]=https://127.0.0.1:$TLS_PORT
+  [nginx]=http://127.0.0.1:$NGINX_PORT
   [haproxy]=http://127.0.0.1:$HAPROXY_PORT [caddy]=http://127.0.0.1:$CADDY_PORT [direct]=$READER_URL)
 for t in nginx haproxy caddy; do
   wait_ok "any:$t" "${URL[$t]}/healthz" 30 || die "$t not ready (see $RUN_DIR/$t/)"
@@ -387,6 +398,7 @@ declare -A RPS=() P50=() P99=() ERRS=()
 roles_of() { # ROLE=PID arguments of cpu_begin for a read target
   case $1 in
   direct) echo "reader=${PID[reader]} redis=${PID[redis]}" ;;
+  gateway_https) echo "proxy=${PID[gateway]} reader=${PID[reader]} redis=${PID[redis]}" ;;
   *) echo "proxy=${PID[$1]} reader=${PID[reader]} redis=${PID[redis]}" ;;
   esac
 }
@@ -421,6 +433,8 @@ done
 for t in nginx haproxy caddy; do
   put "ratio.gateway_over_$t" "$(calc 'sprintf("%.3f", g / p)' g="${M[gateway.read.rps]}" p="${M[$t.read.rps]}")"
 done
+put ratio.gateway_https_over_gateway "$(calc 'sprintf("%.3f", h / g)' \
+  h="${M[gateway_https.read.rps]}" g="${M[gateway.read.rps]}")"
 put ratio.gateway_over_direct "$(calc 'sprintf("%.3f", g / d)' g="${M[gateway.read.rps]}" d="${M[direct.read.rps]}")"
 
 # ---- 5. latency at one connection ----
@@ -590,6 +604,8 @@ mb() { if [[ -n ${M[$1]:-} ]]; then fmt %.1f "$(calc 'k / 1024' k="${M[$1]}")"; 
       "$(v "cpu_us_per_req.$t.reader")" "$(v "cpu_us_per_req.$t.redis")"
   done
   echo
+  echo "- HTTPS (the same gateway, TLS 1.3 + HTTP/1.1 from wrk, connections kept alive): reads/s" \
+    "$(v gateway_https.read.rps), $(v ratio.gateway_https_over_gateway) of plain HTTP"
   echo "- reads/s gateway ÷ nginx $(v ratio.gateway_over_nginx), ÷ haproxy $(v ratio.gateway_over_haproxy)," \
     "÷ caddy $(v ratio.gateway_over_caddy), ÷ direct $(v ratio.gateway_over_direct); read errors" \
     "(non-2xx + socket + timeouts): $(for t in "${TARGETS[@]}"; do printf '%s %s ' "$t" "$(v "$t.read.errors")"; done)"

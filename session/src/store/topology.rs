@@ -22,6 +22,10 @@ const SENTINEL_PORT: u16 = 26379;
 /// How long the start-up check waits for each node.
 const VERIFY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long the start-up check waits for a cluster whose nodes answer but do not serve yet: a
+/// cluster just created (or healing) takes a moment until every node calls it ok.
+const CLUSTER_SETTLE: Duration = Duration::from_secs(5);
+
 /// A parsed `REDIS_URL`.
 #[derive(Clone)]
 pub enum Topology {
@@ -196,8 +200,27 @@ fn connect(info: &ConnectionInfo) -> Result<redis::Connection, String> {
     Ok(connection)
 }
 
-/// Ok when a seed node answers and says the cluster serves its slots.
+/// Ok when a seed node answers and says the cluster serves its slots. While nodes answer but
+/// none says so yet, asks again for up to [`CLUSTER_SETTLE`]; seeds that do not answer at all
+/// fail at once (a wrong list is far likelier than a slow start).
 fn verify_cluster(nodes: &[ConnectionInfo]) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + CLUSTER_SETTLE;
+    loop {
+        match ask_cluster(nodes) {
+            Ok(()) => return Ok(()),
+            Err((answered, problem)) => {
+                if !answered || std::time::Instant::now() >= deadline {
+                    return Err(problem);
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+    }
+}
+
+/// One round of [`verify_cluster`]: `Err((whether some node answered, why))`.
+fn ask_cluster(nodes: &[ConnectionInfo]) -> Result<(), (bool, String)> {
+    let mut answered = false;
     let mut problems = Vec::new();
     for node in nodes {
         let info: Result<String, String> = connect(node).and_then(|mut connection| {
@@ -210,7 +233,10 @@ fn verify_cluster(nodes: &[ConnectionInfo]) -> Result<(), String> {
             Ok(info) if info.lines().any(|line| line.trim() == "cluster_state:ok") => {
                 return Ok(());
             }
-            Ok(_) => "answers cluster_state:fail (slots without a primary, or no majority)".into(),
+            Ok(_) => {
+                answered = true;
+                "answers cluster_state:fail (slots without a primary, or no majority)".into()
+            }
             Err(err) if err.contains("cluster support disabled") => {
                 "is not a cluster node (cluster-enabled no); one Redis takes one URL".into()
             }
@@ -218,9 +244,12 @@ fn verify_cluster(nodes: &[ConnectionInfo]) -> Result<(), String> {
         };
         problems.push(format!("{}: {problem}", address(node)));
     }
-    Err(format!(
-        "no node of the Redis Cluster serves ({})",
-        problems.join("; ")
+    Err((
+        answered,
+        format!(
+            "no node of the Redis Cluster serves ({})",
+            problems.join("; ")
+        ),
     ))
 }
 

@@ -504,6 +504,21 @@ async fn on_a_redis_cluster(deployment: &mut Deployment) {
     deployment.compose(&["down", "--volumes", "--timeout", "10"]);
     deployment.files = vec!["docker-compose.yml", "docker-compose.cluster.yml"];
     deployment.up(&[]);
+    // The first request after `up` must already work; if it does not, say what the containers
+    // said (a service that exited at start names the reason on its last line).
+    let probe = reqwest::Client::new()
+        .get(deployment.url("/login"))
+        .send()
+        .await
+        .map(|response| response.status().as_u16());
+    if probe != Ok(200) {
+        let logs =
+            deployment.compose(&["logs", "--tail", "15", "writer", "reader", "redis-cluster"]);
+        panic!(
+            "login after up on the cluster: {probe:?}\n{}\n{logs}",
+            deployment.compose(&["ps"])
+        );
+    }
     let (client, user) = login(deployment).await;
     for expected in 1..=3 {
         let (status, body) = json(
