@@ -511,7 +511,7 @@ async fn on_a_redis_cluster(deployment: &mut Deployment) {
         .send()
         .await
         .map(|response| response.status().as_u16());
-    if probe != Ok(200) {
+    if !matches!(probe, Ok(200)) {
         let logs =
             deployment.compose(&["logs", "--tail", "15", "writer", "reader", "redis-cluster"]);
         panic!(
