@@ -327,7 +327,8 @@ impl TestStack {
 
         let (gateway_addr, admin_addr) = (localhost(port()), localhost(port()));
         let routes = dir.path().join("routes.toml");
-        std::fs::write(&routes, routes_file(&writer_addrs, reader_addr)).expect("routes.toml");
+        std::fs::write(&routes, routes_file(&writer_addrs, &[reader_addr], "", ""))
+            .expect("routes.toml");
         let mut gateway_spec = service_spec("gateway", dir.path());
         for (key, value) in &options.gateway_env {
             gateway_spec = gateway_spec.env(key, value);
@@ -356,7 +357,7 @@ impl TestStack {
     /// The routes file the stack started with (writer paths to the writers, the rest to the
     /// reader), to extend and [`reroute`] to.
     pub fn routes(&self) -> String {
-        routes_file(&self.writer_addrs, self.reader_addr)
+        routes_file(&self.writer_addrs, &[self.reader_addr], "", "")
     }
 
     /// A URL on the gateway.
@@ -471,15 +472,27 @@ pub async fn reroute(stack: &TestStack, file: &str) {
     );
 }
 
-/// A routes file sending writer paths to `writers` (balanced) and the rest to `reader`.
-fn routes_file(writers: &[SocketAddr], reader: SocketAddr) -> String {
-    let targets: Vec<String> = writers
-        .iter()
-        .map(|addr| format!("\"http://{addr}\""))
-        .collect();
+/// A routes file: writer paths balanced over `writers`, everything else over `readers`, with
+/// `settings` lines (e.g. `idle_timeout = "2s"`) and `extra` lines after the upstreams (more
+/// upstreams, or whole tables). The writer's routes say `idempotent = false`, as the shipped
+/// routes.toml does: its `GET /increment` changes state, so a written one is never sent again.
+pub fn routes_file(
+    writers: &[SocketAddr],
+    readers: &[SocketAddr],
+    settings: &str,
+    extra: &str,
+) -> String {
+    let list = |addrs: &[SocketAddr]| {
+        addrs
+            .iter()
+            .map(|addr| format!("\"http://{addr}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut file = format!(
-        "[upstreams]\nwriter = [{}]\nreader = [\"http://{reader}\"]\n",
-        targets.join(", ")
+        "[settings]\n{settings}\n\n[upstreams]\nwriter = [{}]\nreader = [{}]\n{extra}\n",
+        list(writers),
+        list(readers)
     );
     for path in ["/login", "/increment", "/logout"] {
         file.push_str(&format!(

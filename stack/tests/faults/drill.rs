@@ -34,7 +34,7 @@ use stack::{
 use crate::{
     helpers::{Options, TestStack, spawn_ready},
     load::{Done, Load},
-    support::{User, reroute},
+    support::{User, reroute, routes},
 };
 
 /// Users, each a client sending one request at a time: enough that every writer, reader and
@@ -56,32 +56,6 @@ fn phase_length() -> Duration {
         ),
         Err(_) => PHASE,
     }
-}
-
-/// The routes file of the drill: writer paths balanced over `writers` and marked
-/// `idempotent = false` as the shipped routes.toml marks them (an increment that reached a
-/// writer is never sent again: that would count it twice), everything else over `readers`.
-/// (`support::routes` leaves the writer's routes idempotent.)
-fn routes(writers: &[SocketAddr], readers: &[SocketAddr]) -> String {
-    let list = |addrs: &[SocketAddr]| {
-        addrs
-            .iter()
-            .map(|addr| format!("\"http://{addr}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut file = format!(
-        "[upstreams]\nwriter = [{}]\nreader = [{}]\n",
-        list(writers),
-        list(readers)
-    );
-    for path in ["/login", "/increment", "/logout"] {
-        file.push_str(&format!(
-            "\n[[routes]]\npath = \"{path}\"\nupstream = \"writer\"\nidempotent = false\n"
-        ));
-    }
-    file.push_str("\n[[routes]]\npath = \"/\"\nupstream = \"reader\"\n");
-    file
 }
 
 /// The key every user's operations share a slot with (`user:{<id>}:sessions`).
@@ -405,7 +379,7 @@ async fn failover_drill() {
         readers.push(start_reader(&stack, addr, name));
         reader_addrs.push(addr);
     }
-    reroute(&stack, &routes(&stack.writer_addrs, &reader_addrs)).await;
+    reroute(&stack, &routes(&stack.writer_addrs, &reader_addrs, "", "")).await;
 
     let load = Load::new(&stack, USERS).await;
     let victim_user = &load.users[0];
@@ -493,7 +467,7 @@ async fn failover_drill() {
     readers.push(start_reader(&stack, fourth_addr, "reader4"));
     reader_addrs.push(fourth_addr);
     let edited = Instant::now();
-    reroute(&stack, &routes(&stack.writer_addrs, &reader_addrs)).await;
+    reroute(&stack, &routes(&stack.writer_addrs, &reader_addrs, "", "")).await;
     let reloaded = edited.elapsed();
     tokio::time::sleep_until((phases[fourth].from + phase).into()).await;
     let fourth_key = format!("reader {fourth_addr}");

@@ -8,8 +8,8 @@ use std::{
 
 use serde_json::{Value, json};
 
-pub use crate::helpers::reroute;
 use crate::helpers::{self, TestStack};
+pub use crate::helpers::{reroute, routes_file as routes};
 
 /// The body of every 503 of writer and reader while Redis is unreachable.
 pub fn store_unavailable() -> Value {
@@ -77,39 +77,6 @@ impl User {
 /// `http://<addr>`
 pub fn base(addr: SocketAddr) -> String {
     format!("http://{addr}")
-}
-
-/// A routes file: writer paths balanced over `writers`, everything else over `readers`, with
-/// `settings` lines (e.g. `idle_timeout = "2s"`) and any `extra` upstreams and routes.
-pub fn routes(
-    writers: &[SocketAddr],
-    readers: &[SocketAddr],
-    settings: &str,
-    extra: &str,
-) -> String {
-    let list = |addrs: &[SocketAddr]| {
-        addrs
-            .iter()
-            .map(|addr| format!("\"http://{addr}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut file = format!(
-        "[settings]\n{settings}\n\n[upstreams]\nwriter = [{}]\nreader = [{}]\n{extra}\n",
-        list(writers),
-        list(readers)
-    );
-    for (path, upstream) in [
-        ("/login", "writer"),
-        ("/increment", "writer"),
-        ("/logout", "writer"),
-        ("/", "reader"),
-    ] {
-        file.push_str(&format!(
-            "[[routes]]\npath = \"{path}\"\nupstream = \"{upstream}\"\n"
-        ));
-    }
-    file
 }
 
 /// Resident memory of process `pid` (`VmRSS` of `/proc/<pid>/status`), in KiB.
