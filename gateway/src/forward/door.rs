@@ -69,7 +69,7 @@ pub async fn check(
         pool,
         method: Method::GET,
         headers,
-        path_and_query: check_target(check),
+        path_and_query: check.target.clone(),
         body: body::empty(),
         upgrade: false,
     };
@@ -103,12 +103,6 @@ pub async fn check(
         tracing::debug!(check = %check.name, error = %err, "a passing check's body was not read to its end");
     }
     Ok(Verdict::Pass)
-}
-
-/// The check's request target: its configured path, already validated.
-fn check_target(check: &DoorCheck) -> PathAndQuery {
-    PathAndQuery::try_from(check.route.path.as_str())
-        .unwrap_or_else(|_| PathAndQuery::from_static("/"))
 }
 
 fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {

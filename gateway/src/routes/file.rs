@@ -410,12 +410,15 @@ impl Parser<'_> {
         let upstream_name = self.spanned(&check.upstream)?;
         let upstream = self.named_upstream(&upstream_name, check.upstream.span(), upstreams)?;
         let path = self.spanned(&check.path)?;
-        if !path.starts_with('/') || http::uri::PathAndQuery::try_from(path.as_str()).is_err() {
-            return Err(self.error(
-                Some(check.path.span()),
-                format!("[auth.{name}] path {path:?} must be a path like \"/session\""),
-            ));
-        }
+        let target = http::uri::PathAndQuery::try_from(path.as_str())
+            .ok()
+            .filter(|_| path.starts_with('/'))
+            .ok_or_else(|| {
+                self.error(
+                    Some(check.path.span()),
+                    format!("[auth.{name}] path {path:?} must be a path like \"/session\""),
+                )
+            })?;
         let headers = match &check.headers {
             None => vec![http::HeaderName::from_static(DEFAULT_CHECK_HEADER)],
             Some(names) => names
@@ -446,6 +449,7 @@ impl Parser<'_> {
                 auth: None,
             },
             headers,
+            target,
         })
     }
 

@@ -269,6 +269,9 @@ pub struct DoorCheck {
     /// Copied from a passing answer onto the forwarded request.
     #[serde(serialize_with = "header_names")]
     pub headers: Vec<http::HeaderName>,
+    /// The check's request target (its path), made once when the file is read.
+    #[serde(skip)]
+    pub target: http::uri::PathAndQuery,
 }
 
 fn header_names<S: serde::Serializer>(names: &[http::HeaderName], s: S) -> Result<S::Ok, S::Error> {

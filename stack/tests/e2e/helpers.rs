@@ -204,6 +204,28 @@ impl ConnectionLike for Data {
     }
 }
 
+/// A connection for looking at data at `redis_url` (one Redis, or a cluster's comma-separated
+/// seeds): cluster-aware when it lists several nodes.
+pub async fn data_connection(redis_url: &str) -> Data {
+    if redis_url.contains(',') {
+        Data::Cluster(
+            redis::cluster::ClusterClient::new(redis_url.split(','))
+                .expect("cluster url")
+                .get_async_connection()
+                .await
+                .expect("cluster connection"),
+        )
+    } else {
+        Data::Single(
+            redis::Client::open(redis_url)
+                .expect("redis url")
+                .get_multiplexed_async_connection()
+                .await
+                .expect("redis connection"),
+        )
+    }
+}
+
 /// A plain connection to one server.
 async fn node_connection(addr: SocketAddr) -> MultiplexedConnection {
     redis::Client::open(format!("redis://{addr}"))
@@ -385,18 +407,7 @@ impl TestStack {
     /// A connection to the test's Redis, to look at what the services stored (cluster-aware
     /// on a cluster: each command goes to the node serving its key).
     pub async fn redis(&self) -> Data {
-        match &self.redis {
-            Store::Single(redis) => Data::Single(node_connection(redis.addr()).await),
-            Store::Cluster(cluster) => Data::Cluster(
-                redis::cluster::ClusterClient::new(
-                    cluster.addrs().iter().map(|addr| format!("redis://{addr}")),
-                )
-                .expect("cluster client")
-                .get_async_connection()
-                .await
-                .expect("cluster connection"),
-            ),
-        }
+        data_connection(&self.redis.url()).await
     }
 
     /// Every key in Redis (on every node of a cluster), sorted.

@@ -8,6 +8,7 @@ use std::{
 
 use serde_json::{Value, json};
 
+use crate::helpers::data_connection;
 use crate::helpers::{self, TestStack};
 pub use crate::helpers::{reroute, routes_file as routes};
 
@@ -105,27 +106,6 @@ pub async fn stored_count(redis_url: &str, user: &User) -> i64 {
         .query_async(&mut connection)
         .await
         .expect("GET")
-}
-
-/// A connection for looking at data at `redis_url`: cluster-aware when it lists several nodes.
-pub async fn data_connection(redis_url: &str) -> helpers::Data {
-    if redis_url.contains(',') {
-        helpers::Data::Cluster(
-            redis::cluster::ClusterClient::new(redis_url.split(','))
-                .expect("cluster url")
-                .get_async_connection()
-                .await
-                .expect("cluster connection"),
-        )
-    } else {
-        helpers::Data::Single(
-            redis::Client::open(redis_url)
-                .expect("redis url")
-                .get_multiplexed_async_connection()
-                .await
-                .expect("redis connection"),
-        )
-    }
 }
 
 /// `p`-th percentile (0–100) of `samples` (sorted in place).
