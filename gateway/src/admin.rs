@@ -59,7 +59,7 @@ impl Handler for Admin {
                 }
             }
             "/metrics" => {
-                let text = self.proxy.metrics.render(&generation);
+                let text = self.proxy.metrics.render(&generation, &self.proxy.clients);
                 let mut response = Response::new(body::full(text));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,

@@ -24,7 +24,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::generation::Generation;
+use crate::{generation::Generation, listen::clients::ClientConnections};
 
 const BUCKETS: usize = 16;
 /// Upper bounds of the latency histogram, seconds: 0.5 ms, doubling, to ~16 s.
@@ -73,6 +73,13 @@ pub struct Metrics {
     address_up: Family<AddressLabels, Gauge>,
     address_in_flight: Family<AddressLabels, Gauge>,
     address_requests: Family<AddressLabels, Counter>,
+    connections_open: Gauge,
+    connections_refused: Family<RefusedLabels, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    reason: &'static str,
 }
 
 impl Metrics {
@@ -115,6 +122,18 @@ impl Metrics {
             "Requests sent to an upstream address (each attempt); shows how replicas share the load",
             address_requests.clone(),
         );
+        let connections_open = Gauge::default();
+        registry.register(
+            "client_connections",
+            "Client connections open on the public and HTTPS ports",
+            connections_open.clone(),
+        );
+        let connections_refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Client connections closed as soon as they were accepted, by reason",
+            connections_refused.clone(),
+        );
         Self {
             registry,
             requests,
@@ -124,6 +143,8 @@ impl Metrics {
             address_up,
             address_in_flight,
             address_requests,
+            connections_open,
+            connections_refused,
         }
     }
 }
@@ -175,10 +196,19 @@ impl Metrics {
         (count("success"), count("failure"))
     }
 
-    /// The Prometheus text exposition, with address gauges taken from `generation` now.
-    pub fn render(&self, generation: &Generation) -> String {
+    /// The Prometheus text exposition, with address gauges taken from `generation` and
+    /// connection counts from `clients` now.
+    pub fn render(&self, generation: &Generation, clients: &ClientConnections) -> String {
         self.generation
             .set(i64::try_from(generation.number).unwrap_or(i64::MAX));
+        self.connections_open
+            .set(i64::try_from(clients.open_count()).unwrap_or(i64::MAX));
+        let refused = self
+            .connections_refused
+            .get_or_create(&RefusedLabels {
+                reason: "max_connections_per_client",
+            });
+        refused.inc_by(clients.refused_count().saturating_sub(refused.get()));
         self.address_up.clear();
         self.address_in_flight.clear();
         self.address_requests.clear();

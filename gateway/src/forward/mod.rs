@@ -22,7 +22,7 @@ pub mod respond;
 pub mod send;
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -42,7 +42,7 @@ use crate::{
         headers::X_REQUEST_ID,
     },
     generation::Generation,
-    listen::{ConnectionSettings, Handler, Remote},
+    listen::{Accepted, ConnectionSettings, Handler, Remote, clients::ClientConnections},
     metrics::Metrics,
     routes::{Route, RouteTable},
     upstream::Registry,
@@ -55,6 +55,8 @@ pub struct Proxy {
     current: ArcSwap<Generation>,
     registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
+    /// Open client connections by client, for `max_connections_per_client`.
+    pub clients: Arc<ClientConnections>,
     tunnels: TaskTracker,
     close_tunnels: CancellationToken,
 }
@@ -74,10 +76,12 @@ impl Proxy {
         let registry = Arc::new(Registry::new(workers));
         let generation = Generation::new(1, table, &registry).await;
         generation.spawn_tasks(&registry);
+        let clients = Arc::new(ClientConnections::default());
         Self {
             current: ArcSwap::from_pointee(generation),
             registry,
             metrics,
+            clients,
             tunnels: TaskTracker::new(),
             close_tunnels: CancellationToken::new(),
         }
@@ -329,11 +333,20 @@ impl Handler for WorkerProxy {
         }
     }
 
-    fn connection_settings(&self) -> ConnectionSettings {
-        let settings = &self.proxy.current().table.settings;
-        ConnectionSettings {
-            idle_timeout: settings.idle_timeout,
-            max_header_bytes: settings.max_header_bytes,
-        }
+    fn accept(&self, peer: IpAddr) -> Option<Accepted> {
+        let generation = self.proxy.current();
+        let settings = &generation.table.settings;
+        // A trusted proxy carries many clients' connections: it is not limited as one client.
+        let limit = settings
+            .max_connections_per_client
+            .filter(|_| !settings.is_trusted(peer));
+        let permit = self.proxy.clients.open(peer, limit)?;
+        Some(Accepted {
+            settings: ConnectionSettings {
+                idle_timeout: settings.idle_timeout,
+                max_header_bytes: settings.max_header_bytes,
+            },
+            permit: Some(permit),
+        })
     }
 }

@@ -8,6 +8,7 @@
 //! The admin listener, the routes watcher and the health checks run on the process's own
 //! (control) runtime.
 
+pub mod clients;
 mod serve;
 
 use std::{
@@ -18,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use serve::{ConnectionSettings, Handler, Remote, serve};
+pub use serve::{Accepted, ConnectionSettings, Handler, Remote, serve};
 use tokio::{
     net::TcpSocket,
     sync::{oneshot, watch},

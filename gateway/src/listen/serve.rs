@@ -1,31 +1,46 @@
 //! Accepting connections on one listener: HTTP/1.1 and HTTP/2 (h2c with prior knowledge, or
 //! chosen by ALPN over TLS) through hyper-util's auto builder, each connection on its own task,
 //! tracked so shutdown can drain them (the hyper-util `server_graceful` example, with a cap on
-//! the wait).
+//! the wait), and closed once idle for `idle_timeout` whatever its protocol.
 
-use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
 
-use http::{HeaderValue, Request, Response};
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, Version};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{
-        conn::auto,
-        graceful::{GracefulShutdown, Watcher},
-    },
+    server::conn::auto,
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpStream},
+    time::Instant,
 };
 use tokio_rustls::TlsAcceptor;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::forward::body::Body;
+use super::clients::Permit;
+use crate::forward::body::{Body, BoxError};
 
 /// Limits applied to each new client connection.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionSettings {
-    /// How long a client may take to send a request head, and may sit idle between requests.
+    /// How long a client may take to send a request head, and may sit idle between requests,
+    /// whatever the protocol (and while it is still being detected).
     pub idle_timeout: Duration,
     /// Largest request head accepted (HTTP/1.1: 431 beyond it).
     pub max_header_bytes: usize,
@@ -38,6 +53,34 @@ impl Default for ConnectionSettings {
             max_header_bytes: 16 * 1024,
         }
     }
+}
+
+impl ConnectionSettings {
+    /// How often an HTTP/2 connection is pinged: a peer that vanished (a half-open connection,
+    /// with a request in flight or not) is noticed without waiting for TCP.
+    fn ping_interval(&self) -> Duration {
+        self.idle_timeout.min(PING_INTERVAL)
+    }
+
+    fn ping_timeout(&self) -> Duration {
+        self.idle_timeout.min(PING_TIMEOUT)
+    }
+}
+
+/// HTTP/2 keep-alive pings: every 30 s at most, answered within 20 s or the connection closes.
+const PING_INTERVAL: Duration = Duration::from_secs(30);
+const PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long a connection told to close because it was idle gets to say goodbye (HTTP/2's
+/// GOAWAY), before it is dropped: a client that does not read cannot keep it open either.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// A connection the handler accepts, with what it holds while it is open.
+#[derive(Debug)]
+pub struct Accepted {
+    pub settings: ConnectionSettings,
+    /// Released when the connection ends (a place in the per-client count).
+    pub permit: Option<Permit>,
 }
 
 /// The client end of a connection, as every request on it sees it.
@@ -66,9 +109,14 @@ pub trait Handler: Send + Sync + 'static {
         remote: Remote,
     ) -> impl Future<Output = Response<Body>> + Send;
 
-    /// Limits for a connection accepted now (the proxy's follow routes.toml).
-    fn connection_settings(&self) -> ConnectionSettings {
-        ConnectionSettings::default()
+    /// Whether a connection from `peer` accepted now is served (`None`: it is closed at once),
+    /// and with which limits (the proxy's follow routes.toml).
+    fn accept(&self, peer: IpAddr) -> Option<Accepted> {
+        let _ = peer;
+        Some(Accepted {
+            settings: ConnectionSettings::default(),
+            permit: None,
+        })
     }
 }
 
@@ -83,7 +131,8 @@ pub async fn serve<H: Handler>(
     shutdown: impl Future<Output = ()>,
     grace: impl FnOnce() -> Duration,
 ) {
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
+    let closing = CancellationToken::new();
     tokio::pin!(shutdown);
 
     loop {
@@ -99,21 +148,27 @@ pub async fn serve<H: Handler>(
             },
             () = &mut shutdown => break,
         };
-        let watcher = graceful.watcher();
-        tokio::spawn(serve_connection(
+        let Some(accepted) = handler.accept(peer.ip()) else {
+            tracing::debug!(listener = name, %peer, "closing a connection over the per-client limit");
+            continue;
+        };
+        connections.spawn(serve_connection(
             name,
             stream,
             peer,
             tls.clone(),
             Arc::clone(&handler),
-            watcher,
+            accepted,
+            closing.clone(),
         ));
     }
 
     drop(listener);
+    connections.close();
+    closing.cancel();
     let grace = grace();
     tracing::info!(listener = name, "stopped accepting; draining connections");
-    match tokio::time::timeout(grace, graceful.shutdown()).await {
+    match tokio::time::timeout(grace, connections.wait()).await {
         Ok(()) => tracing::info!(listener = name, "all connections closed"),
         Err(_) => tracing::warn!(
             listener = name,
@@ -123,51 +178,29 @@ pub async fn serve<H: Handler>(
     }
 }
 
-/// Serves one accepted connection until it closes (or shutdown, through `watcher`, ends it).
+/// Serves one accepted connection until it closes, idles out, or shutdown (`closing`) ends it.
 async fn serve_connection<H: Handler>(
     name: &'static str,
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     handler: Arc<H>,
-    watcher: Watcher,
+    accepted: Accepted,
+    closing: CancellationToken,
 ) {
+    let _permit = accepted.permit;
+    let settings = accepted.settings;
     let _ = stream.set_nodelay(true);
-    let settings = handler.connection_settings();
-    // hyper reads the first bytes (HTTP/1.1 or HTTP/2?) without a deadline; a client that
-    // connects and says nothing is dropped after the idle timeout instead.
-    let mut first = [0u8; 1];
-    if tokio::time::timeout(settings.idle_timeout, stream.peek(&mut first))
-        .await
-        .is_err()
-    {
-        tracing::debug!(listener = name, %peer, "closing a connection that sent nothing");
-        return;
-    }
     let Some(tls) = tls else {
-        serve_io(
-            name,
-            stream,
-            Remote::new(peer, false),
-            settings,
-            handler,
-            watcher,
-        )
-        .await;
+        let remote = Remote::new(peer, false);
+        serve_io(name, stream, remote, settings, handler, closing).await;
         return;
     };
-    // The handshake has the same deadline: a client that stops halfway is dropped too.
+    // A client that stops halfway through its handshake is dropped at the idle timeout too.
     match tokio::time::timeout(settings.idle_timeout, tls.accept(stream)).await {
         Ok(Ok(stream)) => {
-            serve_io(
-                name,
-                stream,
-                Remote::new(peer, true),
-                settings,
-                handler,
-                watcher,
-            )
-            .await;
+            let remote = Remote::new(peer, true);
+            serve_io(name, stream, remote, settings, handler, closing).await;
         }
         Ok(Err(err)) => {
             tracing::debug!(listener = name, %peer, error = %err, "TLS handshake failed")
@@ -179,13 +212,20 @@ async fn serve_connection<H: Handler>(
 }
 
 /// Serves HTTP on an established connection, plain or TLS.
+///
+/// hyper's HTTP/1 side closes a connection whose next request head does not arrive within
+/// `idle_timeout` by itself. Nothing in hyper does for the rest: the protocol detection
+/// (hyper-util reads up to the 24 bytes of the HTTP/2 preface without a deadline) and HTTP/2,
+/// which has no idle timer. So an idle timer of our own watches every connection until it has
+/// shown itself HTTP/1: once no request has been open for `idle_timeout`, the connection is
+/// told to close (a GOAWAY for HTTP/2) and dropped if it has not after [`CLOSE_GRACE`].
 async fn serve_io<H, I>(
     name: &'static str,
     io: I,
     remote: Remote,
     settings: ConnectionSettings,
     handler: Arc<H>,
-    watcher: Watcher,
+    closing: CancellationToken,
 ) where
     H: Handler,
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -200,13 +240,168 @@ async fn serve_io<H, I>(
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(settings.ping_interval())
+        .keep_alive_timeout(settings.ping_timeout())
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
-    let service = service_fn(move |request| {
+    let activity = Arc::new(Activity::new());
+    let requests = Arc::clone(&activity);
+    let service = service_fn(move |request: Request<Incoming>| {
+        let open = requests.begin(request.version());
         let future = Arc::clone(&handler).call(request, remote.clone());
-        async move { Ok::<_, Infallible>(future.await) }
+        async move {
+            let response = future.await;
+            Ok::<_, Infallible>(match open {
+                // The request stays open until its answer has been sent to the end.
+                Some(open) => response.map(|body| Open { body, _open: open }.boxed()),
+                None => response,
+            })
+        }
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    if let Err(err) = watcher.watch(connection.into_owned()).await {
+    tokio::pin!(connection);
+    let timer = tokio::time::sleep(settings.idle_timeout);
+    tokio::pin!(timer);
+    let mut watch = Watch::Idle;
+    let mut draining = false;
+    let result = loop {
+        tokio::select! {
+            result = connection.as_mut() => break result,
+            () = closing.cancelled(), if !draining => {
+                draining = true;
+                if watch != Watch::Closing {
+                    connection.as_mut().graceful_shutdown();
+                }
+                // The drain's own deadline (the shutdown grace) ends it if need be.
+                watch = Watch::Off;
+            }
+            () = &mut timer, if watch != Watch::Off => match (watch, activity.idle_until(settings.idle_timeout)) {
+                (Watch::Closing, Idle::Open) => timer.as_mut().reset(Instant::now() + settings.idle_timeout),
+                (Watch::Closing, _) => {
+                    tracing::debug!(listener = name, %peer, "dropping an idle connection that did not close");
+                    return;
+                }
+                (_, Idle::Http1) => watch = Watch::Off,
+                (_, Idle::Open) => timer.as_mut().reset(Instant::now() + settings.idle_timeout),
+                (_, Idle::Until(deadline)) if deadline > Instant::now() => timer.as_mut().reset(deadline),
+                (_, Idle::Until(_)) => {
+                    tracing::debug!(listener = name, %peer, "closing an idle connection");
+                    connection.as_mut().graceful_shutdown();
+                    watch = Watch::Closing;
+                    timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
+                }
+            },
+        }
+    };
+    if let Err(err) = result {
         tracing::debug!(listener = name, %peer, error = %err, "connection ended with an error");
+    }
+}
+
+/// What the idle timer of a connection is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watch {
+    /// Waiting for the connection to be idle for `idle_timeout`.
+    Idle,
+    /// The connection was told to close; it is dropped if it has not when the timer fires.
+    Closing,
+    /// Not needed: hyper's HTTP/1 timer watches it, or shutdown is closing it.
+    Off,
+}
+
+/// The requests of one connection, as its idle timer sees them. Only HTTP/2 requests are
+/// counted: HTTP/1 is watched by hyper, and its hot path pays nothing for this.
+#[derive(Debug)]
+struct Activity {
+    opened: Instant,
+    /// HTTP/2 requests whose answer has not been sent to its end.
+    open: AtomicUsize,
+    /// When a request last began or ended, in milliseconds since `opened`.
+    last_ms: AtomicU64,
+    http1: AtomicBool,
+}
+
+/// What [`Activity::idle_until`] found.
+#[derive(Debug)]
+enum Idle {
+    Http1,
+    Open,
+    Until(Instant),
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            opened: Instant::now(),
+            open: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+            http1: AtomicBool::new(false),
+        }
+    }
+
+    /// A request begins: HTTP/2 ones are counted until their answer is done.
+    fn begin(self: &Arc<Self>, version: Version) -> Option<OpenRequest> {
+        if version < Version::HTTP_2 {
+            if !self.http1.load(Relaxed) {
+                self.http1.store(true, Relaxed);
+            }
+            return None;
+        }
+        self.open.fetch_add(1, Relaxed);
+        self.touch();
+        Some(OpenRequest(Arc::clone(self)))
+    }
+
+    fn touch(&self) {
+        let since = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(since, Relaxed);
+    }
+
+    /// When the connection will have been idle for `timeout`, as far as its requests say.
+    fn idle_until(&self, timeout: Duration) -> Idle {
+        if self.http1.load(Relaxed) {
+            return Idle::Http1;
+        }
+        if self.open.load(Relaxed) > 0 {
+            return Idle::Open;
+        }
+        Idle::Until(self.opened + Duration::from_millis(self.last_ms.load(Relaxed)) + timeout)
+    }
+}
+
+/// An HTTP/2 request counted as open.
+#[derive(Debug)]
+struct OpenRequest(Arc<Activity>);
+
+impl Drop for OpenRequest {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.open.fetch_sub(1, Relaxed);
+    }
+}
+
+/// An answer whose request counts as open until the answer is sent (or dropped).
+#[derive(Debug)]
+struct Open {
+    body: Body,
+    _open: OpenRequest,
+}
+
+impl HttpBody for Open {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }

@@ -26,6 +26,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
+    num::NonZeroU32,
     ops::Range,
     path::{Path, PathBuf},
     sync::Arc,
@@ -128,6 +129,13 @@ struct RawSettings {
     trusted_proxies: Vec<Spanned<String>>,
     /// Also send an RFC 7239 Forwarded header to upstreams. Default false.
     forwarded: Option<bool>,
+    /// Most connections one client (an IPv4 address, or an IPv6 /64) may hold open; more are
+    /// closed at once and counted in gateway_connections_refused_total. Trusted proxies are
+    /// not limited. 0: no limit. Default 256.
+    max_connections_per_client: Option<u32>,
+    /// Forward request headers whose names contain "_" (X_User_Id). Default false: they are
+    /// dropped, since CGI, WSGI, PHP and Rack read them as the "-" spelling.
+    underscores_in_headers: Option<bool>,
 }
 
 /// The long form of an upstream: its targets and how they are balanced and checked.
@@ -626,6 +634,10 @@ impl Parser<'_> {
             settings.trusted_proxies.push(net);
         }
         settings.forwarded = raw.forwarded.unwrap_or(false);
+        if let Some(limit) = raw.max_connections_per_client {
+            settings.max_connections_per_client = NonZeroU32::new(limit);
+        }
+        settings.underscores_in_headers = raw.underscores_in_headers.unwrap_or(false);
         Ok(settings)
     }
 

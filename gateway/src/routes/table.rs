@@ -1,6 +1,6 @@
 //! The validated, immutable routing table and path matching.
 
-use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -31,7 +31,18 @@ pub struct Settings {
     pub trusted_proxies: Vec<IpNet>,
     /// Also send an RFC 7239 `Forwarded` header upstream.
     pub forwarded: bool,
+    /// Most connections one client (an IPv4 address, an IPv6 /64) may have open; more are
+    /// closed at once. Trusted proxies are not limited. `None`: no limit.
+    pub max_connections_per_client: Option<NonZeroU32>,
+    /// Forward request headers whose names contain `_`. Off by default, as nginx's
+    /// `underscores_in_headers`: CGI, WSGI, PHP and Rack read `X_User_Id` and `X-User-Id` as
+    /// the same variable, so such a name can smuggle a header the gateway vouches for.
+    pub underscores_in_headers: bool,
 }
+
+/// Enough for a browser's six HTTP/1.1 connections from each of some forty people behind one
+/// address; a client holding more is keeping descriptors from everyone else.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: u32 = 256;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -44,6 +55,8 @@ impl Default for Settings {
             max_header_bytes: 16 * 1024,
             trusted_proxies: Vec::new(),
             forwarded: false,
+            max_connections_per_client: NonZeroU32::new(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
+            underscores_in_headers: false,
         }
     }
 }

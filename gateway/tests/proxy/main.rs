@@ -8,6 +8,7 @@ mod cors;
 mod errors;
 mod headers;
 mod https;
+mod idle;
 mod limits;
 mod paths;
 mod protocols;
