@@ -18,6 +18,9 @@ pub enum GatewayError {
     /// The request is malformed in a way that matters to a proxy.
     #[error("{0}")]
     BadRequest(&'static str),
+    /// The request asks for something the gateway does not do (a transfer coding).
+    #[error("{0}")]
+    NotImplemented(&'static str),
     /// The request body is larger than the route's `max_body`.
     #[error("request body too large")]
     PayloadTooLarge { limit: u64 },
@@ -51,6 +54,7 @@ impl GatewayError {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamUnavailable { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,

@@ -3,7 +3,7 @@
 //! declared larger than the route allows, and prepare what goes upstream (the headers per RFC
 //! 9110 §7.6, the body wrapped in the route's limit) and what the response step needs back.
 
-use std::{borrow::Cow, sync::Arc};
+use std::{borrow::Cow, net::IpAddr, sync::Arc};
 
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Version, uri::PathAndQuery};
 use http_body_util::{BodyExt, Limited};
@@ -12,10 +12,10 @@ use hyper::{body::Incoming, upgrade::OnUpgrade};
 use crate::{
     error::GatewayError,
     forward::{
-        body::{Body, BoxError},
+        body::{Body, BoxError, ClientBodyError},
         cors,
         headers::{self, Peer},
-        path,
+        host, path,
     },
     generation::Generation,
     listen::Remote,
@@ -38,6 +38,8 @@ pub struct Admitted<'g> {
     /// The request target as the client sent it, kept only for a route with a door check
     /// (which is told the original `X-Forwarded-Uri`).
     pub client_target: Option<PathAndQuery>,
+    /// The client's address, as decided for `X-Real-IP` (see [`super::client`]).
+    pub client: IpAddr,
 }
 
 /// What goes to the upstream.
@@ -75,6 +77,9 @@ pub fn admit<'g>(
     request_id: &HeaderValue,
 ) -> Result<Admission<'g>, GatewayError> {
     let table = &generation.table;
+    let host = host::of_request(request.version(), request.uri(), request.headers())
+        .map_err(GatewayError::BadRequest)?;
+    refuse_transfer_codings(request.headers())?;
     let normal_path = path::normalize(request.uri().path()).map_err(GatewayError::BadRequest)?;
     let route = table.route(&normal_path).ok_or(GatewayError::NoRoute)?;
     // The upstream gets the path that was routed (with the route's prefix replaced when it
@@ -109,14 +114,13 @@ pub fn admit<'g>(
         trusted: table.settings.is_trusted(remote.addr.ip()),
         https: remote.https,
     };
-    let authority = parts.uri.authority().map(|authority| authority.as_str());
-    headers::prepare_request(
+    let client = headers::prepare_request(
         &mut parts.headers,
         parts.version,
-        authority,
+        host.as_ref(),
         &peer,
         request_id,
-        table.settings.forwarded,
+        &table.settings,
     );
     let client_target = || {
         parts
@@ -143,6 +147,7 @@ pub fn admit<'g>(
             client_version: parts.version,
         },
         client_target: checked_target,
+        client,
     }))
 }
 
@@ -170,12 +175,32 @@ fn refuse_declared_excess(route: &Route, headers: &HeaderMap) -> Result<(), Gate
     Ok(())
 }
 
-/// The request body, ended with an error once it passes the route's `max_body`.
+/// 501 for a request body in a transfer coding other than `chunked` (RFC 9112 §6.1): hyper
+/// decodes only the chunks, so a `gzip, chunked` body would reach the upstream without its
+/// coding and mean something else.
+fn refuse_transfer_codings(headers: &HeaderMap) -> Result<(), GatewayError> {
+    let mut codings = headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
+        .map(<[u8]>::trim_ascii);
+    if codings.any(|coding| !coding.eq_ignore_ascii_case(b"chunked")) {
+        return Err(GatewayError::NotImplemented(
+            "transfer codings other than chunked are not supported",
+        ));
+    }
+    Ok(())
+}
+
+/// The request body, ended with an error once it passes the route's `max_body`. Its own
+/// errors (a malformed chunk, a client that reset its stream) are marked as the client's, so
+/// that they answer 400 and do not count against the upstream.
 fn limit(route: &Route, body: Incoming) -> Body {
+    let body = body.map_err(|err| BoxError::from(ClientBodyError(err)));
     match route.max_body {
         Some(limit) => Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
             .map_err(BoxError::from)
             .boxed(),
-        None => body.map_err(BoxError::from).boxed(),
+        None => body.boxed(),
     }
 }

@@ -26,6 +26,24 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of every request and response crossing the gateway.
 pub type Body = BoxBody<Bytes, BoxError>;
 
+/// The client's request body failed (malformed framing, a reset stream): the request, not the
+/// upstream, is at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("request body: {0}")]
+pub struct ClientBodyError(#[source] pub hyper::Error);
+
+/// Whether `err`, or an error it was caused by, is the client's body failing.
+pub fn is_client_body_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(error) = cause {
+        if error.is::<ClientBodyError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
 /// A body with nothing in it.
 pub fn empty() -> Body {
     http_body_util::Empty::new()

@@ -9,8 +9,22 @@
 //! the answer's named headers (`X-User-Id`) set on it; any other answer, a 401 or the session
 //! store's 503, goes back to the client as it is. The gateway itself knows no session format,
 //! and caches nothing: a logout takes effect at the door with the next request.
+//!
+//! What the client sent under a vouched name never gets through, however it is spelled: CGI,
+//! WSGI, PHP and Rack turn `X-User-Id`, `x-user-id` and `X_User_Id` into the one variable
+//! `HTTP_X_USER_ID`, so every spelling is removed, from the headers and from the trailers of
+//! the body. And the route's upstream does not get the session itself (the cookie, a session
+//! header), a credential for the whole origin, unless the check says `pass_session = true`.
 
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header, uri::PathAndQuery};
+use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
 
 use crate::{
@@ -18,7 +32,7 @@ use crate::{
     forward::{
         Served,
         admit::Outgoing,
-        body::{self, Streamed},
+        body::{self, Body, BoxError, Streamed},
         send::{self, Sent},
     },
     generation::Generation,
@@ -50,11 +64,17 @@ pub async fn check(
     outgoing: &mut Outgoing<'_>,
     client_target: &PathAndQuery,
 ) -> Result<Verdict, GatewayError> {
-    // Whatever the client sent under the names the check vouches for is never believed, pass or
-    // not: neither the check nor the upstream sees it.
-    for name in &check.headers {
-        outgoing.headers.remove(name);
+    // Whatever the client sent under the names the check vouches for, in any spelling, is
+    // never believed, pass or not: neither the check nor the upstream sees it.
+    remove_spellings(&mut outgoing.headers, &check.headers);
+    announce_no_vouched_trailers(&mut outgoing.headers, &check.headers);
+    let body = std::mem::replace(&mut outgoing.body, body::empty());
+    outgoing.body = ScrubbedTrailers {
+        body,
+        vouched: Arc::clone(&check.headers),
+        underscores: generation.table.settings.underscores_in_headers,
     }
+    .boxed();
     let pool = generation
         .pool(&check.route.upstream.name)
         .ok_or(GatewayError::NoRoute)?;
@@ -89,10 +109,13 @@ pub async fn check(
         in_flight,
     } = sent;
     let (parts, body) = response.into_parts();
-    for name in &check.headers {
+    for name in check.headers.iter() {
         for value in parts.headers.get_all(name) {
             outgoing.headers.append(name.clone(), value.clone());
         }
+    }
+    if !check.pass_session {
+        withhold_session(&mut outgoing.headers, &check.session_cookie);
     }
     // Read the (normally empty) body to its end, so that the connection goes back to the pool.
     let body = Limited::new(
@@ -108,5 +131,196 @@ pub async fn check(
 fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         headers.insert(name.clone(), value);
+    }
+}
+
+/// Whether the field name `name` is a spelling of `vouched` that CGI-style servers read as the
+/// same variable: `_` for `-` (names are lower case already).
+fn spells(name: &str, vouched: &HeaderName) -> bool {
+    let vouched = vouched.as_str();
+    name.len() == vouched.len()
+        && name
+            .bytes()
+            .zip(vouched.bytes())
+            .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+}
+
+fn is_vouched(name: &str, vouched: &[HeaderName]) -> bool {
+    vouched.iter().any(|vouched| spells(name, vouched))
+}
+
+/// Removes every field whose name spells one of `vouched`.
+fn remove_spellings(headers: &mut HeaderMap, vouched: &[HeaderName]) {
+    let spelled: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_vouched(name.as_str(), vouched))
+        .cloned()
+        .collect();
+    for name in spelled {
+        headers.remove(name);
+    }
+}
+
+/// `Trailer` announces the trailer fields to come (RFC 9110 §6.6.2): vouched names are taken
+/// out of it, as they are out of the trailers themselves.
+fn announce_no_vouched_trailers(headers: &mut HeaderMap, vouched: &[HeaderName]) {
+    if !headers.contains_key(header::TRAILER) {
+        return;
+    }
+    let announced: Vec<String> = headers
+        .get_all(header::TRAILER)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty() && !is_vouched(name, vouched))
+        .collect();
+    headers.remove(header::TRAILER);
+    if !announced.is_empty() {
+        set(headers, &header::TRAILER, &announced.join(", "));
+    }
+}
+
+/// Takes the session out of a request for the route's upstream: the session cookie (others
+/// stay), `Authorization: Session …` and `X-Session-Id`.
+fn withhold_session(headers: &mut HeaderMap, cookie: &str) {
+    if headers.contains_key(header::COOKIE) {
+        let kept: Vec<&str> = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(';'))
+            .map(str::trim)
+            .filter(|pair| {
+                !pair.is_empty() && pair.split_once('=').map_or(*pair, |(name, _)| name) != cookie
+            })
+            .collect();
+        let kept = kept.join("; ");
+        headers.remove(header::COOKIE);
+        if !kept.is_empty() {
+            set(headers, &header::COOKIE, &kept);
+        }
+    }
+    let session_scheme = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_whitespace().next())
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("session"));
+    if session_scheme {
+        headers.remove(header::AUTHORIZATION);
+    }
+    headers.remove(&X_SESSION_ID);
+}
+
+static X_SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
+
+/// A request body whose trailers lose every spelling of the vouched names (and, unless
+/// `underscores`, every name with `_`), as the headers did.
+struct ScrubbedTrailers {
+    body: Body,
+    vouched: Arc<[HeaderName]>,
+    underscores: bool,
+}
+
+impl HttpBody for ScrubbedTrailers {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        let Poll::Ready(Some(Ok(frame))) = polled else {
+            return polled;
+        };
+        let frame = match frame.into_trailers() {
+            Ok(mut trailers) => {
+                remove_spellings(&mut trailers, &self.vouched);
+                if !self.underscores {
+                    let underscored: Vec<HeaderName> = trailers
+                        .keys()
+                        .filter(|name| name.as_str().contains('_'))
+                        .cloned()
+                        .collect();
+                    for name in underscored {
+                        trailers.remove(name);
+                    }
+                }
+                Frame::trailers(trailers)
+            }
+            Err(frame) => frame,
+        };
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| {
+                (
+                    HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                    HeaderValue::from_str(value).expect("value"),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_spelling_of_a_vouched_name_is_removed() {
+        let vouched = [HeaderName::from_static("x-user-id")];
+        let mut headers = map(&[
+            ("x-user-id", "a"),
+            ("X_User_Id", "b"),
+            ("x_user-id", "c"),
+            ("x-user-idx", "kept"),
+            ("x-user", "kept"),
+        ]);
+        remove_spellings(&mut headers, &vouched);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["x-user", "x-user-idx"]);
+    }
+
+    #[test]
+    fn vouched_names_are_not_announced_as_trailers() {
+        let vouched = [HeaderName::from_static("x-user-id")];
+        let mut headers = map(&[("trailer", "X-User-Id, x-checksum, X_USER_ID")]);
+        announce_no_vouched_trailers(&mut headers, &vouched);
+        assert_eq!(headers["trailer"], "x-checksum");
+        let mut only = map(&[("trailer", "x-user-id")]);
+        announce_no_vouched_trailers(&mut only, &vouched);
+        assert!(!only.contains_key("trailer"));
+    }
+
+    #[test]
+    fn the_session_is_withheld_and_everything_else_kept() {
+        let mut headers = map(&[
+            ("cookie", "theme=dark; sid=sealed; lang=en"),
+            ("authorization", "Session sealed"),
+            ("x-session-id", "sealed"),
+        ]);
+        withhold_session(&mut headers, "sid");
+        assert_eq!(headers["cookie"], "theme=dark; lang=en");
+        assert!(!headers.contains_key("authorization"));
+        assert!(!headers.contains_key("x-session-id"));
+
+        let mut own = map(&[("cookie", "sid=sealed"), ("authorization", "Bearer api")]);
+        withhold_session(&mut own, "sid");
+        assert!(!own.contains_key("cookie"), "no empty Cookie is left");
+        assert_eq!(own["authorization"], "Bearer api", "other schemes pass");
     }
 }

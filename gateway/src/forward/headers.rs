@@ -13,10 +13,13 @@ use std::net::IpAddr;
 use http::{
     HeaderMap, HeaderName, HeaderValue, Version,
     header::{
-        CONNECTION, EXPECT, FORWARDED, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
+        CONNECTION, COOKIE, EXPECT, FORWARDED, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
         TRANSFER_ENCODING, UPGRADE, VIA,
     },
 };
+
+use super::{client, host::RequestHost};
+use crate::routes::Settings;
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -42,8 +45,12 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Whether `name` is on the fixed hop-by-hop list (a `match` on the text: a length switch and
 /// one comparison, cheaper than comparing with each listed name).
 fn is_hop_by_hop(name: &HeaderName) -> bool {
+    is_hop_by_hop_name(name.as_str())
+}
+
+fn is_hop_by_hop_name(name: &str) -> bool {
     matches!(
-        name.as_str(),
+        name,
         "connection"
             | "keep-alive"
             | "proxy-connection"
@@ -63,6 +70,11 @@ fn has_hop_by_hop(headers: &HeaderMap) -> bool {
 
 /// Removes every hop-by-hop header: those named in `Connection`, then the fixed list.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    remove_hop_by_hop_sparing(headers, |_| false);
+}
+
+/// [`remove_hop_by_hop`], except for the fields `spare` names, whatever `Connection` says.
+fn remove_hop_by_hop_sparing(headers: &mut HeaderMap, spare: impl Fn(&HeaderName) -> bool) {
     // `Connection` is on the list, so without any listed header there is nothing to do.
     if !has_hop_by_hop(headers) {
         return;
@@ -73,6 +85,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .filter(|name| !spare(name))
         .collect();
     for name in named {
         headers.remove(name);
@@ -113,7 +126,7 @@ impl Peer<'_> {
 }
 
 /// Which headers a request carries that the rewrite must look at; most requests carry none
-/// of them, and one pass over the names finds out without a lookup per header.
+/// of them, and one pass over the fields finds out without a lookup per header.
 #[derive(Debug, Default)]
 struct Present {
     hop_by_hop: bool,
@@ -122,52 +135,72 @@ struct Present {
     forwarded_for: bool,
     forwarded_proto: bool,
     forwarded_host: bool,
+    /// Some field name contains `_`.
+    underscore: bool,
+    /// `Cookie` fields (HTTP/2 clients may split the cookies over several).
+    cookies: usize,
 }
 
 impl Present {
     fn scan(headers: &HeaderMap) -> Self {
         let mut present = Self::default();
-        for name in headers.keys() {
+        for (name, _) in headers {
             match name.as_str() {
+                "cookie" => present.cookies += 1,
                 "expect" => present.expect = true,
                 "forwarded" => present.forwarded = true,
                 "x-forwarded-for" => present.forwarded_for = true,
                 "x-forwarded-proto" => present.forwarded_proto = true,
                 "x-forwarded-host" => present.forwarded_host = true,
-                _ => present.hop_by_hop |= is_hop_by_hop(name),
+                name => {
+                    present.hop_by_hop |= is_hop_by_hop_name(name);
+                    present.underscore |= name.as_bytes().contains(&b'_');
+                }
             }
         }
         present
     }
 }
 
-/// Rewrites the headers of a request about to be sent upstream.
+/// Rewrites the headers of a request about to be sent upstream, for the host it is for (see
+/// [`super::host`]), and returns the client's address (see [`super::client`]), which goes
+/// upstream as `X-Real-IP`.
 ///
 /// `Expect: 100-continue` is answered by the gateway itself (hyper sends `100 Continue` when the
-/// body is first read), so it is not forwarded. With `forwarded`, an RFC 7239 `Forwarded`
-/// element is added as well.
+/// body is first read), so it is not forwarded. With `settings.forwarded`, an RFC 7239
+/// `Forwarded` element is added as well. Header names with `_` are dropped unless
+/// `settings.underscores_in_headers`; HTTP/2's split `Cookie` fields are joined into one
+/// (RFC 9113 §8.2.3), as HTTP/1.1 upstreams expect.
 pub fn prepare_request(
     headers: &mut HeaderMap,
     version: Version,
-    authority: Option<&str>,
+    host: Option<&RequestHost>,
     peer: &Peer<'_>,
     request_id: &HeaderValue,
-    forwarded: bool,
-) {
+    settings: &Settings,
+) -> IpAddr {
     let present = Present::scan(headers);
+    let client = if peer.trusted && present.forwarded_for {
+        client::address(headers, peer.addr, settings)
+    } else {
+        peer.addr
+    };
     if present.expect {
         headers.remove(EXPECT);
     }
-    // Host: kept as sent. HTTP/2 clients send `:authority` instead; carry it over as Host.
-    let sent_host = headers.get(HOST).cloned();
-    let host = sent_host
-        .clone()
-        .or_else(|| authority.and_then(|authority| HeaderValue::from_str(authority).ok()));
     if present.hop_by_hop {
         remove_hop_by_hop_keeping_agreed(headers);
     }
-    if forwarded {
-        add_forwarded(headers, peer, host.as_ref());
+    if present.underscore && !settings.underscores_in_headers {
+        remove_underscored(headers);
+    }
+    if present.cookies > 1 {
+        join_cookies(headers);
+    }
+    let request_host = host;
+    let host = host.map(|host| &host.value);
+    if settings.forwarded {
+        add_forwarded(headers, peer, host);
     } else if present.forwarded && !peer.trusted {
         headers.remove(FORWARDED);
     }
@@ -176,24 +209,63 @@ pub fn prepare_request(
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(peer.proto()));
     }
     if !(peer.trusted && present.forwarded_host) {
-        match &host {
+        match host {
             Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
             None => headers.remove(X_FORWARDED_HOST),
         };
     }
-    if let (None, Some(host)) = (sent_host, host) {
-        headers.insert(HOST, host);
+    if let Some(host) = request_host.filter(|host| host.from_target) {
+        headers.insert(HOST, host.value.clone());
     }
+    let real_ip = if client == peer.addr {
+        peer.text.clone()
+    } else {
+        HeaderValue::from_str(&client.to_string()).unwrap_or_else(|_| peer.text.clone())
+    };
+    headers.insert(client::X_REAL_IP, real_ip);
     headers.insert(X_REQUEST_ID, request_id.clone());
     add_via(headers, version);
+    client
+}
+
+/// Removes every field whose name contains `_` (see [`Settings::underscores_in_headers`]).
+fn remove_underscored(headers: &mut HeaderMap) {
+    let underscored: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for name in underscored {
+        headers.remove(name);
+    }
+}
+
+/// One `Cookie` field of all of them, joined with "; " (RFC 9113 §8.2.3).
+fn join_cookies(headers: &mut HeaderMap) {
+    let joined = headers
+        .get_all(COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect::<Vec<_>>()
+        .join(b"; ".as_slice());
+    match HeaderValue::from_bytes(&joined) {
+        Ok(value) => {
+            headers.insert(COOKIE, value);
+        }
+        Err(_) => {
+            headers.remove(COOKIE);
+        }
+    }
 }
 
 /// Removes the hop-by-hop headers of a request, keeping what must reach the upstream to be
-/// agreed end to end: `TE: trailers` (re-sent as just that token) and a protocol switch.
+/// agreed end to end: `TE: trailers` (re-sent as just that token) and a protocol switch
+/// (never to `h2c`: the gateway speaks HTTP/2 itself, and an upstream that switched would
+/// take the client's connection out of the gateway's hands).
 fn remove_hop_by_hop_keeping_agreed(headers: &mut HeaderMap) {
     let trailers = accepts_trailers(headers);
     let upgrade = upgrade_protocol(headers);
-    remove_hop_by_hop(headers);
+    remove_hop_by_hop_sparing(headers, is_relied_on);
     if trailers {
         headers.insert(TE, HeaderValue::from_static("trailers"));
     }
@@ -202,6 +274,16 @@ fn remove_hop_by_hop_keeping_agreed(headers: &mut HeaderMap) {
         headers.insert(UPGRADE, protocol);
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     }
+}
+
+/// End-to-end request fields that a `Connection` option cannot remove: the host the request
+/// is for, and the credentials a door check reads (RFC 9110 §7.6.1 lets a proxy ignore an
+/// option naming a field meant for every recipient).
+fn is_relied_on(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "host" | "cookie" | "authorization" | "x-session-id" | "content-length" | "content-type"
+    )
 }
 
 /// `X-Forwarded-For`: the client's address, after the chain a trusted proxy sent.
@@ -238,7 +320,8 @@ pub fn prepare_response(
 }
 
 /// The protocol a request asks to switch to (`Upgrade`, with `upgrade` among the `Connection`
-/// options, RFC 9110 §7.8), if any.
+/// options, RFC 9110 §7.8), if any. A switch to `h2c` is never passed on: HTTP/2 is the
+/// gateway's to speak with the client (RFC 9113 §3.1 drops the upgrade anyway).
 pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     let asked = headers
         .get_all(CONNECTION)
@@ -246,11 +329,18 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-    if asked {
-        headers.get(UPGRADE).cloned()
-    } else {
-        None
+    if !asked {
+        return None;
     }
+    let protocol = headers.get(UPGRADE)?;
+    let to_h2c = protocol
+        .to_str()
+        .map_or(true, |protocols| {
+            protocols
+                .split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case("h2c"))
+        });
+    (!to_h2c).then(|| protocol.clone())
 }
 
 /// Appends this hop to `Forwarded` (RFC 7239): the chain is kept from trusted proxies only.
@@ -342,16 +432,37 @@ mod tests {
         HeaderValue::from_static("req-1")
     }
 
-    /// An HTTP/1.1 request from the test peer, trusted or not, with `Forwarded` or not.
-    fn prepare_http11(headers: &mut HeaderMap, trusted: bool, forwarded: bool) {
+    /// Settings that trust the test peer as a proxy, or not, and send `Forwarded` or not.
+    fn settings(trusted: bool, forwarded: bool) -> Settings {
+        Settings {
+            trusted_proxies: if trusted {
+                vec!["203.0.113.7/32".parse().expect("net")]
+            } else {
+                Vec::new()
+            },
+            forwarded,
+            ..Settings::default()
+        }
+    }
+
+    /// An HTTP/1.1 request (origin form) from the test peer, trusted or not, with `Forwarded`
+    /// or not; returns the client address decided.
+    fn prepare_http11(headers: &mut HeaderMap, trusted: bool, forwarded: bool) -> IpAddr {
+        let host = super::super::host::of_request(
+            Version::HTTP_11,
+            &http::Uri::from_static("/"),
+            headers,
+        )
+        .ok()
+        .flatten();
         prepare_request(
             headers,
             Version::HTTP_11,
-            None,
+            host.as_ref(),
             &peer(trusted),
             &id(),
-            forwarded,
-        );
+            &settings(trusted, forwarded),
+        )
     }
 
     #[test]
@@ -423,18 +534,77 @@ mod tests {
         assert_eq!(headers["x-forwarded-host"], "www.example.test");
         let via: Vec<_> = headers.get_all("via").iter().collect();
         assert_eq!(via, ["1.1 edge", "1.1 gateway"]);
+        assert_eq!(headers["x-real-ip"], "10.0.0.1", "the right-most entry not trusted");
+    }
+
+    #[test]
+    fn the_client_address_is_decided_here_and_a_claimed_one_is_replaced() {
+        let mut headers = map(&[
+            ("host", "h"),
+            ("x-real-ip", "6.6.6.6"),
+            ("x-forwarded-for", "6.6.6.6"),
+        ]);
+        let client = prepare_http11(&mut headers, false, false);
+        assert_eq!(client, "203.0.113.7".parse::<IpAddr>().expect("ip"));
+        let real: Vec<_> = headers.get_all("x-real-ip").iter().collect();
+        assert_eq!(real, ["203.0.113.7"]);
+    }
+
+    #[test]
+    fn underscored_names_are_dropped_and_relied_on_fields_survive_connection() {
+        let mut headers = map(&[
+            ("host", "h"),
+            ("x_user_id", "admin"),
+            ("x-kept", "1"),
+            ("cookie", "sid=abc"),
+            ("authorization", "Session t"),
+            ("connection", "host, cookie, authorization, x-kept"),
+        ]);
+        prepare_http11(&mut headers, false, false);
+        assert!(!headers.contains_key("x_user_id"));
+        assert!(!headers.contains_key("x-kept"), "an ordinary option is honoured");
+        assert_eq!(headers["host"], "h");
+        assert_eq!(headers["cookie"], "sid=abc");
+        assert_eq!(headers["authorization"], "Session t");
+    }
+
+    #[test]
+    fn split_cookie_fields_are_joined() {
+        let mut headers = map(&[("host", "h"), ("cookie", "a=1"), ("cookie", "sid=2")]);
+        prepare_http11(&mut headers, false, false);
+        let cookies: Vec<_> = headers.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["a=1; sid=2"]);
+    }
+
+    #[test]
+    fn an_h2c_upgrade_is_never_forwarded() {
+        let mut headers = map(&[
+            ("host", "h"),
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAAQAAP__"),
+        ]);
+        assert!(upgrade_protocol(&headers).is_none());
+        prepare_http11(&mut headers, false, false);
+        for name in ["upgrade", "connection", "http2-settings"] {
+            assert!(!headers.contains_key(name), "{name}");
+        }
     }
 
     #[test]
     fn http2_authority_becomes_host() {
         let mut headers = HeaderMap::new();
+        let host = RequestHost {
+            value: HeaderValue::from_static("example.test:8080"),
+            from_target: true,
+        };
         prepare_request(
             &mut headers,
             Version::HTTP_2,
-            Some("example.test:8080"),
+            Some(&host),
             &peer(false),
             &id(),
-            false,
+            &settings(false, false),
         );
         assert_eq!(headers["host"], "example.test:8080");
         assert_eq!(headers["x-forwarded-host"], "example.test:8080");
@@ -469,7 +639,14 @@ mod tests {
             https: true,
         };
         let mut headers = HeaderMap::new();
-        prepare_request(&mut headers, Version::HTTP_11, None, &v6, &id(), true);
+        prepare_request(
+            &mut headers,
+            Version::HTTP_11,
+            None,
+            &v6,
+            &id(),
+            &settings(false, true),
+        );
         assert_eq!(headers["forwarded"], "for=\"[2001:db8::1]\";proto=https");
         assert_eq!(
             headers["x-forwarded-proto"], "https",

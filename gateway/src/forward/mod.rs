@@ -14,9 +14,11 @@
 
 pub mod admit;
 pub mod body;
+pub mod client;
 pub mod cors;
 pub mod door;
 pub mod headers;
+pub mod host;
 pub mod path;
 pub mod respond;
 pub mod send;
@@ -68,6 +70,8 @@ pub struct Served<'g> {
     /// The upstream address of the last attempt.
     pub address: Option<SocketAddr>,
     pub attempts: usize,
+    /// The client's address (see [`client`]), once the request was admitted.
+    pub client: Option<IpAddr>,
 }
 
 impl Proxy {
@@ -184,6 +188,7 @@ impl Proxy {
             mut outgoing,
             returning,
             client_target,
+            client,
         } = match admission {
             Admission::Answered(route, response) => {
                 served.route = Some(route);
@@ -193,6 +198,7 @@ impl Proxy {
         };
         let route = outgoing.route;
         served.route = Some(route);
+        served.client = Some(client);
         if let (Some(check), Some(target)) = (&route.auth, &client_target) {
             let verdict = door::check(worker, generation, check, &mut outgoing, target).await?;
             if let door::Verdict::Refuse(answer) = verdict {
@@ -260,12 +266,13 @@ fn log_outcome(
         .route
         .map_or("-", |route| route.upstream.name.as_str());
     let address = tracing::field::display(OrDash(served.address));
+    let client = tracing::field::display(OrDash(served.client));
     let attempts = served.attempts;
     match result {
         Ok(response) => {
             let status = response.status().as_u16();
             tracing::info!(
-                route, upstream, address, attempts, status, latency_ms, "proxied"
+                route, upstream, address, client, attempts, status, latency_ms, "proxied"
             );
             response
         }
@@ -273,12 +280,12 @@ fn log_outcome(
             let status = err.status().as_u16();
             match &err {
                 GatewayError::UpstreamUnavailable { cause, .. } => tracing::warn!(
-                    route, upstream, address, attempts, status, latency_ms, cause = %cause,
-                    "upstream unavailable"
+                    route, upstream, address, client, attempts, status, latency_ms,
+                    cause = %cause, "upstream unavailable"
                 ),
                 _ => tracing::info!(
-                    route, upstream, address, attempts, status, latency_ms, error = %err,
-                    "refused"
+                    route, upstream, address, client, attempts, status, latency_ms,
+                    error = %err, "refused"
                 ),
             }
             err.into_response(request_id)

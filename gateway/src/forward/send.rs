@@ -16,7 +16,7 @@ use crate::{
     forward::{
         Served,
         admit::Outgoing,
-        body::{Body, BoxError, Resendable},
+        body::{self, Body, BoxError, Resendable},
     },
     generation::Generation,
     routes::Route,
@@ -161,7 +161,7 @@ fn upstream_request(
 }
 
 /// Classifies a failed attempt: `Err` when it must not be retried at all (the client's body
-/// went over the limit), else whether another address may be tried. Connection failures count
+/// went over the limit or failed), else whether another address may be tried. Connection failures count
 /// towards ejecting the address.
 fn failed(
     route: &Route,
@@ -172,6 +172,10 @@ fn failed(
 ) -> Result<bool, GatewayError> {
     if let Some(limit) = route.max_body.filter(|_| is_length_limit(err)) {
         return Err(GatewayError::PayloadTooLarge { limit });
+    }
+    // The client's body broke off or was malformed: nothing is wrong with the upstream.
+    if body::is_client_body_error(err) {
+        return Err(GatewayError::BadRequest("malformed or incomplete request body"));
     }
     let unsent = matches!(err, SendError::Connect(_));
     if unsent && endpoint.connect_failed(&pool.upstream.eject) {

@@ -268,6 +268,15 @@ struct RawCheck {
     /// How long the check may take, then 503 and nothing forwarded. Default "2s".
     #[schemars(with = "Option<DurationSchema>")]
     timeout: Option<Spanned<String>>,
+    /// Also send the session itself (its cookie, Authorization: Session, X-Session-Id) to the
+    /// route's upstream, for services that call others as the user. Default false: the
+    /// upstream learns who the user is from the check's headers and never holds a credential
+    /// for the whole origin.
+    pass_session: Option<bool>,
+    /// The session cookie's name (the services' SESSION_COOKIE_NAME), held back from the
+    /// route's upstream unless pass_session. Default "sid".
+    #[schemars(with = "Option<String>")]
+    session_cookie: Option<Spanned<String>>,
 }
 
 /// Cross-origin requests from browsers.
@@ -326,6 +335,16 @@ const MAX_WEIGHT: u32 = 1_000_000;
 const DEFAULT_CHECK_HEADER: &str = "x-user-id";
 /// How long a door check may take unless it says otherwise: it is one Redis read.
 const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// The services' default `SESSION_COOKIE_NAME`.
+const DEFAULT_SESSION_COOKIE: &str = "sid";
+
+/// A cookie name: an HTTP token (RFC 6265 §4.1.1).
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+        })
+}
 
 /// Validation context: turns spans into line numbers and resolves `${VAR}`.
 struct Parser<'a> {
@@ -428,7 +447,7 @@ impl Parser<'_> {
                 )
             })?;
         let headers = match &check.headers {
-            None => vec![http::HeaderName::from_static(DEFAULT_CHECK_HEADER)],
+            None => Arc::from([http::HeaderName::from_static(DEFAULT_CHECK_HEADER)]),
             Some(names) => names
                 .iter()
                 .map(|name| {
@@ -439,11 +458,27 @@ impl Parser<'_> {
                         )
                     })
                 })
-                .collect::<Result<_, _>>()?,
+                .collect::<Result<Vec<_>, _>>()?
+                .into(),
         };
         let timeout = match &check.timeout {
             Some(timeout) => self.spanned_duration(timeout, "timeout")?,
             None => DEFAULT_CHECK_TIMEOUT,
+        };
+        let session_cookie = match &check.session_cookie {
+            Some(cookie) => {
+                let cookie_name = self.spanned(cookie)?;
+                if !is_cookie_name(&cookie_name) {
+                    return Err(self.error(
+                        Some(cookie.span()),
+                        format!(
+                            "[auth.{name}] session_cookie {cookie_name:?} is not a cookie name"
+                        ),
+                    ));
+                }
+                cookie_name
+            }
+            None => DEFAULT_SESSION_COOKIE.to_owned(),
         };
         Ok(DoorCheck {
             name: name.to_owned(),
@@ -458,6 +493,8 @@ impl Parser<'_> {
             },
             headers,
             target,
+            pass_session: check.pass_session.unwrap_or(false),
+            session_cookie,
         })
     }
 
@@ -1111,9 +1148,26 @@ timeout = "5s"
             ("session", "/session")
         );
         assert_eq!(check.route.upstream.name, "reader");
-        assert_eq!(check.headers, [http::HeaderName::from_static("x-user-id")]);
+        assert_eq!(*check.headers, [http::HeaderName::from_static("x-user-id")]);
         assert_eq!(check.route.timeout, DEFAULT_CHECK_TIMEOUT);
+        assert!(!check.pass_session, "the session is held back by default");
+        assert_eq!(check.session_cookie, "sid");
         assert!(table.route("/").is_some_and(|route| route.auth.is_none()));
+        let passing = format!(
+            "{base}[auth.session]\nupstream = \"reader\"\npath = \"/session\"\npass_session = true\nsession_cookie = \"__Host-sid\"\n"
+        );
+        let table = parse(Path::new("routes.toml"), &passing, no_env).expect("valid");
+        let check = table
+            .route("/greet")
+            .and_then(|route| route.auth.as_ref())
+            .expect("checked");
+        assert!(check.pass_session);
+        assert_eq!(check.session_cookie, "__Host-sid");
+        let bad = format!(
+            "{base}[auth.session]\nupstream = \"reader\"\npath = \"/session\"\nsession_cookie = \"s id\"\n"
+        );
+        let err = parse(Path::new("routes.toml"), &bad, no_env).expect_err("refused");
+        assert!(err.to_string().contains("is not a cookie name"), "{err}");
 
         for (check, expected, line) in [
             ("", "there is no [auth.session] check in this file", 10),

@@ -281,13 +281,21 @@ pub struct DoorCheck {
     pub route: Route,
     /// Copied from a passing answer onto the forwarded request.
     #[serde(serialize_with = "header_names")]
-    pub headers: Vec<http::HeaderName>,
+    pub headers: Arc<[http::HeaderName]>,
     /// The check's request target (its path), made once when the file is read.
     #[serde(skip)]
     pub target: http::uri::PathAndQuery,
+    /// Send the session itself (cookie, `Authorization: Session`, `X-Session-Id`) on to the
+    /// route's upstream; without it only the check's headers say who the user is.
+    pub pass_session: bool,
+    /// The session cookie's name, held back unless `pass_session`.
+    pub session_cookie: String,
 }
 
-fn header_names<S: serde::Serializer>(names: &[http::HeaderName], s: S) -> Result<S::Ok, S::Error> {
+fn header_names<S: serde::Serializer>(
+    names: &Arc<[http::HeaderName]>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.collect_seq(names.iter().map(http::HeaderName::as_str))
 }
 
