@@ -79,8 +79,25 @@ struct Slot {
     in_flight: AtomicUsize,
     /// Requests this worker has sent to the address (every attempt), for the metrics.
     sent: AtomicU64,
-    /// Only this worker takes this lock, so it is never contended.
-    idle: Mutex<Vec<Connection>>,
+    /// Only this worker takes this lock (its requests, and its sweeper), so it is never
+    /// contended.
+    idle: Mutex<Idle>,
+}
+
+/// A worker's idle connections to one address, and the task that watches them.
+///
+/// An idle connection is nobody's request, so nothing would read from it: when the upstream
+/// closed it (a keep-alive timeout, a restart), its socket would sit in CLOSE-WAIT until a
+/// request took it out of the list. So each list has a sweeper, a task of the worker that
+/// every idle connection's socket wakes: it polls the idle connections and drops those that
+/// ended. A connection is registered with it as it goes back into the list (one poll with the
+/// sweeper's waker), which costs a request nothing it would notice and no wake-up across tasks.
+#[derive(Debug, Default)]
+struct Idle {
+    connections: Vec<Connection>,
+    /// The sweeper's waker, once it has run; `None` before (then it is about to be spawned).
+    sweeper: Option<std::task::Waker>,
+    sweeper_spawned: bool,
 }
 
 impl Endpoint {
@@ -197,29 +214,46 @@ impl Endpoint {
     /// long it was idle.
     async fn take_idle(&self, worker: usize) -> Option<(Connection, Duration)> {
         loop {
-            let mut connection = self
-                .slot(worker)
-                .idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop()?;
+            let mut connection = self.idle(worker).connections.pop()?;
             if let Some(idle) = connection.reusable_after().await {
                 return Some((connection, idle));
             }
         }
     }
 
-    /// Keeps a connection whose last response was read to its end, for `worker`'s next request.
-    pub fn give_back(&self, worker: usize, mut connection: Connection) {
-        connection.idle();
-        let mut idle = self
-            .slot(worker)
+    fn idle(&self, worker: usize) -> std::sync::MutexGuard<'_, Idle> {
+        self.slot(worker)
             .idle
             .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if idle.len() < MAX_IDLE_PER_WORKER {
-            idle.push(connection);
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps a connection whose last response was read to its end, for `worker`'s next
+    /// request, watched by the worker's sweeper for this address (see [`Idle`]).
+    pub fn give_back(self: &Arc<Self>, worker: usize, mut connection: Connection) {
+        connection.idle();
+        let mut idle = self.idle(worker);
+        if idle.connections.len() >= MAX_IDLE_PER_WORKER {
+            return;
         }
+        match &idle.sweeper {
+            Some(sweeper) => {
+                let mut cx = std::task::Context::from_waker(sweeper);
+                if !connection.drive(&mut cx) {
+                    return;
+                }
+            }
+            // The sweeper polls every connection in the list when it first runs.
+            None if !idle.sweeper_spawned => {
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    return;
+                };
+                idle.sweeper_spawned = true;
+                runtime.spawn(sweep(Arc::downgrade(self), worker));
+            }
+            None => {}
+        }
+        idle.connections.push(connection);
     }
 
     /// Counts a request of `worker` in flight until the guard is dropped.
@@ -259,6 +293,44 @@ impl Endpoint {
             self.failures.store(0, Relaxed);
         }
         self.healthy.swap(healthy, Relaxed) != healthy
+    }
+}
+
+/// The sweeper of `worker`'s idle connections to `endpoint` (see [`Idle`]): woken by their
+/// sockets, it drops the connections that ended; it ends with the endpoint.
+async fn sweep(endpoint: Weak<Endpoint>, worker: usize) {
+    std::future::poll_fn(|cx| {
+        let Some(endpoint) = endpoint.upgrade() else {
+            return std::task::Poll::Ready(());
+        };
+        let mut idle = endpoint.idle(worker);
+        if !idle
+            .sweeper
+            .as_ref()
+            .is_some_and(|sweeper| sweeper.will_wake(cx.waker()))
+        {
+            idle.sweeper = Some(cx.waker().clone());
+        }
+        idle.connections.retain_mut(|connection| connection.drive(cx));
+        std::task::Poll::Pending
+    })
+    .await;
+}
+
+impl Drop for Endpoint {
+    /// Wakes the sweepers, which end when they find the endpoint gone.
+    fn drop(&mut self) {
+        for slot in &self.slots {
+            let sweeper = slot
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .sweeper
+                .take();
+            if let Some(sweeper) = sweeper {
+                sweeper.wake();
+            }
+        }
     }
 }
 

@@ -317,3 +317,53 @@ async fn a_connection_idle_past_the_pools_limit_is_not_reused() {
     );
     assert!(gateway::upstream::connection::MAX_IDLE < Duration::from_secs(5));
 }
+
+/// Sockets on this machine connected to `port` (as the remote end) in TCP state `state`
+/// (`/proc/net/tcp` codes: 08 is CLOSE-WAIT).
+fn sockets_to(port: u16, state: &str) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let remote_port = fields
+                .get(2)
+                .and_then(|remote| remote.rsplit(':').next())
+                .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+            remote_port == Some(port) && fields.get(3) == Some(&state)
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn pooled_connections_the_upstream_closed_are_dropped_at_once() {
+    let upstream = Counting::start(Duration::from_millis(200)).await;
+    let port: u16 = upstream
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .expect("port");
+    let gateway = TestGateway::start(&routes(&upstream)).await;
+    // Several pooled connections, on both workers.
+    let clients: Vec<reqwest::Client> = (0..8).map(|_| client()).collect();
+    let url = gateway.url("/");
+    let requests = clients.iter().map(|client| get_ok(client, &url));
+    futures_util::future::join_all(requests).await;
+    assert!(upstream.accepted() >= 2, "{} connections", upstream.accepted());
+    // The upstream closes them after 200 ms idle; the gateway must close its ends then, not
+    // keep them in CLOSE-WAIT until a request happens to take them.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let started = std::time::Instant::now();
+    while sockets_to(port, "08") > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{} upstream connections in CLOSE-WAIT",
+            sockets_to(port, "08")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And the pool still works.
+    get_ok(&clients[0], &gateway.url("/")).await;
+}
