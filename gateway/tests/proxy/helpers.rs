@@ -43,7 +43,8 @@ fn full(body: impl Into<Bytes>) -> ProbeBody {
 /// - `/trailers`: a chunked body with an `x-checksum` trailer (sent when the request allows);
 /// - `/healthz`: 200 or 503 as [`Probe::set_healthy`] says;
 /// - `/upgrade`: `101 Switching Protocols` to a protocol that echoes what it receives;
-/// - anything else: JSON describing the request (method, path, query, headers, body length).
+/// - anything else: JSON describing the request (method, path, query, headers, trailers, body
+///   length).
 pub struct Probe {
     pub addr: SocketAddr,
     healthy: Arc<AtomicBool>,
@@ -213,18 +214,25 @@ async fn answer(
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("<binary>").to_owned()))
                 .collect();
-            let body = request
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
+            let collected = request.into_body().collect().await.ok();
+            let trailers: Vec<(String, String)> = collected
+                .as_ref()
+                .and_then(|body| body.trailers())
+                .map(|trailers| {
+                    trailers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("<binary>").to_owned()))
+                        .collect()
+                })
                 .unwrap_or_default();
+            let body = collected.map(|b| b.to_bytes()).unwrap_or_default();
             let echo = json!({
                 "method": method,
                 "path": path,
                 "query": query,
                 "version": version,
                 "headers": headers,
+                "trailers": trailers,
                 "body_len": body.len(),
             });
             Response::builder()

@@ -7,6 +7,7 @@ mod connections;
 mod cors;
 mod errors;
 mod headers;
+mod hostile;
 mod https;
 mod idle;
 mod limits;
