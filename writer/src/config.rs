@@ -5,7 +5,10 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 use common::{ConfigError, env};
 use session::{SessionConfig, TrustedOrigins};
 
-use crate::auth::Users;
+use crate::{
+    auth::Users,
+    client::{DEFAULT_TRUSTED_GATEWAYS, TrustedGateways},
+};
 
 /// Default listen address (`WRITER_ADDR`).
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8090";
@@ -21,6 +24,8 @@ pub struct WriterConfig {
     /// `SESSION_TRUSTED_ORIGINS`: other origins whose pages may log in, increment and log out
     /// (see [`session::cross_site`]).
     pub trusted_origins: TrustedOrigins,
+    /// `TRUSTED_GATEWAYS`: peers whose `X-Real-IP` names the client (see [`crate::client`]).
+    pub trusted_gateways: TrustedGateways,
 }
 
 impl WriterConfig {
@@ -41,12 +46,18 @@ impl WriterConfig {
             .transpose()
             .map_err(|reason| ConfigError::new("SESSION_TRUSTED_ORIGINS", reason))?
             .unwrap_or_default();
+        let trusted_gateways = TrustedGateways::parse(
+            &env::optional("TRUSTED_GATEWAYS")?
+                .unwrap_or_else(|| DEFAULT_TRUSTED_GATEWAYS.to_owned()),
+        )
+        .map_err(|reason| ConfigError::new("TRUSTED_GATEWAYS", reason))?;
         Ok(Self {
             addr: env::socket_addr("WRITER_ADDR", DEFAULT_ADDR)?,
             session: SessionConfig::from_env()?,
             max_per_user,
             users,
             trusted_origins,
+            trusted_gateways,
         })
     }
 }

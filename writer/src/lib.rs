@@ -11,6 +11,7 @@
 //! All session logic lives in the `session` library; this crate maps it to HTTP.
 
 pub mod auth;
+pub mod client;
 pub mod config;
 mod routes;
 
@@ -29,6 +30,7 @@ impl Application {
         let max_per_user = config.max_per_user;
         let trusted_origins = config.trusted_origins;
         let users = config.users;
+        let gateways = config.trusted_gateways;
         service::bind(
             "writer",
             config.addr,
@@ -39,7 +41,7 @@ impl Application {
                     .with_trusted_origins(trusted_origins.clone())
             },
             move |service: &mut actix_web::web::ServiceConfig| {
-                routes::configure(service, users.clone())
+                routes::configure(service, users.clone(), gateways.clone())
             },
         )
         .map(Self)

@@ -17,14 +17,21 @@ use session::{
     service::resource,
 };
 
-use crate::auth::Users;
+use crate::{auth::Users, client::TrustedGateways};
 
-/// Registers the endpoints; with `users`, `/login` takes credentials (see [`crate::auth`]).
-pub fn configure(config: &mut web::ServiceConfig, users: Option<Arc<Users>>) {
+/// Registers the endpoints; with `users`, `/login` takes credentials (see [`crate::auth`]),
+/// and failures are throttled per client address (as `gateways` tell it, see
+/// [`crate::client`]).
+pub fn configure(
+    config: &mut web::ServiceConfig,
+    users: Option<Arc<Users>>,
+    gateways: TrustedGateways,
+) {
     let login = match users {
         None => resource("/login").get(open_login).post(open_login),
         Some(users) => resource("/login")
             .app_data(web::Data::from(users))
+            .app_data(web::Data::new(gateways))
             .get(login_form)
             .post(password_login),
     };
@@ -98,10 +105,13 @@ async fn password_login(
     request: HttpRequest,
     query: web::Query<LoginQuery>,
     users: web::Data<Users>,
+    gateways: web::Data<TrustedGateways>,
     sessions: web::Data<Sessions>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let outcome = verify_and_login(&current, &request, &query, &users, &sessions, &body).await;
+    let address = gateways.client_address(&request);
+    let outcome =
+        verify_and_login(&current, &request, address, &query, &users, &sessions, &body).await;
     match outcome {
         Ok(login) => Ok(logged_in(audience, &login)),
         // A browser sees the form again, with the reason.
@@ -130,6 +140,7 @@ async fn password_login(
 async fn verify_and_login(
     current: &CurrentSession,
     request: &HttpRequest,
+    address: IpAddr,
     query: &LoginQuery,
     users: &web::Data<Users>,
     sessions: &Sessions,
@@ -138,7 +149,6 @@ async fn verify_and_login(
     // Before the password is checked or a failed attempt counted.
     current.refuse_cross_site(Action::Login)?;
     let credentials = parse_credentials(request, body)?;
-    let address = client_address(request);
     let claimed = UserId::parse(&credentials.username).ok();
     let throttle = sessions.login_throttle();
     throttle.check(claimed.as_ref(), address).await?;
@@ -173,20 +183,6 @@ fn parse_credentials(request: &HttpRequest, body: &[u8]) -> Result<Credentials, 
         Err("send username and password as JSON or as a form".to_owned())
     };
     parsed.map_err(|reason| ApiError::BadRequest(format!("invalid login: {reason}")))
-}
-
-/// The client's address: the last `X-Forwarded-For` entry (added by the gateway, the only way
-/// in) or the peer.
-fn client_address(request: &HttpRequest) -> IpAddr {
-    request
-        .headers()
-        .get_all("x-forwarded-for")
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
-        .next_back()
-        .or_else(|| request.peer_addr().map(|peer| peer.ip()))
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
 }
 
 /// `GET /login` with credentials configured: the form.

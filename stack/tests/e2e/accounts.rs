@@ -5,7 +5,9 @@ use std::{io::Write, process::Stdio, time::Duration};
 
 use serde_json::json;
 
-use crate::helpers::{Options, StoreKind, TestStack, bin, json, session_cookie, set_cookies};
+use crate::helpers::{
+    Options, StoreKind, TestStack, bin, json, reroute, routes_file, session_cookie, set_cookies,
+};
 
 /// `writer hash-password`, fed on stdin.
 fn hash(password: &str) -> String {
@@ -213,6 +215,52 @@ async fn repeated_failures_are_throttled_per_address(store: StoreKind) {
     }
     // …and this address is throttled, for every user.
     assert_eq!(password_login(&stack, "bob", "builder").await.status(), 429);
+}
+
+/// A password login as the load balancer in front of the gateway would forward it for
+/// `client`: from 127.0.0.1 (a trusted proxy here), with the client in `X-Forwarded-For`.
+async fn login_from(stack: &TestStack, client: &str, user: &str, password: &str) -> u16 {
+    stack
+        .client()
+        .post(stack.url("/login"))
+        .header("x-forwarded-for", client)
+        .json(&json!({ "username": user, "password": password }))
+        .send()
+        .await
+        .expect("login")
+        .status()
+        .as_u16()
+}
+
+async fn behind_a_trusted_proxy_each_client_is_throttled_alone(store: StoreKind) {
+    let (stack, _users) = with_users(Options::default().store(store));
+    let behind_a_balancer = routes_file(
+        &stack.writer_addrs,
+        &[stack.reader_addr],
+        "trusted_proxies = [\"127.0.0.1/32\"]",
+        "",
+    );
+    reroute(&stack, &behind_a_balancer).await;
+    // Twenty clients behind the balancer fail once each: none is throttled, nor anyone else.
+    for i in 0..20 {
+        let client = format!("198.51.100.{i}");
+        assert_eq!(login_from(&stack, &client, &format!("user{}", i % 5), "guess").await, 401);
+    }
+    assert_eq!(login_from(&stack, "198.51.100.21", "bob", "builder").await, 200);
+    let keys = stack.redis_keys().await;
+    assert!(keys.contains(&"login-failures:addr:198.51.100.7".to_owned()), "{keys:?}");
+    assert!(
+        !keys.iter().any(|key| key.starts_with("login-failures:addr:127.")),
+        "failures counted against the proxy: {keys:?}"
+    );
+    // One client failing twenty times is throttled, and only that client.
+    for i in 0..20 {
+        assert_eq!(login_from(&stack, "203.0.113.9", &format!("other{}", i % 5), "guess").await, 401);
+    }
+    assert_eq!(login_from(&stack, "203.0.113.9", "bob", "builder").await, 429);
+    assert_eq!(login_from(&stack, "203.0.113.10", "bob", "builder").await, 200);
+    // A claim to the left of what the balancer saw changes nothing.
+    assert_eq!(login_from(&stack, "1.2.3.4, 203.0.113.9", "bob", "builder").await, 429);
 }
 
 async fn logging_out_everywhere_ends_every_device_of_the_user(store: StoreKind) {
@@ -439,6 +487,7 @@ on_every_store!(
     credentials_log_in_and_a_wrong_pair_does_not_say_which_part,
     repeated_failures_are_throttled_per_user,
     repeated_failures_are_throttled_per_address,
+    behind_a_trusted_proxy_each_client_is_throttled_alone,
     logging_out_everywhere_ends_every_device_of_the_user,
     the_per_user_cap_ends_the_oldest_session,
     concurrent_logins_of_one_user_all_succeed_and_are_all_indexed,
