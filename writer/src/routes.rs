@@ -1,7 +1,7 @@
 //! The writer's endpoints. Each is a thin mapping from [`CurrentSession`] to the JSON of the
 //! HTTP contract in DESIGN.md, or, for a browser, to a page (see [`session::pages`]).
 
-use std::{net::IpAddr, sync::Arc};
+use std::sync::Arc;
 
 use actix_web::{
     HttpRequest, HttpResponse, ResponseError,
@@ -105,13 +105,10 @@ async fn password_login(
     request: HttpRequest,
     query: web::Query<LoginQuery>,
     users: web::Data<Users>,
-    gateways: web::Data<TrustedGateways>,
     sessions: web::Data<Sessions>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let address = gateways.client_address(&request);
-    let outcome =
-        verify_and_login(&current, &request, address, &query, &users, &sessions, &body).await;
+    let outcome = verify_and_login(&current, &request, &query, &users, &sessions, &body).await;
     match outcome {
         Ok(login) => Ok(logged_in(audience, &login)),
         // A browser sees the form again, with the reason.
@@ -140,7 +137,6 @@ async fn password_login(
 async fn verify_and_login(
     current: &CurrentSession,
     request: &HttpRequest,
-    address: IpAddr,
     query: &LoginQuery,
     users: &web::Data<Users>,
     sessions: &Sessions,
@@ -149,6 +145,10 @@ async fn verify_and_login(
     // Before the password is checked or a failed attempt counted.
     current.refuse_cross_site(Action::Login)?;
     let credentials = parse_credentials(request, body)?;
+    let address = match request.app_data::<web::Data<TrustedGateways>>() {
+        Some(gateways) => gateways.client_address(request),
+        None => TrustedGateways::default().client_address(request),
+    };
     let claimed = UserId::parse(&credentials.username).ok();
     let throttle = sessions.login_throttle();
     throttle.check(claimed.as_ref(), address).await?;
