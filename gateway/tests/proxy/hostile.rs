@@ -314,3 +314,17 @@ async fn the_client_address_goes_upstream_as_x_real_ip_and_cannot_be_claimed() {
         ["6.6.6.6, 203.0.113.7, 10.0.0.3, 127.0.0.1"]
     );
 }
+
+#[tokio::test]
+async fn asterisk_form_and_connect_never_reach_an_upstream() {
+    let probe = Probe::start().await;
+    let gateway = TestGateway::start(&crate::helpers::routes_to(&probe)).await;
+    for request in [
+        "OPTIONS * HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        "CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\nConnection: close\r\n\r\n",
+    ] {
+        let (status, body) = answer(&raw(gateway.addr, request.as_bytes()).await);
+        assert!(status.starts_with("HTTP/1.1 404"), "{request:?}: {status}");
+        assert_eq!(body["error"], "no route for this path", "{request:?}");
+    }
+}

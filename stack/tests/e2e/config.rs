@@ -111,6 +111,15 @@ fn services_refuse_to_start_without_valid_settings() {
         stderr.contains("SESSION_TRUSTED_ORIGINS: \"https://spa.example/app\" is not an origin"),
         "{stderr}"
     );
+    let (code, stderr) = run(
+        "writer",
+        &[redis, secret, ("TRUSTED_GATEWAYS", "10.0.0.0/8, gateway")],
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("TRUSTED_GATEWAYS: \"gateway\" is not an IP address or CIDR range"),
+        "{stderr}"
+    );
     for (name, variable) in [("writer", "WRITER_ADDR"), ("reader", "READER_ADDR")] {
         let (code, stderr) = run(name, &[redis, secret, (variable, "localhost")]);
         assert_eq!(code, Some(2), "{stderr}");

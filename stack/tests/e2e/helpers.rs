@@ -67,7 +67,7 @@ fn output(dir: &std::path::Path, name: &str) -> Output {
 }
 
 /// Variables a developer's shell could leak into the services.
-const LEAKY: [&str; 20] = [
+const LEAKY: [&str; 21] = [
     "REDIS_URL",
     "SESSION_SECRET",
     "SESSION_COOKIE_NAME",
@@ -78,6 +78,7 @@ const LEAKY: [&str; 20] = [
     "SESSION_MAX_PER_USER",
     "SESSION_TRUSTED_ORIGINS",
     "AUTH_USERS_FILE",
+    "TRUSTED_GATEWAYS",
     "WRITER_ADDR",
     "READER_ADDR",
     "GATEWAY_ADDR",
