@@ -203,11 +203,9 @@ impl Metrics {
             .set(i64::try_from(generation.number).unwrap_or(i64::MAX));
         self.connections_open
             .set(i64::try_from(clients.open_count()).unwrap_or(i64::MAX));
-        let refused = self
-            .connections_refused
-            .get_or_create(&RefusedLabels {
-                reason: "max_connections_per_client",
-            });
+        let refused = self.connections_refused.get_or_create(&RefusedLabels {
+            reason: "max_connections_per_client",
+        });
         refused.inc_by(clients.refused_count().saturating_sub(refused.get()));
         self.address_up.clear();
         self.address_in_flight.clear();

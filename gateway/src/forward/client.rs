@@ -119,7 +119,10 @@ mod tests {
         let headers = forwarded(&["10.0.0.9, 10.0.0.5"]);
         assert_eq!(address(&headers, ip("10.0.0.2"), &lb), ip("10.0.0.9"));
         // A trusted proxy that sent no X-Forwarded-For is the client.
-        assert_eq!(address(&HeaderMap::new(), ip("10.0.0.2"), &lb), ip("10.0.0.2"));
+        assert_eq!(
+            address(&HeaderMap::new(), ip("10.0.0.2"), &lb),
+            ip("10.0.0.2")
+        );
     }
 
     #[test]

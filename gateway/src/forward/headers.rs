@@ -333,13 +333,11 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
         return None;
     }
     let protocol = headers.get(UPGRADE)?;
-    let to_h2c = protocol
-        .to_str()
-        .map_or(true, |protocols| {
-            protocols
-                .split(',')
-                .any(|token| token.trim().eq_ignore_ascii_case("h2c"))
-        });
+    let to_h2c = protocol.to_str().map_or(true, |protocols| {
+        protocols
+            .split(',')
+            .any(|token| token.trim().eq_ignore_ascii_case("h2c"))
+    });
     (!to_h2c).then(|| protocol.clone())
 }
 
@@ -448,13 +446,10 @@ mod tests {
     /// An HTTP/1.1 request (origin form) from the test peer, trusted or not, with `Forwarded`
     /// or not; returns the client address decided.
     fn prepare_http11(headers: &mut HeaderMap, trusted: bool, forwarded: bool) -> IpAddr {
-        let host = super::super::host::of_request(
-            Version::HTTP_11,
-            &http::Uri::from_static("/"),
-            headers,
-        )
-        .ok()
-        .flatten();
+        let host =
+            super::super::host::of_request(Version::HTTP_11, &http::Uri::from_static("/"), headers)
+                .ok()
+                .flatten();
         prepare_request(
             headers,
             Version::HTTP_11,
@@ -534,7 +529,10 @@ mod tests {
         assert_eq!(headers["x-forwarded-host"], "www.example.test");
         let via: Vec<_> = headers.get_all("via").iter().collect();
         assert_eq!(via, ["1.1 edge", "1.1 gateway"]);
-        assert_eq!(headers["x-real-ip"], "10.0.0.1", "the right-most entry not trusted");
+        assert_eq!(
+            headers["x-real-ip"], "10.0.0.1",
+            "the right-most entry not trusted"
+        );
     }
 
     #[test]
@@ -562,7 +560,10 @@ mod tests {
         ]);
         prepare_http11(&mut headers, false, false);
         assert!(!headers.contains_key("x_user_id"));
-        assert!(!headers.contains_key("x-kept"), "an ordinary option is honoured");
+        assert!(
+            !headers.contains_key("x-kept"),
+            "an ordinary option is honoured"
+        );
         assert_eq!(headers["host"], "h");
         assert_eq!(headers["cookie"], "sid=abc");
         assert_eq!(headers["authorization"], "Session t");

@@ -175,7 +175,9 @@ fn failed(
     }
     // The client's body broke off or was malformed: nothing is wrong with the upstream.
     if body::is_client_body_error(err) {
-        return Err(GatewayError::BadRequest("malformed or incomplete request body"));
+        return Err(GatewayError::BadRequest(
+            "malformed or incomplete request body",
+        ));
     }
     let unsent = matches!(err, SendError::Connect(_));
     if unsent && endpoint.connect_failed(&pool.upstream.eject) {

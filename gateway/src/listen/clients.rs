@@ -99,7 +99,10 @@ impl ClientConnections {
 
     /// Clients with a capped connection open (the size of the table).
     pub fn clients(&self) -> usize {
-        self.by_client.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.by_client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 }
 
@@ -167,7 +170,11 @@ mod tests {
     fn ipv6_clients_are_counted_by_their_64_network() {
         let connections = Arc::new(ClientConnections::default());
         let _one = connections.open(ip("2001:db8:1:2::1"), limit(1));
-        assert!(connections.open(ip("2001:db8:1:2:ffff::9"), limit(1)).is_none());
+        assert!(
+            connections
+                .open(ip("2001:db8:1:2:ffff::9"), limit(1))
+                .is_none()
+        );
         assert!(connections.open(ip("2001:db8:1:3::1"), limit(1)).is_some());
         assert_eq!(
             ClientKey::of(ip("::ffff:192.0.2.1")),

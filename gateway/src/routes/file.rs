@@ -341,9 +341,9 @@ const DEFAULT_SESSION_COOKIE: &str = "sid";
 /// A cookie name: an HTTP token (RFC 6265 §4.1.1).
 fn is_cookie_name(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Validation context: turns spans into line numbers and resolves `${VAR}`.

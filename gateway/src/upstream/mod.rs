@@ -311,7 +311,8 @@ async fn sweep(endpoint: Weak<Endpoint>, worker: usize) {
         {
             idle.sweeper = Some(cx.waker().clone());
         }
-        idle.connections.retain_mut(|connection| connection.drive(cx));
+        idle.connections
+            .retain_mut(|connection| connection.drive(cx));
         std::task::Poll::Pending
     })
     .await;

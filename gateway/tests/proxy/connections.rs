@@ -351,7 +351,11 @@ async fn pooled_connections_the_upstream_closed_are_dropped_at_once() {
     let url = gateway.url("/");
     let requests = clients.iter().map(|client| get_ok(client, &url));
     futures_util::future::join_all(requests).await;
-    assert!(upstream.accepted() >= 2, "{} connections", upstream.accepted());
+    assert!(
+        upstream.accepted() >= 2,
+        "{} connections",
+        upstream.accepted()
+    );
     // The upstream closes them after 200 ms idle; the gateway must close its ends then, not
     // keep them in CLOSE-WAIT until a request happens to take them.
     tokio::time::sleep(Duration::from_millis(400)).await;

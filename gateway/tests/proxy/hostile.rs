@@ -81,7 +81,12 @@ fn spellings<'a>(echo: &'a Value, name: &str) -> Vec<(&'a str, &'a str)> {
     ["headers", "trailers"]
         .iter()
         .flat_map(|part| echo[part].as_array().into_iter().flatten())
-        .map(|pair| (pair[0].as_str().expect("name"), pair[1].as_str().expect("value")))
+        .map(|pair| {
+            (
+                pair[0].as_str().expect("name"),
+                pair[1].as_str().expect("value"),
+            )
+        })
         .filter(|(field, _)| field.replace('_', "-").eq_ignore_ascii_case(name))
         .collect()
 }
@@ -144,12 +149,14 @@ async fn the_session_stays_at_the_door_unless_the_check_passes_it_on() {
     assert!(received(&echo, "x-session-id").is_empty());
     assert_eq!(received(&echo, "x-user-id"), ["real-user"]);
     // A session header is held back too.
-    let header = "GET /app HTTP/1.1\r\nHost: h\r\nAuthorization: Session ok\r\nConnection: close\r\n\r\n";
+    let header =
+        "GET /app HTTP/1.1\r\nHost: h\r\nAuthorization: Session ok\r\nConnection: close\r\n\r\n";
     let (status, echo) = answer(&raw(gateway.addr, header.as_bytes()).await);
     assert!(status.ends_with("200 OK"), "{status}");
     assert!(received(&echo, "authorization").is_empty(), "{echo}");
 
-    let passing = TestGateway::start(&door_routes(&probe, voucher, "", "pass_session = true")).await;
+    let passing =
+        TestGateway::start(&door_routes(&probe, voucher, "", "pass_session = true")).await;
     let (_, echo) = answer(&raw(passing.addr, request.as_bytes()).await);
     assert_eq!(received(&echo, "cookie"), ["theme=dark; sid=ok; lang=en"]);
     assert_eq!(received(&echo, "x-session-id"), ["ok"]);
@@ -163,11 +170,13 @@ async fn the_session_stays_at_the_door_unless_the_check_passes_it_on() {
 async fn a_request_gets_exactly_one_valid_host_or_400() {
     let probe = Probe::start().await;
     let gateway = TestGateway::start(&crate::helpers::routes_to(&probe)).await;
-    let request = |host_lines: &str| {
-        format!("GET /echo HTTP/1.1\r\n{host_lines}Connection: close\r\n\r\n")
-    };
+    let request =
+        |host_lines: &str| format!("GET /echo HTTP/1.1\r\n{host_lines}Connection: close\r\n\r\n");
     for (what, host_lines) in [
-        ("two Host headers", "Host: a.example\r\nHost: b.example\r\n".to_owned()),
+        (
+            "two Host headers",
+            "Host: a.example\r\nHost: b.example\r\n".to_owned(),
+        ),
         ("no Host", String::new()),
         ("empty", "Host: \r\n".to_owned()),
         ("a space", "Host: a b\r\n".to_owned()),
@@ -178,11 +187,17 @@ async fn a_request_gets_exactly_one_valid_host_or_400() {
     ] {
         let (status, body) = answer(&raw(gateway.addr, request(&host_lines).as_bytes()).await);
         assert!(status.starts_with("HTTP/1.1 400"), "{what}: {status}");
-        assert!(body["error"].as_str().is_some(), "{what}: JSON error, got {body}");
+        assert!(
+            body["error"].as_str().is_some(),
+            "{what}: JSON error, got {body}"
+        );
     }
     // HTTP/1.0 may leave Host out.
     let (status, _) = answer(&raw(gateway.addr, b"GET /echo HTTP/1.0\r\n\r\n").await);
-    assert!(status.ends_with("200 OK"), "HTTP/1.0 without Host: {status}");
+    assert!(
+        status.ends_with("200 OK"),
+        "HTTP/1.0 without Host: {status}"
+    );
     // Connection cannot take Host (or the cookie) away.
     let (status, echo) = answer(
         &raw(
@@ -224,7 +239,12 @@ async fn h2_request(gateway: &TestGateway, headers: &[(&str, &str)]) -> (u16, Va
         .await
         .expect("answer");
     let status = response.status().as_u16();
-    let body = response.into_body().collect().await.expect("body").to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
@@ -234,7 +254,11 @@ async fn http2_cookies_are_joined_and_a_host_unlike_the_authority_is_refused() {
     let gateway = TestGateway::start(&crate::helpers::routes_to(&probe)).await;
     let (status, echo) = h2_request(&gateway, &[("cookie", "a=1"), ("cookie", "sid=2")]).await;
     assert_eq!(status, 200);
-    assert_eq!(received(&echo, "cookie"), ["a=1; sid=2"], "one Cookie line (RFC 9113 §8.2.3)");
+    assert_eq!(
+        received(&echo, "cookie"),
+        ["a=1; sid=2"],
+        "one Cookie line (RFC 9113 §8.2.3)"
+    );
     let (status, _) = h2_request(&gateway, &[("host", "elsewhere.example")]).await;
     assert_eq!(status, 400, "Host differs from :authority");
 }
@@ -275,7 +299,10 @@ async fn broken_chunked_framing_is_the_clients_400_and_no_upstream_failure() {
         metrics.contains("gateway_requests_total{route=\"/\",status=\"400\"} 1"),
         "{metrics}"
     );
-    assert!(!metrics.contains("status=\"502\""), "counted as an upstream failure");
+    assert!(
+        !metrics.contains("status=\"502\""),
+        "counted as an upstream failure"
+    );
 }
 
 #[tokio::test]

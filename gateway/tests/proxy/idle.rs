@@ -185,10 +185,7 @@ impl AsyncWrite for Freezable {
         Pin::new(&mut self.stream).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
@@ -269,9 +266,14 @@ async fn one_client_gets_max_connections_per_client_and_a_trusted_proxy_is_not_l
     // A place given back is free again.
     held.pop();
     until_open(&gateway, 2.0, Duration::from_secs(2)).await;
-    assert!(raw(gateway.addr, b"GET /echo HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    assert!(
+        raw(
+            gateway.addr,
+            b"GET /echo HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+        )
         .await
-        .starts_with("HTTP/1.1 200"));
+        .starts_with("HTTP/1.1 200")
+    );
 
     // Behind a trusted proxy every client comes from its address: it is not one client.
     std::fs::write(

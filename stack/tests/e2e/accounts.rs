@@ -244,23 +244,46 @@ async fn behind_a_trusted_proxy_each_client_is_throttled_alone(store: StoreKind)
     // Twenty clients behind the balancer fail once each: none is throttled, nor anyone else.
     for i in 0..20 {
         let client = format!("198.51.100.{i}");
-        assert_eq!(login_from(&stack, &client, &format!("user{}", i % 5), "guess").await, 401);
+        assert_eq!(
+            login_from(&stack, &client, &format!("user{}", i % 5), "guess").await,
+            401
+        );
     }
-    assert_eq!(login_from(&stack, "198.51.100.21", "bob", "builder").await, 200);
+    assert_eq!(
+        login_from(&stack, "198.51.100.21", "bob", "builder").await,
+        200
+    );
     let keys = stack.redis_keys().await;
-    assert!(keys.contains(&"login-failures:addr:198.51.100.7".to_owned()), "{keys:?}");
     assert!(
-        !keys.iter().any(|key| key.starts_with("login-failures:addr:127.")),
+        keys.contains(&"login-failures:addr:198.51.100.7".to_owned()),
+        "{keys:?}"
+    );
+    assert!(
+        !keys
+            .iter()
+            .any(|key| key.starts_with("login-failures:addr:127.")),
         "failures counted against the proxy: {keys:?}"
     );
     // One client failing twenty times is throttled, and only that client.
     for i in 0..20 {
-        assert_eq!(login_from(&stack, "203.0.113.9", &format!("other{}", i % 5), "guess").await, 401);
+        assert_eq!(
+            login_from(&stack, "203.0.113.9", &format!("other{}", i % 5), "guess").await,
+            401
+        );
     }
-    assert_eq!(login_from(&stack, "203.0.113.9", "bob", "builder").await, 429);
-    assert_eq!(login_from(&stack, "203.0.113.10", "bob", "builder").await, 200);
+    assert_eq!(
+        login_from(&stack, "203.0.113.9", "bob", "builder").await,
+        429
+    );
+    assert_eq!(
+        login_from(&stack, "203.0.113.10", "bob", "builder").await,
+        200
+    );
     // A claim to the left of what the balancer saw changes nothing.
-    assert_eq!(login_from(&stack, "1.2.3.4, 203.0.113.9", "bob", "builder").await, 429);
+    assert_eq!(
+        login_from(&stack, "1.2.3.4, 203.0.113.9", "bob", "builder").await,
+        429
+    );
 }
 
 async fn logging_out_everywhere_ends_every_device_of_the_user(store: StoreKind) {
