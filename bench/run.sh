@@ -91,73 +91,17 @@ RAW=$RUN_DIR/raw.txt         # every single wrk run (per round), "name value"
 : >"$RAW"
 T_START=$SECONDS
 
+# shellcheck source=bench/procs.sh
+source "$BENCH/procs.sh" # ensure_packages start stop stop_all tree_pids wait_ok
+
 # ---- Debian packages a fresh machine lacks ----
-ensure_packages() {
-  local -A pkg=([nginx]=nginx [haproxy]=haproxy [caddy]=caddy [wrk]=wrk [jq]=jq [curl]=curl
-    [redis-cli]=redis-tools [redis-benchmark]=redis-tools [redis-server]=redis-server
-    [python3]=python3 [timeout]=coreutils [ps]=procps [openssl]=openssl)
-  if [[ $CALLGRIND != 0 ]]; then pkg+=([valgrind]=valgrind [callgrind_control]=valgrind); fi
-  if [[ $PEER != 0 ]]; then pkg+=([node]=nodejs [npm]=npm); fi
-  local b missing=() sudo=()
-  for b in "${!pkg[@]}"; do
-    command -v "$b" >/dev/null 2>&1 || missing+=("${pkg[$b]}")
-  done
-  ((${#missing[@]} > 0)) || return 0
-  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-  if ((EUID != 0)); then sudo=(sudo); fi
-  log "installing missing Debian packages: ${missing[*]}"
-  "${sudo[@]}" apt-get update -qq >&2
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-}
-ensure_packages
+pkgs=(nginx=nginx haproxy=haproxy caddy=caddy wrk=wrk jq=jq curl=curl redis-cli=redis-tools
+  redis-benchmark=redis-tools redis-server=redis-server python3=python3 timeout=coreutils
+  ps=procps openssl=openssl)
+if [[ $CALLGRIND != 0 ]]; then pkgs+=(valgrind=valgrind callgrind_control=valgrind); fi
+if [[ $PEER != 0 ]]; then pkgs+=(node=nodejs npm=npm); fi
+ensure_packages "${pkgs[@]}"
 
-# ---- process bookkeeping: only PIDs started here are ever signalled ----
-declare -A PID=()
-STARTED=() # names in start order; stopped in reverse
-
-# start NAME LOGFILE CMD... : run CMD in the background, remember its PID under NAME
-start() {
-  local name=$1 logfile=$2
-  shift 2
-  "$@" >"$logfile" 2>&1 &
-  PID[$name]=$!
-  STARTED+=("$name")
-}
-
-# PID and all its descendants (nginx workers, anything HAProxy may fork)
-tree_pids() {
-  local c
-  echo "$1"
-  for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do tree_pids "$c"; done
-}
-
-# stop NAME : SIGTERM the process, wait (bounded), SIGKILL; then the same for any descendant
-# still alive (e.g. nginx workers whose master had to be killed)
-stop() {
-  local name=$1 p=${PID[$1]:-} pids i q grace=50
-  [[ -n $p ]] || return 0
-  unset "PID[$name]"
-  kill -0 "$p" 2>/dev/null || { wait "$p" 2>/dev/null || true; return 0; }
-  [[ $name == cg_* ]] && grace=300 # valgrind writes its last dump on the way out
-  pids=$(tree_pids "$p")
-  kill -TERM "$p" 2>/dev/null || true
-  for ((i = 0; i < grace; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$p" 2>/dev/null; then kill -KILL "$p" 2>/dev/null || true; fi
-  wait "$p" 2>/dev/null || true
-  for q in $pids; do
-    [[ $q == "$p" ]] && continue
-    kill -0 "$q" 2>/dev/null || continue
-    kill -TERM "$q" 2>/dev/null || true
-    for ((i = 0; i < 20; i++)); do kill -0 "$q" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$q" 2>/dev/null || true
-  done
-}
-stop_all() {
-  local i
-  for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do stop "${STARTED[$i]}"; done
-  STARTED=()
-}
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -177,19 +121,6 @@ socks = [socket.socket() for _ in range(int(sys.argv[1]))]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 for s in socks: s.close()' "$1"
-}
-
-# wait_ok NAME URL TIMEOUT_S : until URL answers 200 (ANY status if NAME is prefixed with
-# "any:"); gives up early if the process started as NAME has exited
-wait_ok() {
-  local name=${1#any:} url=$2 t=$3 i code
-  for ((i = 0; i < t * 10; i++)); do
-    code=$(curl -s --max-time 1 -o /dev/null -w '%{http_code}' "$url" || true)
-    [[ $code == 200 || ($1 == any:* && $code != 000 && -n $code) ]] && return 0
-    kill -0 "${PID[$name]}" 2>/dev/null || { log "$name exited"; return 1; }
-    sleep 0.1
-  done
-  return 1
 }
 
 # render TEMPLATE OUT KEY=VALUE... : replace each ${KEY} (nothing else) in TEMPLATE
@@ -486,11 +417,11 @@ fi
 # puts instr_per_req.NAME (total Ir of the dump / CALLGRIND_N). Bounded: every step has a timeout.
 cg_measure() {
   local name=$1 pid=$2 port=$3 out=$RUN_DIR/callgrind/$1.out ir
-  timeout 120 python3 "$BENCH/keepalive_get.py" 127.0.0.1 "$port" / "$COOKIE" "$CALLGRIND_WARMUP" ||
+  timeout 120 python3 "$BENCH/keepalive.py" 127.0.0.1 "$port" / "$COOKIE" "$CALLGRIND_WARMUP" ||
     { log "WARN callgrind $name: warm-up failed"; return 1; }
   timeout 30 callgrind_control -z "$pid" >>"$RUN_DIR/callgrind/control.log" 2>&1 ||
     { log "WARN callgrind $name: callgrind_control -z failed"; return 1; }
-  timeout 300 python3 "$BENCH/keepalive_get.py" 127.0.0.1 "$port" / "$COOKIE" "$CALLGRIND_N" ||
+  timeout 300 python3 "$BENCH/keepalive.py" 127.0.0.1 "$port" / "$COOKIE" "$CALLGRIND_N" ||
     { log "WARN callgrind $name: measured requests failed"; return 1; }
   timeout 60 callgrind_control -d "$pid" >>"$RUN_DIR/callgrind/control.log" 2>&1 ||
     { log "WARN callgrind $name: callgrind_control -d failed"; return 1; }

@@ -18,7 +18,10 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use notify::{RecursiveMode, Watcher};
+use notify::{
+    EventKind, RecursiveMode, Watcher,
+    event::{AccessKind, AccessMode},
+};
 use tokio::sync::mpsc;
 
 use crate::{forward::Proxy, routes};
@@ -144,6 +147,9 @@ fn directory_watcher(
     let file_name = path.file_name().map(ToOwned::to_owned);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
+        if only_reads(event.kind) {
+            return;
+        }
         let concerns_file = event.paths.is_empty()
             || event
                 .paths
@@ -160,6 +166,18 @@ fn directory_watcher(
     })?;
     watcher.watch(&directory, RecursiveMode::NonRecursive)?;
     Ok(watcher)
+}
+
+/// Opening, reading and closing a file after reading it cannot change it. inotify reports them
+/// too, and this task's own read after each event would otherwise set off the next event: the
+/// file was read about 20 times a second while nothing changed.
+fn only_reads(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Access(
+            AccessKind::Open(_) | AccessKind::Read | AccessKind::Close(AccessMode::Read)
+        )
+    )
 }
 
 /// A channel that receives a unit per SIGHUP (never on platforms without it).
@@ -184,4 +202,28 @@ fn hangup_signal() -> mpsc::Receiver<()> {
     #[cfg(not(unix))]
     drop(tx);
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reading_the_file_is_no_event_and_writing_it_is() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("routes.toml");
+        std::fs::write(&path, "# empty\n").expect("write");
+        let (tx, mut events) = mpsc::channel(16);
+        let _watcher = directory_watcher(&path, tx).expect("watcher");
+
+        for _ in 0..3 {
+            std::fs::read_to_string(&path).expect("read");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(events.try_recv().is_err(), "a read was taken for a change");
+
+        std::fs::write(&path, "# edited\n").expect("edit");
+        let changed = tokio::time::timeout(Duration::from_secs(5), events.recv()).await;
+        assert!(matches!(changed, Ok(Some(()))), "an edit was not seen");
+    }
 }
