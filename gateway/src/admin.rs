@@ -27,7 +27,9 @@ pub struct Admin {
 }
 
 impl Handler for Admin {
-    async fn call(self: Arc<Self>, request: Request<Incoming>, _remote: Remote) -> Response<Body> {
+    async fn call(self: Arc<Self>, request: Request<Incoming>, remote: Remote) -> Response<Body> {
+        // Admin answers are immediate: the mark can end with the call.
+        let _open = remote.begin(&request);
         if request.method() != Method::GET {
             return json_response(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -70,65 +70,78 @@ pub fn of_request(
     }))
 }
 
-/// Whether `value` is `host[:port]` as RFC 3986 spells it, with a port in 1..=65535.
+/// Whether `value` is `host[:port]` as RFC 3986 spells it, with a port in 1..=65535. One pass
+/// over the bytes: every request pays for it.
 pub fn is_valid(value: &[u8]) -> bool {
-    let (host, port) = match value.first() {
-        Some(b'[') => {
-            let Some(end) = value.iter().position(|&b| b == b']') else {
-                return false;
-            };
-            let inside = std::str::from_utf8(&value[1..end]).ok();
-            if inside.and_then(|ip| ip.parse::<Ipv6Addr>().ok()).is_none() {
-                return false;
-            }
-            match &value[end + 1..] {
-                [] => return true,
-                [b':', port @ ..] => (None, Some(port)),
-                _ => return false,
-            }
-        }
-        _ => match value.iter().rposition(|&b| b == b':') {
-            Some(colon) => (Some(&value[..colon]), Some(&value[colon + 1..])),
-            None => (Some(value), None),
-        },
-    };
-    host.is_none_or(is_reg_name_or_ipv4) && port.is_none_or(is_port)
+    match value.first() {
+        None => false,
+        Some(b'[') => is_ip_literal_then_port(value),
+        Some(_) => is_reg_name_then_port(value),
+    }
 }
 
-/// A registered name or an IPv4 address (which is a registered name's spelling too); not
-/// empty.
-fn is_reg_name_or_ipv4(host: &[u8]) -> bool {
-    if host.is_empty() {
-        return false;
+/// The bytes of a registered name (RFC 3986 §3.2.2: unreserved and sub-delims; `%` starts an
+/// escape). An IPv4 address is spelled with them too.
+const REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let allowed = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=";
+    let mut i = 0;
+    while i < allowed.len() {
+        table[allowed[i] as usize] = true;
+        i += 1;
     }
-    let mut bytes = host.iter();
-    while let Some(&byte) = bytes.next() {
-        let fine = match byte {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => true,
-            b'-' | b'.' | b'_' | b'~' => true,
-            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' => true,
+    table
+};
+
+/// `reg-name [":" port]`, the name not empty.
+fn is_reg_name_then_port(value: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(&byte) = value.get(i) {
+        match byte {
+            b':' => return i > 0 && is_port(&value[i + 1..]),
             b'%' => {
-                let hex = |b: Option<&u8>| b.is_some_and(u8::is_ascii_hexdigit);
-                hex(bytes.next()) && hex(bytes.next())
+                let hex = |at: usize| value.get(at).is_some_and(u8::is_ascii_hexdigit);
+                if !(hex(i + 1) && hex(i + 2)) {
+                    return false;
+                }
+                i += 3;
             }
-            _ => false,
-        };
-        if !fine {
-            return false;
+            _ if REG_NAME[usize::from(byte)] => i += 1,
+            _ => return false,
         }
     }
     true
 }
 
+/// `"[" IPv6address "]" [":" port]`.
+fn is_ip_literal_then_port(value: &[u8]) -> bool {
+    let Some(end) = value.iter().position(|&b| b == b']') else {
+        return false;
+    };
+    let inside = std::str::from_utf8(&value[1..end]).ok();
+    if inside.and_then(|ip| ip.parse::<Ipv6Addr>().ok()).is_none() {
+        return false;
+    }
+    match &value[end + 1..] {
+        [] => true,
+        [b':', port @ ..] => is_port(port),
+        _ => false,
+    }
+}
+
 /// 1 to 65535, digits only.
 fn is_port(port: &[u8]) -> bool {
-    !port.is_empty()
-        && port.len() <= 5
-        && port.iter().all(u8::is_ascii_digit)
-        && std::str::from_utf8(port)
-            .ok()
-            .and_then(|port| port.parse::<u16>().ok())
-            .is_some_and(|port| port > 0)
+    if port.is_empty() || port.len() > 5 {
+        return false;
+    }
+    let mut number: u32 = 0;
+    for &digit in port {
+        if !digit.is_ascii_digit() {
+            return false;
+        }
+        number = number * 10 + u32::from(digit - b'0');
+    }
+    (1..=65535).contains(&number)
 }
 
 #[cfg(test)]

@@ -44,7 +44,9 @@ use crate::{
         headers::X_REQUEST_ID,
     },
     generation::Generation,
-    listen::{Accepted, ConnectionSettings, Handler, Remote, clients::ClientConnections},
+    listen::{
+        Accepted, ConnectionSettings, Handler, OpenRequest, Remote, clients::ClientConnections,
+    },
     metrics::Metrics,
     routes::{Route, RouteTable},
     upstream::Registry,
@@ -327,7 +329,9 @@ static HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000");
 
 impl Handler for WorkerProxy {
     async fn call(self: Arc<Self>, request: Request<Incoming>, remote: Remote) -> Response<Body> {
-        match self.https.redirect_port {
+        // HTTP/2: the connection is not idle while the answer streams.
+        let open = remote.begin(&request);
+        let response = match self.https.redirect_port {
             Some(port) if !remote.https => to_https(&request, port),
             Some(_) => {
                 let mut response = self.proxy.handle(self.worker, request, &remote).await;
@@ -337,7 +341,8 @@ impl Handler for WorkerProxy {
                 response
             }
             None => self.proxy.handle(self.worker, request, &remote).await,
-        }
+        };
+        OpenRequest::keep_until_sent(open, response)
     }
 
     fn accept(&self, peer: IpAddr) -> Option<Accepted> {

@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use serve::{Accepted, ConnectionSettings, Handler, Remote, serve};
+pub use serve::{Accepted, ConnectionSettings, Handler, OpenRequest, Remote, serve};
 use tokio::{
     net::TcpSocket,
     sync::{oneshot, watch},

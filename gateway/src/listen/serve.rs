@@ -91,18 +91,34 @@ pub struct Remote {
     pub ip: HeaderValue,
     /// Whether the connection is TLS (the HTTPS listener).
     pub https: bool,
+    /// What the connection's idle timer knows of its requests.
+    activity: Arc<Activity>,
 }
 
 impl Remote {
-    fn new(addr: SocketAddr, https: bool) -> Self {
+    fn new(addr: SocketAddr, https: bool, activity: Arc<Activity>) -> Self {
         let ip = HeaderValue::from_str(&addr.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Self { addr, ip, https }
+        Self {
+            addr,
+            ip,
+            https,
+            activity,
+        }
+    }
+
+    /// Every [`Handler::call`] starts here: a request tells its connection's idle timer that it
+    /// began. An HTTP/2 request counts as open until the returned mark is dropped; a handler
+    /// whose answers may take long to send (a stream, a download) keeps it on its answer with
+    /// [`OpenRequest::keep_until_sent`]. HTTP/1 gets `None` (hyper watches it).
+    pub fn begin(&self, request: &Request<Incoming>) -> Option<OpenRequest> {
+        self.activity.begin(request.version())
     }
 }
 
 /// Something that answers requests; the proxy and the admin endpoints both are.
 pub trait Handler: Send + Sync + 'static {
+    /// Answers `request`; it first tells the connection with [`Remote::begin`].
     fn call(
         self: Arc<Self>,
         request: Request<Incoming>,
@@ -192,15 +208,13 @@ async fn serve_connection<H: Handler>(
     let settings = accepted.settings;
     let _ = stream.set_nodelay(true);
     let Some(tls) = tls else {
-        let remote = Remote::new(peer, false);
-        serve_io(name, stream, remote, settings, handler, closing).await;
+        serve_io(name, stream, (peer, false), settings, handler, closing).await;
         return;
     };
     // A client that stops halfway through its handshake is dropped at the idle timeout too.
     match tokio::time::timeout(settings.idle_timeout, tls.accept(stream)).await {
         Ok(Ok(stream)) => {
-            let remote = Remote::new(peer, true);
-            serve_io(name, stream, remote, settings, handler, closing).await;
+            serve_io(name, stream, (peer, true), settings, handler, closing).await;
         }
         Ok(Err(err)) => {
             tracing::debug!(listener = name, %peer, error = %err, "TLS handshake failed")
@@ -222,7 +236,7 @@ async fn serve_connection<H: Handler>(
 async fn serve_io<H, I>(
     name: &'static str,
     io: I,
-    remote: Remote,
+    (peer, https): (SocketAddr, bool),
     settings: ConnectionSettings,
     handler: Arc<H>,
     closing: CancellationToken,
@@ -230,7 +244,6 @@ async fn serve_io<H, I>(
     H: Handler,
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let peer = remote.addr;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -244,23 +257,23 @@ async fn serve_io<H, I>(
         .keep_alive_timeout(settings.ping_timeout())
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
     let activity = Arc::new(Activity::new());
-    let requests = Arc::clone(&activity);
+    let remote = Remote::new(peer, https, Arc::clone(&activity));
+    // The handler's future (the whole proxying of a request: kilobytes) is made in a heap
+    // slot of its own (`Box::new` builds its argument in place) and hyper keeps the pointer.
+    // Left to hyper to store, it was copied whole on every request unless the compiler
+    // happened to build it in place, which the smallest change here could undo (it cost a
+    // third of the gateway's instructions per request). Requests tell the idle timer about
+    // themselves through `Remote::begin`.
     let service = service_fn(move |request: Request<Incoming>| {
-        let open = requests.begin(request.version());
-        let future = Arc::clone(&handler).call(request, remote.clone());
-        async move {
-            let response = future.await;
-            Ok::<_, Infallible>(match open {
-                // The request stays open until its answer has been sent to the end.
-                Some(open) => response.map(|body| Open { body, _open: open }.boxed()),
-                None => response,
-            })
-        }
+        let future = Box::into_pin(Box::new(Arc::clone(&handler).call(request, remote.clone())));
+        async move { Ok::<_, Infallible>(future.await) }
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
-    let timer = tokio::time::sleep(settings.idle_timeout);
-    tokio::pin!(timer);
+    let mut timer = IdleTimer {
+        sleep: Box::pin(tokio::time::sleep(settings.idle_timeout)),
+        activity: &activity,
+    };
     let mut watch = Watch::Idle;
     let mut draining = false;
     let result = loop {
@@ -275,25 +288,55 @@ async fn serve_io<H, I>(
                 watch = Watch::Off;
             }
             () = &mut timer, if watch != Watch::Off => match (watch, activity.idle_until(settings.idle_timeout)) {
-                (Watch::Closing, Idle::Open) => timer.as_mut().reset(Instant::now() + settings.idle_timeout),
+                (Watch::Closing, Idle::Open) => timer.reset(settings.idle_timeout),
                 (Watch::Closing, _) => {
                     tracing::debug!(listener = name, %peer, "dropping an idle connection that did not close");
                     return;
                 }
                 (_, Idle::Http1) => watch = Watch::Off,
-                (_, Idle::Open) => timer.as_mut().reset(Instant::now() + settings.idle_timeout),
-                (_, Idle::Until(deadline)) if deadline > Instant::now() => timer.as_mut().reset(deadline),
+                (_, Idle::Open) => timer.reset(settings.idle_timeout),
+                (_, Idle::Until(deadline)) if deadline > Instant::now() => timer.reset_at(deadline),
                 (_, Idle::Until(_)) => {
                     tracing::debug!(listener = name, %peer, "closing an idle connection");
                     connection.as_mut().graceful_shutdown();
                     watch = Watch::Closing;
-                    timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
+                    timer.reset(CLOSE_GRACE);
                 }
             },
         }
     };
     if let Err(err) = result {
         tracing::debug!(listener = name, %peer, error = %err, "connection ended with an error");
+    }
+}
+
+/// The idle timer's sleep, which stops being polled once the connection shows itself HTTP/1:
+/// the connection's task is woken for every read and write, and an HTTP/1 request should not
+/// pay for polling a timer it does not need on each of them.
+struct IdleTimer<'a> {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    activity: &'a Activity,
+}
+
+impl IdleTimer<'_> {
+    fn reset(&mut self, after: Duration) {
+        self.reset_at(Instant::now() + after);
+    }
+
+    fn reset_at(&mut self, deadline: Instant) {
+        self.sleep.as_mut().reset(deadline);
+    }
+}
+
+impl Future for IdleTimer<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // HTTP/1 is hyper's to time out: this timer never fires for it.
+        if self.activity.http1.load(Relaxed) {
+            return Poll::Pending;
+        }
+        self.sleep.as_mut().poll(cx)
     }
 }
 
@@ -338,7 +381,8 @@ impl Activity {
         }
     }
 
-    /// A request begins: HTTP/2 ones are counted until their answer is done.
+    /// A request of `version` begins: an HTTP/2 one is counted as open until the returned
+    /// mark is dropped.
     fn begin(self: &Arc<Self>, version: Version) -> Option<OpenRequest> {
         if version < Version::HTTP_2 {
             if !self.http1.load(Relaxed) {
@@ -368,9 +412,20 @@ impl Activity {
     }
 }
 
-/// An HTTP/2 request counted as open.
+/// An HTTP/2 request counted as open by its connection's idle timer, until dropped (see
+/// [`Remote::begin`]).
 #[derive(Debug)]
-struct OpenRequest(Arc<Activity>);
+pub struct OpenRequest(Arc<Activity>);
+
+impl OpenRequest {
+    /// `response`, with its request counted open until its body has been sent or dropped.
+    pub fn keep_until_sent(open: Option<Self>, response: Response<Body>) -> Response<Body> {
+        match open {
+            Some(open) => response.map(|body| Open { body, _open: open }.boxed()),
+            None => response,
+        }
+    }
+}
 
 impl Drop for OpenRequest {
     fn drop(&mut self) {
