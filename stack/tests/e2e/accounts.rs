@@ -71,16 +71,9 @@ async fn indexed_sessions(stack: &TestStack, user: &str) -> u64 {
         .expect("zcard")
 }
 
+/// The status of `GET path` with `cookie`.
 async fn status(stack: &TestStack, path: &str, cookie: &str) -> u16 {
-    stack
-        .client()
-        .get(stack.url(path))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .expect("request")
-        .status()
-        .as_u16()
+    stack.get_with_cookie(path, cookie).await.status().as_u16()
 }
 
 async fn credentials_log_in_and_a_wrong_pair_does_not_say_which_part(store: StoreKind) {
@@ -406,10 +399,12 @@ async fn a_header_token_from_an_old_secret_is_refreshed(store: StoreKind) {
     .await;
     let old_token = body["session"].as_str().expect("token").to_owned();
 
-    stack.restart_services_with(&[(
-        "SESSION_SECRET",
-        &format!("{NEW},{}", crate::helpers::SECRET),
-    )]);
+    stack
+        .restart_services_with(&[(
+            "SESSION_SECRET",
+            &format!("{NEW},{}", crate::helpers::SECRET),
+        )])
+        .await;
     let client = stack.client();
     let read = client
         .get(stack.url("/"))
@@ -424,7 +419,9 @@ async fn a_header_token_from_an_old_secret_is_refreshed(store: StoreKind) {
         .to_owned();
     assert_ne!(new_token, old_token);
 
-    stack.restart_services_with(&[("SESSION_SECRET", NEW)]);
+    stack
+        .restart_services_with(&[("SESSION_SECRET", NEW)])
+        .await;
     let client = stack.client();
     let with = |token: &str| {
         client

@@ -384,7 +384,8 @@ fn each_binary_checks_its_own_health() {
             Some(0),
             "{binary} listening on all interfaces is probed on loopback"
         );
-        let nobody = format!("127.0.0.1:{}", stack::net::free_port().expect("port"));
+        let refusing = stack::net::RefusingPort::bind().expect("a refusing port");
+        let nobody = refusing.addr().to_string();
         let (code, stderr) = healthcheck(binary, variable, nobody.clone());
         assert_eq!(code, Some(1), "{binary}: {stderr}");
         assert!(
