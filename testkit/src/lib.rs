@@ -1,6 +1,6 @@
 //! What every test suite of the workspace shares, in one place: `gateway/tests/proxy`,
-//! `gateway/tests/schema`, `stack/tests/e2e` and `stack/tests/faults` all depend on this crate
-//! (as a dev-dependency), and none defines these helpers again.
+//! `stack/tests/e2e` and `stack/tests/faults` use this crate (a dev-dependency of `gateway` and
+//! `stack`), and none defines these helpers again.
 //!
 //! - [`wait`]: waiting on a condition with a timeout that fails loudly, never a fixed sleep;
 //! - [`http`]: clients, [`json`] answers, sending and reading cookies;
