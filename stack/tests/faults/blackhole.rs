@@ -7,12 +7,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures_util::future::join_all;
+
 use crate::{
     helpers::{Routes, TestStack, can_run, wait},
     netns::{BLACKHOLE, Netns},
     support::{User, base, connecting, reroute, store_unavailable, timed},
 };
-use futures_util::future::join_all;
 
 /// The gateway's `connect_timeout` in this test, and the route timeout of `/blackhole-timed`
 /// (shorter: the route's clock runs out first, so that route answers 504).
