@@ -284,11 +284,17 @@ pub async fn generation(stack: &TestStack) -> u64 {
     body["generation"].as_u64().unwrap_or(0)
 }
 
-/// Replaces the routes file of `stack` and waits until the gateway serves it.
+/// Replaces the routes file of `stack` and waits until the gateway serves it. The new file is
+/// written beside it and renamed over it, as editors do, so the gateway never reads half of it.
 pub async fn reroute(stack: &TestStack, file: impl Display) {
     let file = file.to_string();
     let before = generation(stack).await;
-    std::fs::write(stack.dir.path().join("routes.toml"), &file).expect("write routes.toml");
+    let (path, fresh) = (
+        stack.dir.path().join("routes.toml"),
+        stack.dir.path().join("routes.toml.new"),
+    );
+    std::fs::write(&fresh, &file).expect("write routes.toml.new");
+    std::fs::rename(&fresh, &path).expect("rename over routes.toml");
     wait::until(
         &format!("the gateway to load the new routes:\n{file}"),
         Duration::from_secs(10),
