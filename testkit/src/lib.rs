@@ -24,6 +24,7 @@ pub mod store;
 pub mod tls;
 pub mod wait;
 
+pub use ::stack::net::RefusingPort;
 pub use http::{browser, client, json, session_cookie, set_cookies, with_cookie};
 pub use routes::Routes;
 pub use services::{SECRET, bin, service_spec, spawn_listening, spawn_ready};

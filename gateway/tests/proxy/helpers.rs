@@ -26,7 +26,7 @@ use tokio::{
     sync::oneshot,
 };
 
-pub use testkit::{Routes, TestCa, client, json, wait};
+pub use testkit::{RefusingPort, Routes, TestCa, client, json, wait};
 
 type ProbeBody = BoxBody<Bytes, std::io::Error>;
 
@@ -290,7 +290,7 @@ impl TestGateway {
         Self::start_with(routes, None).await
     }
 
-    /// [`TestGateway::start`], with an HTTPS listener on a free port when `tls` is given.
+    /// [`TestGateway::start`], with an HTTPS listener (port 0, read back) when `tls` is given.
     pub async fn start_with(routes: &str, tls: Option<(TlsFiles, bool)>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("routes.toml");
