@@ -141,13 +141,13 @@ pub fn launch(config: &LaunchConfig) -> Result<Stack, String> {
             .env(listening::VARIABLE, addr_file(name))
             .output(Output::Prefixed)
     };
-    let (writer, writer_addr) = start(
+    let (writer, writer_listeners) = start(
         "[3/5]",
         service("writer").env("WRITER_ADDR", config.writer.to_string()),
         config.writer,
         ("addr", "/healthz"),
     )?;
-    let (reader, reader_addr) = start(
+    let (reader, reader_listeners) = start(
         "[4/5]",
         service("reader").env("READER_ADDR", config.reader.to_string()),
         config.reader,
@@ -161,11 +161,11 @@ pub fn launch(config: &LaunchConfig) -> Result<Stack, String> {
             .env("GATEWAY_ROUTES", &config.routes)
             .env(
                 "WRITER_URL",
-                format!("http://{}", listener(&writer_addr, "addr")?),
+                format!("http://{}", listener(&writer_listeners, "addr")?),
             )
             .env(
                 "READER_URL",
-                format!("http://{}", listener(&reader_addr, "addr")?),
+                format!("http://{}", listener(&reader_listeners, "addr")?),
             )
             .env(listening::VARIABLE, addr_file("gateway"))
             .output(Output::Prefixed),
