@@ -1,11 +1,13 @@
 //! Process plumbing shared by every binary of the stack (writer, reader, gateway and the local
 //! launcher): reading typed settings from the environment, installing the tracing subscriber,
-//! waiting for a shutdown signal, and probing a service's health.
+//! waiting for a shutdown signal, telling a supervisor where a service listens, and probing a
+//! service's health.
 //!
 //! It deliberately knows nothing about HTTP or sessions, so the gateway can use it without pulling
 //! in actix.
 
 pub mod env;
+pub mod listening;
 pub mod probe;
 pub mod random;
 pub mod request_id;

@@ -58,6 +58,16 @@ async fn main() -> ExitCode {
     }
     match Gateway::build(config).await {
         Ok(gateway) => {
+            let announced =
+                listeners(&gateway)
+                    .map_err(|err| err.to_string())
+                    .and_then(|listeners| {
+                        common::listening::announce(&listeners).map_err(|err| err.to_string())
+                    });
+            if let Err(err) = announced {
+                eprintln!("gateway: {err}");
+                return ExitCode::FAILURE;
+            }
             gateway.run_until(common::shutdown::signal()).await;
             ExitCode::SUCCESS
         }
@@ -66,6 +76,18 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What `LISTEN_ADDR_FILE` gets: the public and admin listeners, and HTTPS when served.
+fn listeners(gateway: &Gateway) -> std::io::Result<Vec<(&'static str, std::net::SocketAddr)>> {
+    let mut listeners = vec![
+        ("addr", gateway.local_addr()?),
+        ("admin", gateway.admin_addr()?),
+    ];
+    if let Some(https) = gateway.tls_addr() {
+        listeners.push(("https", https?));
+    }
+    Ok(listeners)
 }
 
 fn check(file: &std::path::Path) -> ExitCode {

@@ -37,7 +37,10 @@ async fn main() -> ExitCode {
     };
     let addr = config.addr;
     let result = match Application::build(config) {
-        Ok(app) => app.run_until(common::shutdown::signal()).await,
+        Ok(app) => match common::listening::announce(&[("addr", app.local_addr())]) {
+            Ok(()) => app.run_until(common::shutdown::signal()).await,
+            Err(err) => Err(std::io::Error::other(err.to_string())),
+        },
         Err(err) => Err(std::io::Error::new(
             err.kind(),
             format!("cannot listen on {addr}: {err} (set READER_ADDR to another address)"),

@@ -7,7 +7,10 @@ use std::{
     time::Duration,
 };
 
-use common::{ConfigError, env};
+use common::{
+    ConfigError, env,
+    listening::{self, Listeners},
+};
 
 use crate::{
     binaries, net,
@@ -72,13 +75,15 @@ fn say(message: impl AsRef<str>) {
 
 /// Starts everything and waits until every part answers.
 pub fn launch(config: &LaunchConfig) -> Result<Stack, String> {
+    // A friendly word before anything starts; the service would refuse the port anyway.
+    // (Port 0 is always free: the kernel picks one as the service binds it.)
     for (variable, addr) in [
         ("GATEWAY_ADDR", config.gateway),
         ("GATEWAY_ADMIN_ADDR", config.admin),
         ("WRITER_ADDR", config.writer),
         ("READER_ADDR", config.reader),
     ] {
-        if !net::is_free(addr) {
+        if addr.port() != 0 && !net::is_free(addr) {
             let mut suggestion = addr;
             suggestion.set_port(addr.port().wrapping_add(100));
             return Err(format!(
@@ -105,14 +110,18 @@ pub fn launch(config: &LaunchConfig) -> Result<Stack, String> {
             (None, url.clone())
         }
         None => {
-            let port = net::free_port().map_err(|err| format!("no free port for Redis: {err}"))?;
             let dir = config.data_dir.join("redis");
             say(format!(
-                "[1/5] redis: starting redis-server on 127.0.0.1:{port} (data in {})",
+                "[1/5] redis: starting redis-server (data in {})",
                 dir.display()
             ));
-            let server = RedisServer::start(port, &dir, Persistence::AppendOnly, Output::Prefixed)?;
-            say(format!("[1/5] redis: ready on 127.0.0.1:{port}"));
+            // On a unix socket in its data directory: no port to pick, none to collide on.
+            let server = RedisServer::start_local(&dir, Persistence::AppendOnly, Output::Prefixed)?;
+            say(format!(
+                "[1/5] redis: ready on {} (redis-cli {})",
+                server.endpoint(),
+                server.endpoint().cli_args().join(" ")
+            ));
             let url = server.url();
             (Some(server), url)
         }
@@ -123,56 +132,77 @@ pub fn launch(config: &LaunchConfig) -> Result<Stack, String> {
     let bin = binaries::build(false)?;
     say(format!("[2/5] built in {:.1?}", build_started.elapsed()));
 
+    // Each part says where it listens in a file of its own (an address may name port 0).
+    let addr_file = |name: &str| config.data_dir.join(format!("{name}.addr"));
     let service = |name: &str| {
         Spec::new(name, binaries::path(&bin, name))
             .env("REDIS_URL", &redis_url)
             .env("SESSION_SECRET", &secret)
+            .env(listening::VARIABLE, addr_file(name))
             .output(Output::Prefixed)
     };
-    let writer = start(
+    let (writer, writer_listeners) = start(
         "[3/5]",
         service("writer").env("WRITER_ADDR", config.writer.to_string()),
         config.writer,
-        (config.writer, "/healthz"),
+        ("addr", "/healthz"),
     )?;
-    let reader = start(
+    let (reader, reader_listeners) = start(
         "[4/5]",
         service("reader").env("READER_ADDR", config.reader.to_string()),
         config.reader,
-        (config.reader, "/healthz"),
+        ("addr", "/healthz"),
     )?;
-    let gateway = start(
+    let (gateway, gateway_listeners) = start(
         "[5/5]",
         Spec::new("gateway", binaries::path(&bin, "gateway"))
             .env("GATEWAY_ADDR", config.gateway.to_string())
             .env("GATEWAY_ADMIN_ADDR", config.admin.to_string())
             .env("GATEWAY_ROUTES", &config.routes)
-            .env("WRITER_URL", format!("http://{}", config.writer))
-            .env("READER_URL", format!("http://{}", config.reader))
+            .env(
+                "WRITER_URL",
+                format!("http://{}", listener(&writer_listeners, "addr")?),
+            )
+            .env(
+                "READER_URL",
+                format!("http://{}", listener(&reader_listeners, "addr")?),
+            )
+            .env(listening::VARIABLE, addr_file("gateway"))
             .output(Output::Prefixed),
         config.gateway,
-        (config.admin, "/readyz"),
+        ("admin", "/readyz"),
     )?;
     Ok(Stack {
         gateway,
         writer,
         reader,
         redis,
-        url: format!("http://{}", config.gateway),
+        url: format!("http://{}", listener(&gateway_listeners, "addr")?),
     })
 }
 
-/// Starts one service listening on `addr` and waits until `probe` (a path on `probe_addr`)
-/// answers 200.
+/// The address of listener `name` in `listeners`.
+fn listener(listeners: &Listeners, name: &str) -> Result<SocketAddr, String> {
+    listeners
+        .get(name)
+        .ok_or_else(|| format!("no {name} listener in {listeners:?}"))
+}
+
+/// Starts one service asked to listen on `addr` (port 0: any free port), learns where it does,
+/// and waits until `probe` (a path on its listener named `probe_listener`) answers 200.
 fn start(
     step: &str,
     spec: Spec,
     addr: SocketAddr,
-    (probe_addr, probe): (SocketAddr, &str),
-) -> Result<Supervised, String> {
+    (probe_listener, probe): (&str, &str),
+) -> Result<(Supervised, Listeners), String> {
     let name = spec.name.clone();
     say(format!("{step} {name}: starting on {addr}…"));
     let mut process = Supervised::spawn(spec).map_err(|err| err.to_string())?;
+    let listeners = process
+        .listeners(READY_TIMEOUT)
+        .map_err(|err| format!("{err}; see its log lines above"))?;
+    let probe_addr = listener(&listeners, probe_listener)?;
     let ready = net::wait_until(READY_TIMEOUT, || {
         process.try_wait().is_some()
             || net::http_status(probe_addr, probe, Duration::from_millis(500)) == Some(200)
@@ -187,8 +217,9 @@ fn start(
             "{name} did not answer on {probe_addr}{probe} within {READY_TIMEOUT:?}"
         ));
     }
-    say(format!("{step} {name}: ready on http://{addr}"));
-    Ok(process)
+    let bound = listener(&listeners, "addr")?;
+    say(format!("{step} {name}: ready on http://{bound}"));
+    Ok((process, listeners))
 }
 
 /// The development secret in `<data>/session-secret`: generated once, then reused so restarts

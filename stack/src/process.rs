@@ -19,6 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use common::listening::{self, Listeners};
 use nix::{
     sys::signal::{Signal, kill, killpg},
     unistd::Pid,
@@ -97,6 +98,20 @@ impl Spec {
         self.output = output;
         self
     }
+
+    /// The value this spec gives variable `name`, if it sets one.
+    pub fn env_value(&self, name: &str) -> Option<&OsString> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value)
+    }
+
+    /// Where the process will say it listens: the file its `LISTEN_ADDR_FILE` names.
+    pub fn listen_addr_file(&self) -> Option<PathBuf> {
+        self.env_value(listening::VARIABLE).map(PathBuf::from)
+    }
 }
 
 /// A running child process, stopped and reaped on drop.
@@ -108,8 +123,15 @@ pub struct Supervised {
 }
 
 impl Supervised {
-    /// Starts `spec`.
+    /// Starts `spec`. A stale `LISTEN_ADDR_FILE` of an earlier run is removed first, so that
+    /// [`Supervised::listeners`] only ever reads what this process wrote.
     pub fn spawn(spec: Spec) -> std::io::Result<Self> {
+        if let Some(file) = spec.listen_addr_file() {
+            match std::fs::remove_file(&file) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+                _ => {}
+            }
+        }
         let mut command = Command::new(&spec.program);
         command.args(&spec.args).stdin(Stdio::null());
         #[cfg(unix)]
@@ -193,6 +215,38 @@ impl Supervised {
                 return None;
             }
             thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Where the process listens, as it wrote to its `LISTEN_ADDR_FILE` once every listener was
+    /// bound (started with port 0, it is the only one who knows): waits up to `timeout` for the
+    /// file. An error says the process exited first, or took too long, or sets no such file.
+    pub fn listeners(&mut self, timeout: Duration) -> Result<Listeners, String> {
+        let file = self
+            .spec
+            .listen_addr_file()
+            .ok_or_else(|| format!("{} was started without {}", self.name, listening::VARIABLE))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match Listeners::read(&file) {
+                Ok(Some(listeners)) => return Ok(listeners),
+                Ok(None) => {}
+                Err(err) => return Err(format!("{}: {err}", self.name)),
+            }
+            if let Some(status) = self.try_wait() {
+                return Err(format!(
+                    "{} exited ({status}) before it listened",
+                    self.name
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{} did not say where it listens within {timeout:?} ({} is still missing)",
+                    self.name,
+                    file.display()
+                ));
+            }
+            thread::sleep(Duration::from_millis(10));
         }
     }
 

@@ -15,7 +15,7 @@ use std::{
 use crate::{
     net,
     process::{Output, Spec, Supervised},
-    redis::{Persistence, RedisServer},
+    redis::{Persistence, RedisServer, spawn_on_tcp},
 };
 
 /// How long a node may be silent before the others fail it over.
@@ -82,19 +82,6 @@ fn wait(timeout: Duration, what: &str, mut ready: impl FnMut() -> bool) -> Resul
     }
 }
 
-/// A free port whose cluster bus port (the port + 10,000) is free too.
-fn cluster_port() -> Result<u16, String> {
-    for _ in 0..100 {
-        let port = net::free_port().map_err(|err| err.to_string())?;
-        if let Some(bus) = port.checked_add(10_000)
-            && net::is_free(SocketAddr::from(([127, 0, 0, 1], bus)))
-        {
-            return Ok(port);
-        }
-    }
-    Err("no free port pair (port, port + 10000) for a cluster node".to_owned())
-}
-
 /// A Redis Cluster on loopback: `primaries` primaries, each with `replicas` replicas.
 #[derive(Debug)]
 pub struct RedisCluster {
@@ -113,9 +100,9 @@ impl RedisCluster {
     ) -> Result<Self, String> {
         let count = primaries * (1 + replicas);
         let mut nodes = Vec::with_capacity(count);
-        for _ in 0..count {
-            let port = cluster_port()?;
-            let node_dir = dir.join(format!("node-{port}"));
+        for index in 1..=count {
+            // The cluster bus listens on the port + 10,000: a candidate whose bus port is taken
+            // makes the server exit like a taken port does, and the next one is tried.
             let options = [
                 "--cluster-enabled",
                 "yes",
@@ -129,11 +116,10 @@ impl RedisCluster {
                 "no",
             ]
             .map(String::from);
-            nodes.push(RedisServer::start_with(
-                port,
-                &node_dir,
+            nodes.push(RedisServer::start_tcp(
+                &dir.join(format!("node-{index}")),
                 Persistence::None,
-                logs.output(dir, &format!("redis-{port}")),
+                logs.output(dir, &format!("redis-node-{index}")),
                 &options,
             )?);
         }
@@ -195,7 +181,7 @@ impl RedisCluster {
     fn running(&self) -> impl Iterator<Item = &RedisServer> {
         self.nodes
             .iter()
-            .filter(|node| net::redis_ping(node.addr(), Duration::from_millis(200)))
+            .filter(|node| node.endpoint().ping(Duration::from_millis(200)))
     }
 
     /// The primary serving `key`'s slot, as the running nodes see it (`CLUSTER NODES`).
@@ -390,17 +376,14 @@ impl RedisSentinel {
     /// Starts everything in `dir` and waits until every sentinel knows the primary, the
     /// replica and the two other sentinels.
     pub fn start(dir: &Path, logs: &Logs) -> Result<Self, String> {
-        let port = || net::free_port().map_err(|err| err.to_string());
-        let primary_port = port()?;
-        let primary = RedisServer::start_with(
-            primary_port,
+        let primary = RedisServer::start_tcp(
             &dir.join("primary"),
             Persistence::None,
             logs.output(dir, "redis-primary"),
             &[],
         )?;
-        let replica = RedisServer::start_with(
-            port()?,
+        let primary_port = primary.addr().port();
+        let replica = RedisServer::start_tcp(
             &dir.join("replica"),
             Persistence::None,
             logs.output(dir, "redis-replica"),
@@ -415,35 +398,30 @@ impl RedisSentinel {
         for index in 1..=3 {
             let sentinel_dir = dir.join(format!("sentinel-{index}"));
             std::fs::create_dir_all(&sentinel_dir).map_err(|err| err.to_string())?;
-            // A sentinel rewrites its configuration file: it must be its own, and writable.
+            // A sentinel rewrites its configuration file: it must be its own, and writable
+            // (and written anew for each port tried).
             let config = sentinel_dir.join("sentinel.conf");
-            let sentinel_port = port()?;
-            std::fs::write(
-                &config,
-                format!(
-                    "bind 127.0.0.1\nport {sentinel_port}\ndir {}\n\
-                     sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} 2\n\
-                     sentinel down-after-milliseconds {MASTER_NAME} {down}\n\
-                     sentinel failover-timeout {MASTER_NAME} 5000\n\
-                     sentinel parallel-syncs {MASTER_NAME} 1\n",
-                    sentinel_dir.display(),
-                    down = NODE_TIMEOUT.as_millis()
-                ),
-            )
-            .map_err(|err| err.to_string())?;
-            // The configuration file must be the first argument.
-            let process = Supervised::spawn(
-                Spec::new(format!("sentinel-{index}"), &binary)
+            let sentinel = spawn_on_tcp(net::free_port, |sentinel_port| {
+                std::fs::write(
+                    &config,
+                    format!(
+                        "bind 127.0.0.1\nport {sentinel_port}\ndir {}\n\
+                         sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} 2\n\
+                         sentinel down-after-milliseconds {MASTER_NAME} {down}\n\
+                         sentinel failover-timeout {MASTER_NAME} 5000\n\
+                         sentinel parallel-syncs {MASTER_NAME} 1\n",
+                        sentinel_dir.display(),
+                        down = NODE_TIMEOUT.as_millis()
+                    ),
+                )
+                .map_err(|err| err.to_string())?;
+                // The configuration file must be the first argument.
+                Ok(Spec::new(format!("sentinel-{index}"), &binary)
                     .arg(&config)
                     .arg("--sentinel")
-                    .output(logs.output(dir, &format!("sentinel-{index}"))),
-            )
-            .map_err(|err| err.to_string())?;
-            let addr = SocketAddr::from(([127, 0, 0, 1], sentinel_port));
-            wait(Duration::from_secs(10), "a sentinel answers", || {
-                net::redis_ping(addr, Duration::from_millis(200))
+                    .output(logs.output(dir, &format!("sentinel-{index}"))))
             })?;
-            sentinels.push((process, addr));
+            sentinels.push(sentinel);
         }
         let topology = Self {
             primary,

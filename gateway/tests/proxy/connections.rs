@@ -14,7 +14,7 @@ use tokio::{
     net::TcpListener,
 };
 
-use crate::helpers::{TestGateway, client};
+use crate::helpers::{Routes, TestGateway, client, wait};
 
 /// A minimal HTTP/1.1 upstream that counts the connections it accepts, answers each request
 /// with `200 ok` on a kept-alive connection, and closes a connection that has been idle for
@@ -27,6 +27,8 @@ use crate::helpers::{TestGateway, client};
 struct Counting {
     url: String,
     accepted: Arc<AtomicUsize>,
+    /// Connections it closed because they sat idle for `idle_close`.
+    idle_closed: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -35,17 +37,28 @@ impl Counting {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let accepted = Arc::new(AtomicUsize::new(0));
+        let idle_closed = Arc::new(AtomicUsize::new(0));
         let count = Arc::clone(&accepted);
+        let closed = Arc::clone(&idle_closed);
         let task = tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
+                let closed = Arc::clone(&closed);
                 tokio::spawn(async move {
                     let mut buffer = Vec::new();
                     let mut chunk = [0u8; 4096];
                     let mut answered = 0;
                     loop {
                         let read = tokio::time::timeout(idle_close, stream.read(&mut chunk)).await;
-                        let Ok(Ok(n @ 1..)) = read else { return };
+                        let n = match read {
+                            Ok(Ok(n @ 1..)) => n,
+                            Ok(_) => return,
+                            Err(_idle) => {
+                                drop(stream);
+                                closed.fetch_add(1, Ordering::SeqCst);
+                                return;
+                            }
+                        };
                         buffer.extend_from_slice(&chunk[..n]);
                         while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
                             let early = buffer.starts_with(b"POST /early ");
@@ -76,12 +89,17 @@ impl Counting {
         Self {
             url,
             accepted,
+            idle_closed,
             task,
         }
     }
 
     fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    fn idle_closed(&self) -> usize {
+        self.idle_closed.load(Ordering::SeqCst)
     }
 }
 
@@ -92,10 +110,10 @@ impl Drop for Counting {
 }
 
 fn routes(upstream: &Counting) -> String {
-    format!(
-        "[upstreams]\nup = [\"{}\"]\n[[routes]]\npath = \"/\"\nupstream = \"up\"\n",
-        upstream.url
-    )
+    Routes::new()
+        .upstream("up", [&upstream.url])
+        .route("/", "up")
+        .to_string()
 }
 
 async fn get_ok(client: &reqwest::Client, url: &str) {
@@ -128,7 +146,12 @@ async fn a_connection_the_upstream_closed_while_idle_is_replaced_without_an_erro
     for round in 1..=3 {
         get_ok(&client, &gateway.url("/")).await;
         // The upstream closes the idle connection; the next request must not see it.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        wait::until(
+            "the upstream to close the idle connection",
+            Duration::from_secs(5),
+            || async { upstream.idle_closed() == round },
+        )
+        .await;
         assert_eq!(upstream.accepted(), round);
     }
     get_ok(&client, &gateway.url("/")).await;

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{Probe, TestGateway, client, json, routes_to};
+use crate::helpers::{Probe, RefusingPort, TestGateway, client, json, routes_to};
 
 #[tokio::test]
 async fn no_route_is_404_json() {
@@ -34,11 +34,9 @@ async fn no_route_is_404_json() {
 
 #[tokio::test]
 async fn unreachable_upstream_is_502_json() {
-    // A port nobody listens on: bind one, then close it.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    // A port nobody listens on, held so that nobody can start to while the test runs.
+    let refusing = RefusingPort::bind().expect("a refusing port");
+    let closed = refusing.addr();
     let routes = format!(
         "[upstreams]\ngone = [\"http://{closed}\"]\n[[routes]]\npath = \"/\"\nupstream = \"gone\"\n"
     );

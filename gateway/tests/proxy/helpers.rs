@@ -1,5 +1,6 @@
 //! A probe upstream, an in-process gateway, and a raw HTTP client for requests no well-behaved
-//! client would send.
+//! client would send. What every suite shares (clients, JSON, waiting, routes files, a test CA)
+//! is the workspace's test kit, [`testkit`]; the common pieces are re-exported here.
 
 use std::{
     convert::Infallible,
@@ -7,7 +8,7 @@ use std::{
     path::PathBuf,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -24,6 +25,8 @@ use tokio::{
     net::{TcpListener, TcpStream},
     sync::oneshot,
 };
+
+pub use testkit::{RefusingPort, Routes, TestCa, client, json, wait};
 
 type ProbeBody = BoxBody<Bytes, std::io::Error>;
 
@@ -48,6 +51,8 @@ fn full(body: impl Into<Bytes>) -> ProbeBody {
 pub struct Probe {
     pub addr: SocketAddr,
     healthy: Arc<AtomicBool>,
+    /// Requests received and not answered yet.
+    in_flight: Arc<AtomicUsize>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -63,7 +68,9 @@ impl Probe {
         let addr = listener.local_addr().expect("addr");
         let (stop, mut stopped) = oneshot::channel::<()>();
         let healthy = Arc::new(AtomicBool::new(true));
+        let in_flight = Arc::new(AtomicUsize::new(0));
         let state = Arc::clone(&healthy);
+        let counting = Arc::clone(&in_flight);
         let task = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             loop {
@@ -72,9 +79,18 @@ impl Probe {
                     _ = &mut stopped => break,
                 };
                 let state = Arc::clone(&state);
+                let counting = Arc::clone(&counting);
                 connections.spawn(async move {
-                    let service =
-                        service_fn(move |request| answer(request, name, Arc::clone(&state)));
+                    let service = service_fn(move |request| {
+                        let state = Arc::clone(&state);
+                        let counting = Arc::clone(&counting);
+                        async move {
+                            counting.fetch_add(1, Ordering::SeqCst);
+                            let answer = answer(request, name, state).await;
+                            counting.fetch_sub(1, Ordering::SeqCst);
+                            answer
+                        }
+                    });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .with_upgrades()
@@ -87,6 +103,7 @@ impl Probe {
         Self {
             addr,
             healthy,
+            in_flight,
             stop: Some(stop),
             task: Some(task),
         }
@@ -94,6 +111,21 @@ impl Probe {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Requests the probe has received and not answered yet (`/slow` holds one for 3 s).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the probe holds `n` requests it has not answered.
+    pub async fn wait_holding(&self, n: usize) {
+        wait::until(
+            &format!("the probe to hold {n} request(s)"),
+            Duration::from_secs(5),
+            || async { self.in_flight() >= n },
+        )
+        .await;
     }
 
     /// What `/healthz` answers from now on.
@@ -266,7 +298,7 @@ impl TestGateway {
         Self::start_with(routes, None).await
     }
 
-    /// [`TestGateway::start`], with an HTTPS listener on a free port when `tls` is given.
+    /// [`TestGateway::start`], with an HTTPS listener (port 0, read back) when `tls` is given.
     pub async fn start_with(routes: &str, tls: Option<(TlsFiles, bool)>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("routes.toml");
@@ -338,29 +370,23 @@ impl Drop for TestGateway {
     }
 }
 
-/// The usual test routes: everything to the probe.
+/// The usual test routes: everything to the probe, with a request timeout of a second.
 pub fn routes_to(probe: &Probe) -> String {
-    format!(
-        "[settings]\nrequest_timeout = \"1s\"\n\n[upstreams]\nprobe = [\"{}\"]\n\n[[routes]]\npath = \"/\"\nupstream = \"probe\"\n",
-        probe.url()
-    )
+    Routes::new()
+        .setting("request_timeout = \"1s\"")
+        .upstream("probe", [probe.url()])
+        .route("/", "probe")
+        .to_string()
 }
 
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client")
-}
-
-/// Status and JSON body.
-pub async fn json(response: reqwest::Response) -> (u16, serde_json::Value) {
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
-    )
+/// The gateway's admin `/routes` answer: the table, its generation, reload counts, addresses.
+pub async fn admin_routes(gateway: &TestGateway) -> serde_json::Value {
+    let response = client()
+        .get(format!("http://{}/routes", gateway.admin))
+        .send()
+        .await
+        .expect("admin /routes");
+    json(response).await.1
 }
 
 /// The value of header `name` as the probe received it (first one), if any.
@@ -385,15 +411,10 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
 
 /// Waits (up to 5 s) until the gateway serves routing generation `generation` or a later one.
 pub async fn wait_for_generation(gateway: &TestGateway, generation: u64) {
-    let url = format!("http://{}/routes", gateway.admin);
-    for _ in 0..100 {
-        if let Ok(response) = client().get(&url).send().await {
-            let (_, routes) = json(response).await;
-            if routes["generation"].as_u64() >= Some(generation) {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the gateway did not reach generation {generation}");
+    wait::until(
+        &format!("the gateway to reach generation {generation}"),
+        Duration::from_secs(5),
+        || async { admin_routes(gateway).await["generation"].as_u64() >= Some(generation) },
+    )
+    .await;
 }

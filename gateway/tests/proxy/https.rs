@@ -3,14 +3,9 @@
 //! without dropping an open connection, a broken renewal refused and counted, and the redirect
 //! from plain HTTP with HSTS.
 
-use std::{
-    path::Path,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use gateway::tls::TlsFiles;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::{
     ClientConfig, RootCertStore,
     pki_types::{CertificateDer, ServerName},
@@ -22,69 +17,35 @@ use tokio::{
 };
 use tokio_rustls::{TlsConnector, client::TlsStream};
 
-use crate::helpers::{Probe, TestGateway, client, received, routes_to};
+use crate::helpers::{Probe, TestCa, TestGateway, client, received, routes_to, wait};
 
-/// A certificate authority of the test's own.
-struct TestCa {
-    params: CertificateParams,
-    key: KeyPair,
-    pem: String,
-    der: CertificateDer<'static>,
+/// A leaf for `localhost` named `name` from `ca` (see [`TestCa::issue`]), as the gateway's TLS
+/// files, and its DER.
+fn issue(ca: &TestCa, dir: &Path, name: &str) -> (TlsFiles, CertificateDer<'static>) {
+    let leaf = ca.issue(dir, name, &["localhost"]);
+    (
+        TlsFiles {
+            cert: leaf.cert,
+            key: leaf.key,
+        },
+        CertificateDer::from(leaf.der),
+    )
 }
 
-impl TestCa {
-    fn new() -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "one-origin test CA");
-        let key = KeyPair::generate().expect("key");
-        let cert = params.self_signed(&key).expect("CA certificate");
-        Self {
-            pem: cert.pem(),
-            der: cert.der().clone(),
-            params,
-            key,
-        }
-    }
-
-    /// A leaf for `localhost` named `name`, written as `<name>.pem` (leaf, then the CA: a
-    /// chain) and `<name>.key`; returns the files and the leaf's DER.
-    fn issue(&self, dir: &Path, name: &str) -> (TlsFiles, CertificateDer<'static>) {
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
-        params.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().expect("key");
-        let issuer = Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer).expect("leaf certificate");
-        let files = TlsFiles {
-            cert: dir.join(format!("{name}.pem")),
-            key: dir.join(format!("{name}.key")),
-        };
-        std::fs::write(&files.cert, format!("{}{}", cert.pem(), self.pem)).expect("cert");
-        std::fs::write(&files.key, key.serialize_pem()).expect("key");
-        (files, cert.der().clone())
-    }
-
-    fn write_pem(&self, dir: &Path) -> std::path::PathBuf {
-        let path = dir.join("ca.pem");
-        std::fs::write(&path, &self.pem).expect("ca.pem");
-        path
-    }
-
-    /// A TLS client trusting only this CA, offering `alpn`.
-    fn connector(&self, alpn: &[u8]) -> TlsConnector {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.der.clone()).expect("CA");
-        let mut config =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .expect("versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-        config.alpn_protocols = vec![alpn.to_vec()];
-        TlsConnector::from(Arc::new(config))
-    }
+/// A TLS client trusting only `ca`, offering `alpn`.
+fn connector(ca: &TestCa, alpn: &[u8]) -> TlsConnector {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(ca.der().to_vec()))
+        .expect("CA");
+    let mut config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    TlsConnector::from(Arc::new(config))
 }
 
 /// curl over HTTPS to `localhost` at `port` (resolved to 127.0.0.1), trusting `ca`: the HTTP
@@ -113,7 +74,7 @@ async fn curl(ca: &Path, port: u16, path: &str, version: &str) -> (String, Strin
 
 async fn connect(ca: &TestCa, addr: std::net::SocketAddr) -> TlsStream<TcpStream> {
     let tcp = TcpStream::connect(addr).await.expect("connect");
-    ca.connector(b"http/1.1")
+    connector(ca, b"http/1.1")
         .connect(ServerName::try_from("localhost").expect("name"), tcp)
         .await
         .expect("TLS handshake")
@@ -168,7 +129,7 @@ async fn get(stream: &mut TlsStream<TcpStream>, path: &str) -> u16 {
 async fn https_speaks_h2_and_http11_by_alpn_and_forwards_as_https() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ca = TestCa::new();
-    let (files, _) = ca.issue(dir.path(), "first");
+    let (files, _) = issue(&ca, dir.path(), "first");
     let probe = Probe::start().await;
     let gateway = TestGateway::start_with(&routes_to(&probe), Some((files, false))).await;
     let port = gateway.tls.expect("https listener").port();
@@ -195,7 +156,7 @@ async fn https_speaks_h2_and_http11_by_alpn_and_forwards_as_https() {
 async fn a_renewed_certificate_is_served_without_a_restart_or_a_dropped_connection() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ca = TestCa::new();
-    let (files, first) = ca.issue(dir.path(), "first");
+    let (files, first) = issue(&ca, dir.path(), "first");
     let probe = Probe::start().await;
     let gateway = TestGateway::start_with(&routes_to(&probe), Some((files.clone(), false))).await;
     let addr = gateway.tls.expect("https listener");
@@ -204,17 +165,15 @@ async fn a_renewed_certificate_is_served_without_a_restart_or_a_dropped_connecti
     assert_eq!(get(&mut open, "/echo").await, 200);
 
     // Renewal: new files copied over the old ones, as a certificate manager does.
-    let (renewed, second) = ca.issue(dir.path(), "second");
+    let (renewed, second) = issue(&ca, dir.path(), "second");
     std::fs::copy(&renewed.cert, &files.cert).expect("cert");
     std::fs::copy(&renewed.key, &files.key).expect("key");
-    let renewed_at = Instant::now();
-    while served_certificate(&ca, addr).await != second {
-        assert!(
-            renewed_at.elapsed() < Duration::from_secs(5),
-            "the renewed certificate is served within a few seconds"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait::until(
+        "the renewed certificate to be served",
+        Duration::from_secs(5),
+        || async { served_certificate(&ca, addr).await == second },
+    )
+    .await;
     assert_eq!(
         get(&mut open, "/echo").await,
         200,
@@ -223,18 +182,15 @@ async fn a_renewed_certificate_is_served_without_a_restart_or_a_dropped_connecti
 
     // A broken renewal (a key that belongs to another certificate) is refused and counted;
     // the renewed pair keeps serving.
-    let (other, _) = ca.issue(dir.path(), "other");
+    let (other, _) = issue(&ca, dir.path(), "other");
     std::fs::copy(&other.key, &files.key).expect("key");
     let counted = "gateway_tls_reloads_total{result=\"failure\"} 1";
-    let refused_at = Instant::now();
-    while !gateway.metrics().await.contains(counted) {
-        assert!(
-            refused_at.elapsed() < Duration::from_secs(5),
-            "the refused pair is counted: {}",
-            gateway.metrics().await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait::until(
+        "the refused pair to be counted",
+        Duration::from_secs(5),
+        || async { gateway.metrics().await.contains(counted) },
+    )
+    .await;
     assert!(
         gateway
             .metrics()
@@ -249,7 +205,7 @@ async fn a_renewed_certificate_is_served_without_a_restart_or_a_dropped_connecti
 async fn plain_http_is_redirected_to_https_which_carries_hsts() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ca = TestCa::new();
-    let (files, _) = ca.issue(dir.path(), "first");
+    let (files, _) = issue(&ca, dir.path(), "first");
     let probe = Probe::start().await;
     let gateway = TestGateway::start_with(&routes_to(&probe), Some((files, true))).await;
     let port = gateway.tls.expect("https listener").port();
@@ -294,16 +250,9 @@ async fn plain_http_is_redirected_to_https_which_carries_hsts() {
 /// address and a count of the requests it answered.
 async fn https_upstream(
     ca: &TestCa,
+    dir: &Path,
 ) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
-    let mut params = CertificateParams::new(vec!["localhost".to_owned(), "api.test".to_owned()])
-        .expect("params");
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "upstream");
-    let key = KeyPair::generate().expect("key");
-    let cert = params
-        .signed_by(&key, &Issuer::from_params(&ca.params, &ca.key))
-        .expect("leaf");
+    let leaf = ca.issue(dir, "upstream", &["localhost", "api.test"]);
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -311,8 +260,8 @@ async fn https_upstream(
     .expect("versions")
     .with_no_client_auth()
     .with_single_cert(
-        vec![cert.der().clone()],
-        rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key"),
+        vec![CertificateDer::from(leaf.der)],
+        rustls::pki_types::PrivateKeyDer::try_from(leaf.key_der).expect("key"),
     )
     .expect("server config");
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
@@ -360,7 +309,7 @@ async fn an_https_upstream_is_verified_against_its_ca_and_gets_its_own_host() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ca = TestCa::new();
     let ca_file = ca.write_pem(dir.path());
-    let (upstream, answered) = https_upstream(&ca).await;
+    let (upstream, answered) = https_upstream(&ca, dir.path()).await;
     let routes = |extra: &str| {
         format!(
             "[upstreams.api]\ntargets = [\"https://localhost:{}\"]\n{extra}\n\n\

@@ -4,13 +4,15 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{Probe, TestGateway, client, json, raw};
+use crate::helpers::{Probe, Routes, TestGateway, client, json, raw};
 
 fn routes(probe: &Probe, settings: &str) -> String {
-    format!(
-        "[settings]\n{settings}\n[upstreams]\nprobe = [\"{}\"]\n[[routes]]\npath = \"/upload\"\nupstream = \"probe\"\nmax_body = \"1KiB\"\n[[routes]]\npath = \"/\"\nupstream = \"probe\"\n",
-        probe.url()
-    )
+    Routes::new()
+        .setting(settings)
+        .upstream("probe", [probe.url()])
+        .route_with("/upload", "probe", "max_body = \"1KiB\"")
+        .route("/", "probe")
+        .to_string()
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! The gateway against a probe upstream that shows what it received: the gateway runs in-process
-//! (its app factory on port 0), the probe is a real HTTP server on another free port.
+//! (its app factory on port 0), the probe is a real HTTP server, bound to port 0 as well.
 
 mod helpers;
 

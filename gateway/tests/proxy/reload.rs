@@ -1,27 +1,20 @@
 //! Editing routes.toml re-routes a running gateway; a broken edit changes nothing.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::helpers::{Probe, TestGateway, client, json};
+use crate::helpers::{Probe, TestGateway, admin_routes, client, json, wait};
 
+/// Waits until `path` answers `expected`; how long that took.
 async fn wait_for_status(gateway: &TestGateway, path: &str, expected: u16) -> Duration {
-    let started = Instant::now();
-    loop {
-        let status = client()
-            .get(gateway.url(path))
-            .send()
-            .await
-            .expect("request")
-            .status();
-        if status.as_u16() == expected {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{path} never answered {expected}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait::until(
+        &format!("{path} to answer {expected}"),
+        Duration::from_secs(5),
+        || async {
+            let response = client().get(gateway.url(path)).send().await;
+            response.expect("request").status().as_u16() == expected
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -57,7 +50,12 @@ async fn edits_apply_within_a_second_and_broken_files_are_ignored() {
         "[upstreams]\nprobe = []\n[[routes]]\npath = \"/\"\nupstream = \"nope\"\n",
     )
     .expect("break");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    wait::until(
+        "the broken edit to be counted as a failed reload",
+        Duration::from_secs(5),
+        || async { admin_routes(&gateway).await["reloads"]["failed"] == 1 },
+    )
+    .await;
     for path in ["/a", "/b"] {
         assert_eq!(
             client()
@@ -170,36 +168,25 @@ async fn a_hundred_edits_under_continuous_load_lose_no_request() {
     // The edits came faster than the watcher settles, and the last one was broken, so which
     // valid version won is not fixed; a valid edit after them all goes live, whole.
     std::fs::write(&gateway.routes, version(101)).expect("edit");
-    let mut routes = serde_json::Value::Null;
-    for _ in 0..100 {
-        let (_, table) = json(
-            client
-                .get(format!("http://{}/routes", gateway.admin))
-                .send()
-                .await
-                .expect("routes"),
-        )
-        .await;
-        routes = table;
-        let paths: Vec<&str> = routes["table"]["routes"]
-            .as_array()
-            .expect("routes")
-            .iter()
-            .filter_map(|route| route["path"].as_str())
-            .collect();
-        if paths.contains(&"/edit-101") {
-            assert_eq!(
-                paths.len(),
-                2,
-                "exactly the last version's routes: {paths:?}"
-            );
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        routes.to_string().contains("/edit-101"),
-        "the last edit went live: {routes}"
+    let routes = wait::for_value(
+        "the last edit to go live",
+        Duration::from_secs(5),
+        || async {
+            let routes = admin_routes(&gateway).await;
+            routes.to_string().contains("/edit-101").then_some(routes)
+        },
+    )
+    .await;
+    let paths: Vec<&str> = routes["table"]["routes"]
+        .as_array()
+        .expect("routes")
+        .iter()
+        .filter_map(|route| route["path"].as_str())
+        .collect();
+    assert_eq!(
+        paths.len(),
+        2,
+        "exactly the last version's routes: {paths:?}"
     );
     assert!(
         routes["reloads"]["failed"].as_u64().expect("count") >= 1,
@@ -218,7 +205,7 @@ async fn a_request_in_flight_finishes_on_the_table_it_started_with() {
     let url = gateway.url("/slow");
     let slow =
         tokio::spawn(async move { client().get(url).send().await.map(|r| r.status().as_u16()) });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    probe.wait_holding(1).await;
     // Re-route everything to a dead address while /slow is running.
     std::fs::write(
         &gateway.routes,

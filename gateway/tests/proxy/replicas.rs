@@ -8,14 +8,18 @@ use std::{
 
 use futures_util::{StreamExt, stream};
 
-use crate::helpers::{Probe, TestGateway, client, json, wait_for_generation};
+use crate::helpers::{
+    Probe, Routes, TestGateway, admin_routes, client, json, wait, wait_for_generation,
+};
 
 fn two_targets(a: &Probe, b: &Probe, extra: &str) -> String {
-    format!(
-        "[upstreams.pair]\ntargets = [\"{}\", \"{}\"]\n{extra}\n[[routes]]\npath = \"/\"\nupstream = \"pair\"\n",
-        a.url(),
-        b.url()
-    )
+    Routes::new()
+        .upstream_table(
+            "pair",
+            &format!("targets = [\"{}\", \"{}\"]\n{extra}", a.url(), b.url()),
+        )
+        .route("/", "pair")
+        .to_string()
 }
 
 /// Sends `n` POSTs to `url`, `concurrency` at a time; their statuses (0 = no answer).
@@ -125,6 +129,25 @@ async fn a_dead_address_is_retried_elsewhere_and_ejected() {
     assert_eq!(dead["available"], false, "{routes}");
 }
 
+/// Waits until the gateway's admin `/routes` says `probe`'s address of upstream `pair` is
+/// `available` (or not): the health checks have seen what it answers now.
+async fn wait_available(gateway: &TestGateway, probe: &Probe, available: bool) {
+    let address = probe.addr.to_string();
+    wait::until(
+        &format!("{address} to be marked available = {available}"),
+        Duration::from_secs(5),
+        || async {
+            let routes = admin_routes(gateway).await;
+            routes["addresses"]["pair"]
+                .as_array()
+                .expect("addresses")
+                .iter()
+                .any(|entry| entry["address"] == address && entry["available"] == available)
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn failing_health_checks_take_an_address_out_and_passing_ones_bring_it_back() {
     let (a, b) = (Probe::named("a").await, Probe::named("b").await);
@@ -135,12 +158,12 @@ async fn failing_health_checks_take_an_address_out_and_passing_ones_bring_it_bac
     ))
     .await;
     b.set_healthy(false);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    wait_available(&gateway, &b, false).await;
     let seen = who_answers(&gateway, "/echo", 6).await;
     assert_eq!(seen.get("b"), None, "b failed its checks: {seen:?}");
 
     b.set_healthy(true);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    wait_available(&gateway, &b, true).await;
     let seen = who_answers(&gateway, "/echo", 6).await;
     assert_eq!(seen.get("b"), Some(&3), "b is back: {seen:?}");
 
@@ -153,7 +176,8 @@ async fn failing_health_checks_take_an_address_out_and_passing_ones_bring_it_bac
     assert_eq!(ready.status(), 200);
     a.set_healthy(false);
     b.set_healthy(false);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    wait_available(&gateway, &a, false).await;
+    wait_available(&gateway, &b, false).await;
     let (status, body) = json(
         client()
             .get(format!("http://{}/readyz", gateway.admin))
@@ -176,7 +200,12 @@ async fn killing_one_of_two_replicas_under_load_fails_at_most_the_requests_in_fl
     let done = AtomicUsize::new(0);
     let load = posts_counted(&client, &url, 800, CONCURRENCY, &done);
     let killer = async {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        wait::until(
+            "the load to be under way",
+            Duration::from_secs(5),
+            || async { done.load(Ordering::SeqCst) >= CONCURRENCY },
+        )
+        .await;
         b.kill().await;
         done.load(Ordering::SeqCst)
     };
@@ -242,12 +271,18 @@ async fn a_host_name_resolving_to_several_addresses_is_balanced_over_them() {
 
 /// `blue` and `green` with these weights.
 fn blue_green(blue: &Probe, green: &Probe, blue_weight: u32, green_weight: u32) -> String {
-    format!(
-        "[upstreams.app]\ntargets = [\n  {{ url = \"{}\", weight = {blue_weight} }},\n  \
-         {{ url = \"{}\", weight = {green_weight} }},\n]\n\n[[routes]]\npath = \"/\"\nupstream = \"app\"\n",
-        blue.url(),
-        green.url()
-    )
+    Routes::new()
+        .upstream_table(
+            "app",
+            &format!(
+                "targets = [\n  {{ url = \"{}\", weight = {blue_weight} }},\n  \
+                 {{ url = \"{}\", weight = {green_weight} }},\n]",
+                blue.url(),
+                green.url()
+            ),
+        )
+        .route("/", "app")
+        .to_string()
 }
 
 /// Sends `n` GETs, `concurrency` at a time; how many each probe answered, and the failures.
@@ -312,11 +347,19 @@ async fn weights_split_the_traffic_and_a_rollback_under_load_fails_nothing() {
 
     // Rollback under load: green drained (weight 0) while requests keep coming; none fails,
     // and once the new table is live green gets nothing new.
+    let answered = std::sync::Arc::new(AtomicUsize::new(0));
     let load = {
         let url = gateway.url("/echo");
-        tokio::spawn(async move { posts(&client(), &url, 3000, 16).await })
+        let answered = std::sync::Arc::clone(&answered);
+        tokio::spawn(async move { posts_counted(&client(), &url, 3000, 16, &answered).await })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The edit lands while the load runs.
+    wait::until(
+        "the load to be under way",
+        Duration::from_secs(5),
+        || async { answered.load(Ordering::SeqCst) > 0 },
+    )
+    .await;
     std::fs::write(&gateway.routes, blue_green(&blue, &green, 100, 0)).expect("edit");
     wait_for_generation(&gateway, 3).await;
     let statuses = load.await.expect("load");

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{Probe, TestGateway, client, routes_to};
+use crate::helpers::{Probe, TestGateway, client, routes_to, wait};
 
 #[tokio::test]
 async fn in_flight_requests_finish_and_new_connections_are_refused() {
@@ -13,15 +13,19 @@ async fn in_flight_requests_finish_and_new_connections_are_refused() {
     let url = gateway.url("/slow");
     let slow =
         tokio::spawn(async move { client().get(url).send().await.map(|r| r.status().as_u16()) });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    probe.wait_holding(1).await;
 
     let started = Instant::now();
     let stopping = tokio::spawn(gateway.shutdown());
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "no new connections once shutdown started"
-    );
+    // Once shutdown has started the listener is closed: new connections are refused (while
+    // the request in flight goes on).
+    wait::until(
+        "new connections to be refused once shutdown started",
+        Duration::from_secs(2),
+        || async { tokio::net::TcpStream::connect(addr).await.is_err() },
+    )
+    .await;
+    assert_eq!(probe.in_flight(), 1, "the slow request is still in flight");
     assert_eq!(
         slow.await
             .expect("task")

@@ -6,7 +6,7 @@ use std::{io::Write, process::Stdio, time::Duration};
 use serde_json::json;
 
 use crate::helpers::{
-    Options, StoreKind, TestStack, bin, json, reroute, routes_file, session_cookie, set_cookies,
+    Options, StoreKind, TestStack, bin, json, reroute, session_cookie, set_cookies,
 };
 
 /// `writer hash-password`, fed on stdin.
@@ -73,16 +73,9 @@ async fn indexed_sessions(stack: &TestStack, user: &str) -> u64 {
         .expect("zcard")
 }
 
+/// The status of `GET path` with `cookie`.
 async fn status(stack: &TestStack, path: &str, cookie: &str) -> u16 {
-    stack
-        .client()
-        .get(stack.url(path))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .expect("request")
-        .status()
-        .as_u16()
+    stack.get_with_cookie(path, cookie).await.status().as_u16()
 }
 
 async fn credentials_log_in_and_a_wrong_pair_does_not_say_which_part(store: StoreKind) {
@@ -234,13 +227,8 @@ async fn login_from(stack: &TestStack, client: &str, user: &str, password: &str)
 
 async fn behind_a_trusted_proxy_each_client_is_throttled_alone(store: StoreKind) {
     let (stack, _users) = with_users(Options::default().store(store));
-    let behind_a_balancer = routes_file(
-        &stack.writer_addrs,
-        &[stack.reader_addr],
-        "trusted_proxies = [\"127.0.0.1/32\"]",
-        "",
-    );
-    reroute(&stack, &behind_a_balancer).await;
+    let behind_a_balancer = stack.routes().setting("trusted_proxies = [\"127.0.0.1/32\"]");
+    reroute(&stack, behind_a_balancer).await;
     // Twenty clients behind the balancer fail once each: none is throttled, nor anyone else.
     for i in 0..20 {
         let client = format!("198.51.100.{i}");
@@ -477,10 +465,12 @@ async fn a_header_token_from_an_old_secret_is_refreshed(store: StoreKind) {
     .await;
     let old_token = body["session"].as_str().expect("token").to_owned();
 
-    stack.restart_services_with(&[(
-        "SESSION_SECRET",
-        &format!("{NEW},{}", crate::helpers::SECRET),
-    )]);
+    stack
+        .restart_services_with(&[(
+            "SESSION_SECRET",
+            &format!("{NEW},{}", crate::helpers::SECRET),
+        )])
+        .await;
     let client = stack.client();
     let read = client
         .get(stack.url("/"))
@@ -495,7 +485,9 @@ async fn a_header_token_from_an_old_secret_is_refreshed(store: StoreKind) {
         .to_owned();
     assert_ne!(new_token, old_token);
 
-    stack.restart_services_with(&[("SESSION_SECRET", NEW)]);
+    stack
+        .restart_services_with(&[("SESSION_SECRET", NEW)])
+        .await;
     let client = stack.client();
     let with = |token: &str| {
         client

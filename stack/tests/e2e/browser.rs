@@ -13,7 +13,7 @@ use stack::{
     process::{Output, Spec, Supervised},
 };
 
-use crate::helpers::TestStack;
+use crate::helpers::{TestStack, logs, wait};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -74,13 +74,35 @@ impl Browser {
     /// [`Browser::start`] with more Chromium arguments.
     pub(crate) async fn start_with(log_dir: &std::path::Path, extra: &[String]) -> Self {
         let profile = tempfile::tempdir().expect("profile dir");
-        let port = net::free_port().expect("port");
-        let driver = Supervised::spawn(
+        // Port 0: chromedriver binds a free port and names it in its log.
+        let log = log_dir.join("chromedriver.log");
+        let _ = std::fs::remove_file(&log);
+        let mut driver = Supervised::spawn(
             Spec::new("chromedriver", CHROMEDRIVER)
-                .arg(format!("--port={port}"))
-                .output(Output::File(log_dir.join("chromedriver.log"))),
+                .arg("--port=0")
+                .output(Output::File(log.clone())),
         )
         .expect("chromedriver starts");
+        let port: u16 = wait::for_value(
+            "chromedriver to say on which port it listens",
+            Duration::from_secs(10),
+            || {
+                let running = driver.try_wait().is_none();
+                let log = &log;
+                async move {
+                    assert!(running, "chromedriver exited: {}", logs::read(log));
+                    logs::find_line(log, |line| {
+                        // "ChromeDriver was started successfully on port 40673."
+                        line.split_once("started successfully on port ")?
+                            .1
+                            .trim_end_matches('.')
+                            .parse()
+                            .ok()
+                    })
+                }
+            },
+        )
+        .await;
         assert!(
             net::wait_until(Duration::from_secs(10), || {
                 net::http_status(

@@ -162,8 +162,10 @@ fn assert_refused(env: &[(&str, &str)], expected: &[&str]) {
 #[test]
 fn a_cluster_or_sentinel_that_cannot_serve_is_refused_at_start() {
     let secret = ("SESSION_SECRET", SECRET);
-    let free = || stack::net::free_port().expect("free port");
-    let (a, b) = (free(), free());
+    // Ports that refuse connections, held for the test: nothing else can start listening there.
+    let refusing = || stack::net::RefusingPort::bind().expect("a refusing port");
+    let (held_a, held_b) = (refusing(), refusing());
+    let (a, b) = (held_a.addr().port(), held_b.addr().port());
 
     // Sentinels that do not answer.
     let url = format!("redis+sentinel://127.0.0.1:{a},127.0.0.1:{b}/mymaster");

@@ -28,7 +28,7 @@ use stack::{
 
 use crate::{
     browser::{Browser, browser_available, text},
-    helpers::{bin, can_run, json, wait_async},
+    helpers::{bin, can_run, json, wait},
 };
 
 const TOOLS: [&str; 4] = ["podman", "runc", "mmdebstrap", "docker-compose"];
@@ -88,7 +88,9 @@ struct Deployment {
     dir: tempfile::TempDir,
     project: String,
     socket: PathBuf,
-    port: u16,
+    /// The host port the gateway is published on, as podman picked it (learnt after each
+    /// `up` or `start`).
+    port: std::cell::Cell<u16>,
     /// The compose files, `-f` each (empty: `docker-compose.yml` alone).
     files: Vec<&'static str>,
     engine: Supervised,
@@ -112,9 +114,9 @@ impl Deployment {
         ] {
             std::fs::copy(root().join(file), dir.path().join(file)).expect("copy");
         }
-        // `cp .env.example .env`, then the secret, as the README asks; the Redis stand-in and a
-        // free port for this run.
-        let port = net::free_port().expect("port");
+        // `cp .env.example .env`, then the secret, as the README asks; the Redis stand-in, and
+        // port 0: podman publishes the gateway on a port it binds itself, read back with
+        // `docker-compose port`.
         let example = std::fs::read_to_string(root().join(".env.example")).expect(".env.example");
         let mut env: String = example
             .lines()
@@ -122,7 +124,7 @@ impl Deployment {
             .map(|line| format!("{line}\n"))
             .collect();
         env.push_str(&format!(
-            "SESSION_SECRET={}\nREDIS_IMAGE=localhost/one-origin-redis-standin\nGATEWAY_PORT={port}\n",
+            "SESSION_SECRET={}\nREDIS_IMAGE=localhost/one-origin-redis-standin\nGATEWAY_PORT=0\n",
             crate::helpers::SECRET
         ));
         std::fs::write(dir.path().join(".env"), env).expect(".env");
@@ -150,7 +152,7 @@ impl Deployment {
             dir,
             project: format!("smoke{}", std::process::id()),
             socket,
-            port,
+            port: std::cell::Cell::new(0),
             files: Vec::new(),
             engine,
             healthchecks,
@@ -158,7 +160,12 @@ impl Deployment {
     }
 
     fn compose(&self, args: &[&str]) -> String {
-        run(Command::new("docker-compose")
+        run(&mut self.compose_command(args))
+    }
+
+    fn compose_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("docker-compose");
+        command
             .args(["--project-name", &self.project])
             .args(self.files.iter().flat_map(|file| ["-f", file]))
             .args(args)
@@ -167,7 +174,8 @@ impl Deployment {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())
-            .env("DOCKER_HOST", format!("unix://{}", self.socket.display())))
+            .env("DOCKER_HOST", format!("unix://{}", self.socket.display()));
+        command
     }
 
     /// `up -d` (with `extra` arguments), then waits until the gateway serves.
@@ -176,17 +184,43 @@ impl Deployment {
         let mut args = vec!["up", "-d", "--no-build"];
         args.extend_from_slice(extra);
         self.compose(&args);
-        assert!(
-            net::wait_until(Duration::from_secs(90), || {
-                net::http_status(self.addr(), "/readyz", Duration::from_secs(1)) == Some(200)
-            }),
-            "the deployment serves through the gateway"
-        );
+        self.wait_serving("the deployment serves through the gateway");
         eprintln!("containers: up {extra:?} in {:.1?}", started.elapsed());
     }
 
+    /// Learns where the gateway is published (`docker-compose port gateway 8080`) and waits
+    /// until it serves there; `what` names the wait in its failure.
+    fn wait_serving(&self, what: &str) {
+        assert!(
+            net::wait_until(Duration::from_secs(90), || {
+                let Some(port) = self.published_port() else {
+                    return false;
+                };
+                self.port.set(port);
+                net::http_status(self.addr(), "/readyz", Duration::from_secs(1)) == Some(200)
+            }),
+            "{what}"
+        );
+    }
+
+    /// The host port of the gateway's container port 8080, once it has one.
+    fn published_port(&self) -> Option<u16> {
+        let output = self
+            .compose_command(&["port", "gateway", "8080"])
+            .output()
+            .ok()?;
+        // `127.0.0.1:40321`
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .rsplit(':')
+            .next()?
+            .parse()
+            .ok()
+            .filter(|port| *port != 0)
+    }
+
     fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        SocketAddr::from(([127, 0, 0, 1], self.port.get()))
     }
 
     fn url(&self, path: &str) -> String {
@@ -298,16 +332,14 @@ fn edit(path: &Path, text: &str, in_place: bool) {
     }
 }
 
-/// Polls until `GET /` with `client` answers `status`; returns how long that took.
+/// Waits until `GET /` with `client` answers `status`; returns how long that took.
 async fn rerouted(deployment: &Deployment, client: &reqwest::Client, status: u16) -> Duration {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(10) {
-        if read(deployment, client).await.0 == status {
-            return started.elapsed();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("GET / never answered {status} after the routes edit");
+    wait::until(
+        &format!("GET / to answer {status} after the routes edit"),
+        Duration::from_secs(10),
+        || async { read(deployment, client).await.0 == status },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -422,21 +454,15 @@ async fn the_compose_deployment_serves_scales_reroutes_and_keeps_sessions() {
     // Replicas: 3 readers, 2 writers. The gateway finds them by DNS; 32 clients increment
     // concurrently and nothing is lost; reads reach every reader.
     deployment.up(&["--scale", "reader=3", "--scale", "writer=2"]);
-    let mut readers = BTreeMap::new();
-    assert!(
-        {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                readers = deployment.reads_per_reader().await;
-                if readers.len() == 3 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            readers.len() == 3
+    let readers = wait::for_value(
+        "the gateway to know three reader addresses",
+        Duration::from_secs(30),
+        || async {
+            let readers = deployment.reads_per_reader().await;
+            (readers.len() == 3).then_some(readers)
         },
-        "the gateway knows three reader addresses: {readers:?}"
-    );
+    )
+    .await;
     let increments: Vec<u16> = stream::iter(0..320)
         .map(|_| async {
             client
@@ -472,12 +498,7 @@ async fn the_compose_deployment_serves_scales_reroutes_and_keeps_sessions() {
     // count survive.
     deployment.compose(&["stop", "--timeout", "10"]);
     deployment.compose(&["start"]);
-    assert!(
-        net::wait_until(Duration::from_secs(90), || {
-            net::http_status(deployment.addr(), "/readyz", Duration::from_secs(1)) == Some(200)
-        }),
-        "serving again after stop and start"
-    );
+    deployment.wait_serving("serving again after stop and start");
     assert_eq!(
         read(&deployment, &client).await,
         (200, json!({ "user": { "id": user }, "count": 322 })),
@@ -560,12 +581,38 @@ async fn on_a_redis_cluster(deployment: &mut Deployment) {
             (serves && fields.get(2)?.contains("master")).then(|| name.to_owned())
         })
         .unwrap_or_else(|| panic!("a primary serves slot {slot}: {nodes}"));
-    // Replication is asynchronous: give the replica the writes before its primary dies.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Replication is asynchronous: the replica must have the writes before its primary dies.
     let victim = deployment.containers(&primary)[0].clone();
+    let replication = || {
+        let output = deployment.exec(&victim, &["redis-cli", "info", "replication"]);
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let written = replication()
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("master_repl_offset:"))
+        .and_then(|offset| offset.parse::<u64>().ok())
+        .expect("the primary's master_repl_offset");
+    wait::until(
+        &format!("{primary}'s replica to have its writes (offset {written})"),
+        Duration::from_secs(20),
+        || async {
+            // slave0:ip=10.89.0.5,port=6379,state=online,offset=1234,lag=0
+            let offsets: Vec<u64> = replication()
+                .lines()
+                .filter(|line| line.starts_with("slave"))
+                .filter_map(|line| {
+                    line.split(',')
+                        .find_map(|pair| pair.strip_prefix("offset="))
+                        .and_then(|offset| offset.trim().parse().ok())
+                })
+                .collect();
+            !offsets.is_empty() && offsets.iter().all(|offset| *offset >= written)
+        },
+    )
+    .await;
     let killed = Instant::now();
     podman(&["kill", &victim]);
-    let served = wait_async(Duration::from_secs(60), || async {
+    let served = wait::poll(Duration::from_secs(60), || async {
         read(deployment, &client).await.0 == 200
     })
     .await;

@@ -384,7 +384,8 @@ fn each_binary_checks_its_own_health() {
             Some(0),
             "{binary} listening on all interfaces is probed on loopback"
         );
-        let nobody = format!("127.0.0.1:{}", stack::net::free_port().expect("port"));
+        let refusing = stack::net::RefusingPort::bind().expect("a refusing port");
+        let nobody = refusing.addr().to_string();
         let (code, stderr) = healthcheck(binary, variable, nobody.clone());
         assert_eq!(code, Some(1), "{binary}: {stderr}");
         assert!(
@@ -551,5 +552,63 @@ fn the_kubernetes_example_keeps_the_deployment_rules() {
         deployments,
         ["gateway", "reader", "writer"].map(String::from).into(),
         "one Deployment per binary"
+    );
+}
+
+/// The tests `on_every_store!` registers have no `#[tokio::test]` of their own in the source:
+/// the README lists them, file by file, and this keeps the list true.
+#[test]
+fn the_readme_lists_every_test_that_runs_on_every_store() {
+    let e2e = root().join("stack/tests/e2e");
+    let mut registered = BTreeSet::new();
+    for entry in std::fs::read_dir(&e2e).expect("stack/tests/e2e") {
+        let path = entry.expect("entry").path();
+        let file = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let source = std::fs::read_to_string(&path).expect("source");
+        for invocation in source.split("\non_every_store!(").skip(1) {
+            let names = invocation.split(");").next().expect("closing `);`");
+            for name in names
+                .split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+            {
+                registered.insert((file.clone(), name.to_owned()));
+            }
+        }
+    }
+    assert!(
+        !registered.is_empty(),
+        "no on_every_store! found in {}",
+        e2e.display()
+    );
+
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let block = readme
+        .split("<!-- on_every_store: begin -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- on_every_store: end -->").next())
+        .expect("the README's list of on_every_store tests");
+    let mut listed = BTreeSet::new();
+    let mut file = String::new();
+    for line in block.lines() {
+        let line = match line.trim().strip_prefix("- `") {
+            Some(rest) => {
+                let (name, rest) = rest.split_once("`:").expect("- `file.rs`: names");
+                file = name.to_owned();
+                rest
+            }
+            None => line,
+        };
+        for name in line.split('`').skip(1).step_by(2) {
+            listed.insert((file.clone(), name.to_owned()));
+        }
+    }
+    assert_eq!(
+        listed, registered,
+        "the README's list (left) against the on_every_store! invocations (right)"
     );
 }

@@ -11,9 +11,9 @@ use stack::{
     process::{Output, Spec, Supervised},
 };
 
-use crate::helpers::{Options, StoreKind, TestStack, can_run, json, login, reroute};
+use crate::helpers::{Options, Routes, StoreKind, TestStack, can_run, json, login, logs, reroute};
 
-/// The greeter, started on a free port, and the file its request lines go to.
+/// The greeter, on a port it binds itself, and the file its request lines go to.
 struct Greeter {
     process: Supervised,
     addr: SocketAddr,
@@ -22,17 +22,33 @@ struct Greeter {
 
 impl Greeter {
     fn start(dir: &std::path::Path) -> Self {
-        let addr = SocketAddr::from(([127, 0, 0, 1], net::free_port().expect("port")));
         let log = dir.join("greeter.log");
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/greeter/greeter.py");
-        let process = Supervised::spawn(
+        let mut process = Supervised::spawn(
             Spec::new("greeter", "python3")
                 .arg(&script)
-                .env("GREETER_ADDR", addr.to_string())
+                .env("GREETER_ADDR", "127.0.0.1:0")
                 .output(Output::File(log.clone())),
         )
         .expect("python3 runs the greeter");
+        // "greeter listening on 127.0.0.1:40123"
+        let listening = || {
+            logs::find_line(&log, |line| {
+                line.strip_prefix("greeter listening on ")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+        };
+        assert!(
+            net::wait_until(Duration::from_secs(10), || {
+                process.try_wait().is_some() || listening().is_some()
+            }),
+            "the greeter says where it listens: {}",
+            logs::read(&log)
+        );
+        let addr: SocketAddr = listening().expect("the greeter's address");
         assert!(
             net::wait_until(Duration::from_secs(10), || net::http_status(
                 addr,
@@ -57,13 +73,16 @@ impl Greeter {
 }
 
 /// The stack's routes plus the greeter at `/greet` behind the session check.
-fn routes_with_greeter(stack: &TestStack, greeter: SocketAddr) -> String {
-    format!(
-        "{}\n[upstreams.greeter]\ntargets = [\"http://{greeter}\"]\n\n\
-         [auth.session]\nupstream = \"reader\"\npath = \"/session\"\n\n\
-         [[routes]]\npath = \"/greet\"\nupstream = \"greeter\"\nauth = \"session\"\nstrip_prefix = true\n",
-        stack.routes()
-    )
+fn routes_with_greeter(stack: &TestStack, greeter: SocketAddr) -> Routes {
+    stack
+        .routes()
+        .upstream_table("greeter", &format!("targets = [\"http://{greeter}\"]"))
+        .table("[auth.session]\nupstream = \"reader\"\npath = \"/session\"")
+        .route_with(
+            "/greet",
+            "greeter",
+            "auth = \"session\"\nstrip_prefix = true",
+        )
 }
 
 async fn greet(stack: &TestStack, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
@@ -86,7 +105,7 @@ async fn a_service_that_knows_no_sessions_learns_the_user_at_the_door(store: Sto
     let mut stack = TestStack::start_with(Options::default().store(store));
     let mut greeter = Greeter::start(stack.dir.path());
     let seen_at_start = greeter.seen().len();
-    reroute(&stack, &routes_with_greeter(&stack, greeter.addr)).await;
+    reroute(&stack, routes_with_greeter(&stack, greeter.addr)).await;
 
     // Not logged in: the check's own 401 JSON; the greeter never hears of it, whatever
     // X-User-Id the client claims.

@@ -2,7 +2,9 @@
 
 use serde_json::json;
 
-use crate::helpers::{Options, StoreKind, TestStack, json, session_cookie, set_cookies};
+use crate::helpers::{
+    Options, StoreKind, TestStack, json, logs, session_cookie, set_cookies, wait,
+};
 
 const NOT_LOGGED_IN: &str = "Please go \"log in!\" (set up your session)";
 
@@ -230,7 +232,7 @@ async fn restarting_writer_and_reader_keeps_the_session(store: StoreKind) {
         .await
         .expect("increment");
 
-    stack.restart_services();
+    stack.restart_services().await;
 
     let (status, body) = json(browser.get(stack.url("/")).send().await.expect("read")).await;
     assert_eq!(
@@ -334,16 +336,26 @@ async fn json_logs_carry_one_request_id_through_every_service() {
         .await
         .expect("login");
     assert_eq!(response.status(), 200);
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let lines = |name: &str| -> Vec<serde_json::Value> {
-        std::fs::read_to_string(stack.dir.path().join(format!("{name}.log")))
-            .unwrap_or_default()
+        logs::read(&stack.log(name))
             .lines()
             .map(|line| {
                 serde_json::from_str(line).unwrap_or_else(|_| panic!("{name}: not JSON: {line}"))
             })
             .collect()
     };
+    // The answer can arrive before the lines about it are written: wait for both.
+    let logged = |name: &str, message: &str| {
+        lines(name)
+            .iter()
+            .any(|line| line["message"] == message && line["span"]["request_id"] == "follow-me-42")
+    };
+    wait::until(
+        "the gateway's and the writer's lines about the request",
+        std::time::Duration::from_secs(5),
+        || async { logged("gateway", "proxied") && logged("writer", "served") },
+    )
+    .await;
     let gateway = lines("gateway");
     let access = gateway
         .iter()
@@ -368,15 +380,15 @@ async fn sighup_reloads_the_routes_and_sigterm_exits_cleanly() {
     let (_, routes) = json(stack.client().get(&admin).send().await.expect("routes")).await;
     assert_eq!(routes["generation"], 1);
     stack.gateway.signal(nix::sys::signal::Signal::SIGHUP);
-    let reloaded = crate::helpers::wait_async(std::time::Duration::from_secs(3), || async {
-        let (_, routes) = json(stack.client().get(&admin).send().await.expect("routes")).await;
-        routes["generation"] == 2
-    })
+    wait::until(
+        "SIGHUP to force a reload even when the file did not change",
+        std::time::Duration::from_secs(3),
+        || async {
+            let (_, routes) = json(stack.client().get(&admin).send().await.expect("routes")).await;
+            routes["generation"] == 2
+        },
+    )
     .await;
-    assert!(
-        reloaded,
-        "SIGHUP forces a reload even when the file did not change"
-    );
     let status = stack.gateway.stop().expect("the gateway exits on SIGTERM");
     assert!(status.success(), "{status}");
 }

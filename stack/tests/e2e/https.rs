@@ -6,16 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PublicKeyData};
-use sha2::Digest as _;
-
 use crate::{
     browser::{Browser, browser_available, text},
-    helpers::{Options, TestStack, set_cookies},
+    helpers::{Options, TestCa, TestStack, set_cookies},
 };
 
-/// A CA, and a certificate for `localhost` signed by it, written into a directory.
+/// The test CA, and a certificate for `localhost` signed by it, written into a directory.
 struct TestCertificates {
     ca: PathBuf,
     cert: PathBuf,
@@ -26,29 +22,14 @@ struct TestCertificates {
 
 impl TestCertificates {
     fn make(dir: &Path) -> Self {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "one-origin test CA");
-        let ca_key = KeyPair::generate().expect("key");
-        let ca = ca_params.self_signed(&ca_key).expect("CA");
-        let params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
-        let key = KeyPair::generate().expect("key");
-        let leaf = params
-            .signed_by(&key, &Issuer::from_params(&ca_params, &ca_key))
-            .expect("leaf");
-        let certs = Self {
-            ca: dir.join("ca.pem"),
-            cert: dir.join("cert.pem"),
-            key: dir.join("key.pem"),
-            spki_sha256: base64::engine::general_purpose::STANDARD
-                .encode(sha2::Sha256::digest(key.subject_public_key_info())),
-        };
-        std::fs::write(&certs.ca, ca.pem()).expect("ca.pem");
-        std::fs::write(&certs.cert, format!("{}{}", leaf.pem(), ca.pem())).expect("cert.pem");
-        std::fs::write(&certs.key, key.serialize_pem()).expect("key.pem");
-        certs
+        let ca = TestCa::new();
+        let leaf = ca.issue(dir, "localhost", &["localhost"]);
+        Self {
+            ca: ca.write_pem(dir),
+            cert: leaf.cert,
+            key: leaf.key,
+            spki_sha256: leaf.spki_sha256,
+        }
     }
 
     fn path(path: &Path) -> &str {
@@ -56,16 +37,16 @@ impl TestCertificates {
     }
 }
 
-/// A stack whose gateway also serves HTTPS on a free port; the port.
+/// A stack whose gateway also serves HTTPS, on a port it binds itself; the port.
 fn https_stack(certs: &TestCertificates) -> (TestStack, u16) {
-    let port = stack::net::free_port().expect("port");
     let stack = TestStack::start_with(
         Options::default()
             .env("SESSION_COOKIE_SECURE", "auto")
-            .env_all("GATEWAY_TLS_ADDR", &format!("127.0.0.1:{port}"))
+            .env_all("GATEWAY_TLS_ADDR", "127.0.0.1:0")
             .env_all("GATEWAY_TLS_CERT", TestCertificates::path(&certs.cert))
             .env_all("GATEWAY_TLS_KEY", TestCertificates::path(&certs.key)),
     );
+    let port = stack.tls_addr.expect("the HTTPS listener").port();
     (stack, port)
 }
 

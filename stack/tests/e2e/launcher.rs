@@ -3,6 +3,7 @@
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 
+use common::listening::Listeners;
 use nix::sys::signal::Signal;
 use serde_json::json;
 use stack::{
@@ -22,15 +23,24 @@ struct Ports {
 }
 
 impl Ports {
-    fn free() -> Self {
-        let port = || SocketAddr::from(([127, 0, 0, 1], net::free_port().expect("free port")));
+    /// Port 0 everywhere: each part binds a free port as it starts.
+    fn any() -> Self {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
         Self {
-            writer: port(),
-            reader: port(),
-            gateway: port(),
-            admin: port(),
+            writer: any,
+            reader: any,
+            gateway: any,
+            admin: any,
         }
     }
+}
+
+/// Where part `name` of the stack the launcher started in `data` listens (it writes
+/// `<data>/<name>.addr`, see `LISTEN_ADDR_FILE`).
+fn listening(data: &Path, name: &str) -> Listeners {
+    Listeners::read(&data.join(format!("{name}.addr")))
+        .expect("readable")
+        .unwrap_or_else(|| panic!("{name} says where it listens"))
 }
 
 fn launcher(data: &Path, ports: &Ports, log: &Path) -> Spec {
@@ -55,38 +65,62 @@ fn launcher(data: &Path, ports: &Ports, log: &Path) -> Spec {
 }
 
 /// Waits until the launcher says the stack is up (after the given number of earlier starts
-/// logged to the same file) and the gateway answers.
-fn wait_for_gateway(process: &mut Supervised, ports: &Ports, log: &Path, starts_before: usize) {
+/// logged to the same file) and the gateway answers; the gateway's address.
+fn wait_for_gateway(
+    process: &mut Supervised,
+    data: &Path,
+    log: &Path,
+    starts_before: usize,
+) -> SocketAddr {
+    let mut gateway = None;
     let up = net::wait_until(Duration::from_secs(120), || {
         let said = std::fs::read_to_string(log)
             .unwrap_or_default()
             .matches("The stack is up")
             .count();
+        if said > starts_before {
+            gateway = listening(data, "gateway").addr();
+        }
         process.try_wait().is_some()
-            || (said > starts_before
-                && net::http_status(ports.gateway, "/", Duration::from_millis(300)) == Some(401))
+            || gateway.is_some_and(|gateway| {
+                net::http_status(gateway, "/", Duration::from_millis(300)) == Some(401)
+            })
     });
     assert!(
         up && process.try_wait().is_none(),
         "the stack did not come up: {}",
         std::fs::read_to_string(log).unwrap_or_default()
     );
+    gateway.expect("the gateway's address")
 }
 
 #[tokio::test]
 async fn cargo_run_serves_the_flow_and_a_restart_keeps_the_session() {
     let data = tempfile::tempdir().expect("temp dir");
     let log = data.path().join("launcher.log");
-    let ports = Ports::free();
+    let ports = Ports::any();
     let client = reqwest::Client::new();
-    let url = |path: &str| format!("http://{}{path}", ports.gateway);
 
     let mut stack = Supervised::spawn(launcher(data.path(), &ports, &log)).expect("launch");
-    wait_for_gateway(&mut stack, &ports, &log, 0);
+    let gateway = wait_for_gateway(&mut stack, data.path(), &log, 0);
+    let url = |path: &str| format!("http://{gateway}{path}");
     let output = std::fs::read_to_string(&log).expect("log");
     assert!(
-        output.contains(&format!("Open http://{}/login", ports.gateway)),
+        output.contains(&format!("Open http://{gateway}/login")),
         "{output}"
+    );
+    let bound: Vec<SocketAddr> = [("gateway", "addr"), ("gateway", "admin")]
+        .into_iter()
+        .chain([("writer", "addr"), ("reader", "addr")])
+        .map(|(name, listener)| {
+            listening(data.path(), name)
+                .get(listener)
+                .expect("a listener")
+        })
+        .collect();
+    assert!(
+        output.contains("redis: ready on") && output.contains("redis.sock"),
+        "the launcher's Redis listens on a unix socket in its data directory: {output}"
     );
     assert!(
         output.contains("generated a development secret"),
@@ -122,7 +156,7 @@ async fn cargo_run_serves_the_flow_and_a_restart_keeps_the_session() {
         .wait_timeout(Duration::from_secs(20))
         .expect("the launcher exits");
     assert!(status.success(), "{status}");
-    for addr in [ports.gateway, ports.writer, ports.reader, ports.admin] {
+    for addr in bound {
         assert!(net::is_free(addr), "{addr} is still bound after Ctrl-C");
     }
     let output = std::fs::read_to_string(&log).expect("log");
@@ -140,7 +174,8 @@ async fn cargo_run_serves_the_flow_and_a_restart_keeps_the_session() {
 
     // Same data directory: same secret, same Redis data, same session.
     let mut stack = Supervised::spawn(launcher(data.path(), &ports, &log)).expect("relaunch");
-    wait_for_gateway(&mut stack, &ports, &log, 1);
+    let gateway = wait_for_gateway(&mut stack, data.path(), &log, 1);
+    let url = |path: &str| format!("http://{gateway}{path}");
     // A new client: the old one's pooled connections died with the first stack.
     let client = reqwest::Client::new();
     let (status, body) = json(
@@ -163,7 +198,7 @@ async fn cargo_run_serves_the_flow_and_a_restart_keeps_the_session() {
 fn without_redis_it_says_how_to_install_it() {
     let data = tempfile::tempdir().expect("temp dir");
     let log = data.path().join("launcher.log");
-    let spec = launcher(data.path(), &Ports::free(), &log).env("PATH", data.path());
+    let spec = launcher(data.path(), &Ports::any(), &log).env("PATH", data.path());
     let mut process = Supervised::spawn(spec).expect("launch");
     let status = process
         .wait_timeout(Duration::from_secs(10))
@@ -186,7 +221,7 @@ fn a_port_in_use_is_named_with_its_variable() {
     let data = tempfile::tempdir().expect("temp dir");
     let log = data.path().join("launcher.log");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let mut ports = Ports::free();
+    let mut ports = Ports::any();
     ports.gateway = taken.local_addr().expect("addr");
     let mut process = Supervised::spawn(launcher(data.path(), &ports, &log)).expect("launch");
     let status = process

@@ -13,16 +13,6 @@ use crate::helpers::{
 
 const NOT_LOGGED_IN: &str = "Please go \"log in!\" (set up your session)";
 
-async fn get(stack: &TestStack, path: &str, cookie: &str) -> reqwest::Response {
-    stack
-        .client()
-        .get(stack.url(path))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .expect("request")
-}
-
 async fn concurrent_increments_over_two_writers_lose_no_update(store: StoreKind) {
     const N: i64 = 240;
     const CLIENTS: usize = 48;
@@ -57,7 +47,7 @@ async fn concurrent_increments_over_two_writers_lose_no_update(store: StoreKind)
         (1..=N).collect::<Vec<_>>(),
         "every increment got its own count"
     );
-    let (status, body) = json(get(&stack, "/", &cookie).await).await;
+    let (status, body) = json(stack.get_with_cookie("/", &cookie).await).await;
     assert_eq!(
         (status, body),
         (200, json!({ "user": { "id": user }, "count": N }))
@@ -117,9 +107,9 @@ async fn requests_racing_a_logout_never_bring_the_session_back(store: StoreKind)
                 "round {round}: a racer handed out a cookie: {cookies:?}"
             );
         }
-        let after = get(&stack, "/", &cookie).await;
+        let after = stack.get_with_cookie("/", &cookie).await;
         assert_eq!(after.status(), 401, "round {round}: the session came back");
-        let inc = get(&stack, "/increment", &cookie).await;
+        let inc = stack.get_with_cookie("/increment", &cookie).await;
         assert_eq!(inc.status(), 401, "round {round}");
         assert!(
             stack.redis_keys().await.is_empty(),
@@ -230,13 +220,13 @@ async fn a_planted_or_unknown_session_id_is_never_adopted(store: StoreKind) {
     let planted = SessionHandle::new(UserId::random(), None);
     let cookie = format!("sid={}", keyring.seal("sid", &planted.encode()));
 
-    let response = get(&stack, "/", &cookie).await;
+    let response = stack.get_with_cookie("/", &cookie).await;
     assert_eq!(
         response.status(),
         401,
         "a well-formed id nobody logged in with is not a session"
     );
-    let login = get(&stack, "/login", &cookie).await;
+    let login = stack.get_with_cookie("/login", &cookie).await;
     let new_cookie = session_cookie(&login).expect("a cookie");
     let opened = keyring
         .open("sid", &decode_cookie(&new_cookie))
@@ -268,7 +258,7 @@ async fn idle_sessions_expire_and_each_use_extends_them(store: StoreKind) {
     let (cookie, _) = login(&stack).await;
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        let read = get(&stack, "/", &cookie).await;
+        let read = stack.get_with_cookie("/", &cookie).await;
         assert!(
             set_cookies(&read).is_empty(),
             "the reader needs no cookie to keep a session"
@@ -282,7 +272,7 @@ async fn idle_sessions_expire_and_each_use_extends_them(store: StoreKind) {
     // 3.6 s after login, alive; now leave it idle.
     tokio::time::sleep(Duration::from_millis(2300)).await;
     assert_eq!(
-        get(&stack, "/", &cookie).await.status(),
+        stack.get_with_cookie("/", &cookie).await.status(),
         401,
         "idle longer than SESSION_TTL"
     );
@@ -306,14 +296,17 @@ async fn the_absolute_lifetime_caps_every_extension(store: StoreKind) {
     let started = Instant::now();
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        assert_eq!(get(&stack, "/increment", &cookie).await.status(), 200);
+        assert_eq!(
+            stack.get_with_cookie("/increment", &cookie).await.status(),
+            200
+        );
     }
     tokio::time::sleep(
         Duration::from_secs(3).saturating_sub(started.elapsed()) + Duration::from_millis(300),
     )
     .await;
     assert_eq!(
-        get(&stack, "/", &cookie).await.status(),
+        stack.get_with_cookie("/", &cookie).await.status(),
         401,
         "past SESSION_MAX_AGE"
     );
@@ -324,21 +317,24 @@ async fn a_read_and_an_increment_each_cost_one_redis_command(store: StoreKind) {
     let stack = TestStack::start_with(Options::default().store(store));
     let (cookie, _) = login(&stack).await;
     // Warm up: the first script call on a connection also loads the script.
-    get(&stack, "/increment", &cookie).await;
-    get(&stack, "/", &cookie).await;
+    stack.get_with_cookie("/increment", &cookie).await;
+    stack.get_with_cookie("/", &cookie).await;
 
     let mut monitors = Vec::new();
     for node in stack.redis.nodes() {
-        let client = redis::Client::open(format!("redis://{node}")).expect("url");
+        let client = redis::Client::open(node.url()).expect("url");
         monitors.push(client.get_async_monitor().await.expect("MONITOR"));
     }
     let before = command_calls(&stack).await;
     for _ in 0..N {
-        assert_eq!(get(&stack, "/", &cookie).await.status(), 200);
+        assert_eq!(stack.get_with_cookie("/", &cookie).await.status(), 200);
     }
     let middle = command_calls(&stack).await;
     for _ in 0..N {
-        assert_eq!(get(&stack, "/increment", &cookie).await.status(), 200);
+        assert_eq!(
+            stack.get_with_cookie("/increment", &cookie).await.status(),
+            200
+        );
     }
     let after = command_calls(&stack).await;
 
@@ -410,7 +406,7 @@ async fn a_session_kept_alive_by_reads_keeps_its_index_alive(store: StoreKind) {
     // Reads only, for about 2.5 idle timeouts: longer than the index's slack.
     for _ in 0..7 {
         tokio::time::sleep(Duration::from_millis(700)).await;
-        assert_eq!(get(&stack, "/", &cookie).await.status(), 200);
+        assert_eq!(stack.get_with_cookie("/", &cookie).await.status(), 200);
         let keys = stack.redis_keys().await;
         let session = keys
             .iter()
@@ -440,8 +436,11 @@ async fn the_first_requests_after_an_idle_redis_restart_succeed() {
     let (cookie, _) = login(&stack).await;
     // Every worker of both services has a connection to Redis.
     for _ in 0..8 {
-        assert_eq!(get(&stack, "/", &cookie).await.status(), 200);
-        assert_eq!(get(&stack, "/increment", &cookie).await.status(), 200);
+        assert_eq!(stack.get_with_cookie("/", &cookie).await.status(), 200);
+        assert_eq!(
+            stack.get_with_cookie("/increment", &cookie).await.status(),
+            200
+        );
     }
     // A maintenance restart while nobody uses the site: Redis closes every connection.
     stack.redis.single().restart().expect("redis restarts");
@@ -450,15 +449,15 @@ async fn the_first_requests_after_an_idle_redis_restart_succeed() {
     // connection Redis closed failed with "broken pipe", and a login is not retried.)
     // (The test's Redis keeps nothing on disk, so sessions start again after the restart.)
     for attempt in 0..8 {
-        let (status, body) = json(get(&stack, "/", &cookie).await).await;
+        let (status, body) = json(stack.get_with_cookie("/", &cookie).await).await;
         assert_eq!(
             status, 401,
             "read {attempt} of a session Redis forgot: {body}"
         );
-        let (status, body) = json(get(&stack, "/login", "").await).await;
+        let (status, body) = json(stack.get_with_cookie("/login", "").await).await;
         assert_eq!(status, 200, "login {attempt}: {body}");
         let (fresh, _) = login(&stack).await;
-        let (status, body) = json(get(&stack, "/increment", &fresh).await).await;
+        let (status, body) = json(stack.get_with_cookie("/increment", &fresh).await).await;
         assert_eq!(status, 200, "increment {attempt}: {body}");
     }
 }
@@ -473,8 +472,11 @@ async fn a_reconnection_that_failed_while_idle_costs_no_request() {
     let stack = TestStack::start();
     let (cookie, _) = login(&stack).await;
     for _ in 0..8 {
-        assert_eq!(get(&stack, "/", &cookie).await.status(), 200);
-        assert_eq!(get(&stack, "/increment", &cookie).await.status(), 200);
+        assert_eq!(stack.get_with_cookie("/", &cookie).await.status(), 200);
+        assert_eq!(
+            stack.get_with_cookie("/increment", &cookie).await.status(),
+            200
+        );
     }
     // In one round trip: close every service connection, then hold every client for 2.5 s.
     // The services hear of the close at once and reconnect into the pause.
@@ -491,9 +493,9 @@ async fn a_reconnection_that_failed_while_idle_costs_no_request() {
         .expect("kill and pause");
     tokio::time::sleep(Duration::from_millis(3500)).await;
     for attempt in 0..8 {
-        let (status, body) = json(get(&stack, "/increment", &cookie).await).await;
+        let (status, body) = json(stack.get_with_cookie("/increment", &cookie).await).await;
         assert_eq!(status, 200, "increment {attempt}: {body}");
-        let (status, body) = json(get(&stack, "/login", "").await).await;
+        let (status, body) = json(stack.get_with_cookie("/login", "").await).await;
         assert_eq!(status, 200, "login {attempt}: {body}");
     }
 }
@@ -513,7 +515,7 @@ async fn with_redis_down_services_answer_503_fast_and_recover_by_themselves() {
     ] {
         let started = Instant::now();
         let cookie = if with_cookie { cookie.as_str() } else { "" };
-        let response = get(&stack, path, cookie).await;
+        let response = stack.get_with_cookie(path, cookie).await;
         let elapsed = started.elapsed();
         let (status, body) = json(response).await;
         assert_eq!(
@@ -542,11 +544,11 @@ async fn with_redis_down_services_answer_503_fast_and_recover_by_themselves() {
     stack.redis.single().restart().expect("redis comes back");
     // The very first requests after Redis is back succeed: no polling until they do.
     for attempt in 0..4 {
-        let status = get(&stack, "/login", "").await.status();
+        let status = stack.get_with_cookie("/login", "").await.status();
         assert_eq!(status, 200, "login {attempt} after Redis returned");
     }
     let (cookie, user) = login(&stack).await;
-    let (status, body) = json(get(&stack, "/", &cookie).await).await;
+    let (status, body) = json(stack.get_with_cookie("/", &cookie).await).await;
     assert_eq!(
         (status, body),
         (200, json!({ "user": { "id": user }, "count": 0 }))
@@ -569,8 +571,10 @@ async fn rotating_the_secret_keeps_sessions_that_are_used(store: StoreKind) {
     let (unused, _) = login(&stack).await;
 
     // Rotation: new first, old still accepted.
-    stack.restart_services_with(&[("SESSION_SECRET", &format!("{NEW},{OLD}"))]);
-    let read = get(&stack, "/", &used).await;
+    stack
+        .restart_services_with(&[("SESSION_SECRET", &format!("{NEW},{OLD}"))])
+        .await;
+    let read = stack.get_with_cookie("/", &used).await;
     let resealed = format!(
         "sid={}",
         session_cookie(&read).expect("the old cookie is sealed again")
@@ -594,16 +598,18 @@ async fn rotating_the_secret_keeps_sessions_that_are_used(store: StoreKind) {
     );
 
     // The old secret is dropped: only the session never seen since is logged out.
-    stack.restart_services_with(&[("SESSION_SECRET", NEW)]);
-    let (status, body) = json(get(&stack, "/", &resealed).await).await;
+    stack
+        .restart_services_with(&[("SESSION_SECRET", NEW)])
+        .await;
+    let (status, body) = json(stack.get_with_cookie("/", &resealed).await).await;
     assert_eq!(
         (status, body),
         (200, json!({ "user": { "id": user }, "count": 0 }))
     );
-    assert_eq!(get(&stack, "/", &fresh).await.status(), 200);
-    assert_eq!(get(&stack, "/", &unused).await.status(), 401);
+    assert_eq!(stack.get_with_cookie("/", &fresh).await.status(), 200);
+    assert_eq!(stack.get_with_cookie("/", &unused).await.status(), 401);
     assert_eq!(
-        get(&stack, "/", &used).await.status(),
+        stack.get_with_cookie("/", &used).await.status(),
         401,
         "the old cookie value itself is dead"
     );
@@ -653,7 +659,7 @@ async fn killing_one_of_two_writers_mid_load_fails_at_most_the_requests_in_fligh
         "{failed} failures with {CLIENTS} requests in flight"
     );
     // Every answered increment counted; a failed one may or may not have reached Redis.
-    let (status, body) = json(get(&stack, "/", &cookie).await).await;
+    let (status, body) = json(stack.get_with_cookie("/", &cookie).await).await;
     assert_eq!((status, body["user"]["id"].clone()), (200, json!(user)));
     let count = usize::try_from(body["count"].as_i64().expect("count")).expect("positive");
     assert!(

@@ -3,17 +3,16 @@
 //! impossible (not root, no `ip`), the test says it skipped, and fails in CI (`CI` set).
 
 use std::{
-    net::SocketAddr,
+    net::{SocketAddr, SocketAddrV4},
     time::{Duration, Instant},
 };
 
 use futures_util::future::join_all;
-use stack::{net, process::Output};
 
 use crate::{
-    helpers::{TestStack, can_run, spawn_ready},
+    helpers::{Routes, TestStack, can_run, wait},
     netns::{BLACKHOLE, Netns},
-    support::{User, base, reroute, routes, store_unavailable, timed},
+    support::{User, base, connecting, reroute, store_unavailable, timed},
 };
 
 /// The gateway's `connect_timeout` in this test, and the route timeout of `/blackhole-timed`
@@ -35,14 +34,19 @@ fn namespace() -> Option<Netns> {
     }
 }
 
-/// The extra upstream and routes: `/blackhole` and `/blackhole-timed` to the silent address.
-fn blackhole_routes() -> String {
-    format!(
-        "blackhole = [\"http://{BLACKHOLE}:8090\"]\n\n\
-         [[routes]]\npath = \"/blackhole\"\nupstream = \"blackhole\"\n\n\
-         [[routes]]\npath = \"/blackhole-timed\"\nupstream = \"blackhole\"\ntimeout = \"{}ms\"\n",
-        ROUTE_TIMEOUT.as_millis()
-    )
+/// The stack's routes with `settings`, plus `/blackhole` and `/blackhole-timed` to the silent
+/// address.
+fn blackhole_routes(stack: &TestStack, settings: &str) -> Routes {
+    stack
+        .routes()
+        .setting(settings)
+        .upstream("blackhole", [format!("http://{BLACKHOLE}:8090")])
+        .route("/blackhole", "blackhole")
+        .route_with(
+            "/blackhole-timed",
+            "blackhole",
+            &format!("timeout = \"{}ms\"", ROUTE_TIMEOUT.as_millis()),
+        )
 }
 
 /// Asserts `answer` is `status` with the gateway's JSON `error`, after about `after`.
@@ -65,29 +69,22 @@ fn assert_gateway_error(
     );
 }
 
-/// A writer or reader like the stack's, on a new port, whose Redis is the silent address.
+/// A writer or reader like the stack's, on a port of its own, whose Redis is the silent
+/// address.
 fn service_with_silent_redis(
     stack: &TestStack,
     writer: bool,
 ) -> (stack::process::Supervised, SocketAddr) {
-    let addr = SocketAddr::from(([127, 0, 0, 1], net::free_port().expect("port")));
-    let (process, variable) = if writer {
-        (&stack.writers[0], "WRITER_ADDR")
+    let (process, label) = if writer {
+        (&stack.writers[0], "writer-silent-redis")
     } else {
-        (&stack.reader, "READER_ADDR")
+        (&stack.reader, "reader-silent-redis")
     };
-    let mut spec = process
-        .spec()
-        .clone()
-        .env(variable, addr.to_string())
-        .env("REDIS_URL", format!("redis://{BLACKHOLE}:6379/0"));
-    spec.output = Output::File(
-        stack
-            .dir
-            .path()
-            .join(format!("{variable}-silent-redis.log")),
-    );
-    (spawn_ready(spec, addr, "/healthz"), addr)
+    stack.spawn_like(
+        process,
+        label,
+        &[("REDIS_URL", &format!("redis://{BLACKHOLE}:6379/0"))],
+    )
 }
 
 #[test]
@@ -99,21 +96,15 @@ fn silent_upstreams_and_a_silent_redis_answer_within_their_configured_time() {
     crate::helpers::bin("gateway");
     namespace.run(|| {
         let stack = TestStack::start();
-        let (_writer, writer_addr) = service_with_silent_redis(&stack, true);
-        let (_reader, reader_addr) = service_with_silent_redis(&stack, false);
+        let (writer, writer_addr) = service_with_silent_redis(&stack, true);
+        let (reader, reader_addr) = service_with_silent_redis(&stack, false);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
         runtime.block_on(async {
             let settings = format!("connect_timeout = \"{}ms\"", CONNECT_TIMEOUT.as_millis());
-            let file = routes(
-                &stack.writer_addrs,
-                &[stack.reader_addr],
-                &settings,
-                &blackhole_routes(),
-            );
-            reroute(&stack, &file).await;
+            reroute(&stack, blackhole_routes(&stack, &settings)).await;
             let client = stack.client();
             let gateway = base(stack.gateway_addr);
             let user = User::login(&stack).await;
@@ -138,7 +129,18 @@ fn silent_upstreams_and_a_silent_redis_answer_within_their_configured_time() {
             // is noticed), for several requests at once and again after them; /healthz answers
             // meanwhile.
             let bound = Duration::from_millis(2500);
+            let silent_redis = SocketAddrV4::new(BLACKHOLE, 6379);
+            let opening =
+                |process: &stack::process::Supervised| connecting(process.pid(), silent_redis);
             for round in 0..2 {
+                // Whatever an earlier round left connecting has given up (the store's 1 s
+                // connect timeout): from here, a connection being opened is this round's.
+                wait::until(
+                    "no connection to the silent Redis left from before",
+                    SLACK + Duration::from_secs(1),
+                    || async { opening(&writer) == 0 && opening(&reader) == 0 },
+                )
+                .await;
                 let requests = (0..6).map(|i| {
                     let request = match i % 3 {
                         0 => client.post(format!("{}/login", base(writer_addr))),
@@ -148,7 +150,13 @@ fn silent_upstreams_and_a_silent_redis_answer_within_their_configured_time() {
                     timed(request)
                 });
                 let health = async {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    // The probes go once both services' store calls are stuck connecting.
+                    wait::until(
+                        "the writer's and the reader's store calls to hang on the silent Redis",
+                        bound,
+                        || async { opening(&writer) > 0 && opening(&reader) > 0 },
+                    )
+                    .await;
                     let started = Instant::now();
                     let writer = timed(client.get(format!("{}/healthz", base(writer_addr)))).await;
                     let reader = timed(client.get(format!("{}/healthz", base(reader_addr)))).await;

@@ -27,14 +27,14 @@ use std::{
 
 use stack::{
     net,
-    process::{Output, Supervised},
+    process::Supervised,
     topology::{Logs, RedisCluster, redis_cli},
 };
 
 use crate::{
-    helpers::{Options, TestStack, spawn_ready},
+    helpers::{Options, Routes, TestStack},
     load::{Done, Load},
-    support::{User, reroute, routes},
+    support::{User, reroute},
 };
 
 /// Users, each a client sending one request at a time: enough that every writer, reader and
@@ -63,33 +63,21 @@ fn index_key(user: &User) -> String {
     format!("user:{{{}}}:sessions", user.id)
 }
 
-/// Another reader like the stack's first, on `addr`, logging to `<name>.log`.
-fn start_reader(stack: &TestStack, addr: SocketAddr, name: &str) -> Supervised {
-    let mut spec = stack
-        .reader
-        .spec()
-        .clone()
-        .env("READER_ADDR", addr.to_string());
-    let log = stack.dir.path().join(format!("{name}.log"));
-    spec.output = match spec.output {
-        Output::PrefixedAndFile(_) | Output::Prefixed => Output::PrefixedAndFile(log),
-        Output::File(_) | Output::Null => Output::File(log),
-    };
-    spawn_ready(spec, addr, "/healthz")
-}
-
-fn localhost() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], net::free_port().expect("free port")))
-}
-
 /// SIGKILLs `process`, leaves it dead for `down` (under load), starts it again and waits until
-/// it answers on `addr`; returns how long it took to answer after the start.
-async fn kill_and_restart(process: &mut Supervised, addr: SocketAddr, down: Duration) -> Duration {
+/// it answers; returns how long it took to answer after the start, and where it listens now
+/// (it binds port 0 again, as at its first start: a new port, which the gateway learns from
+/// an edit of routes.toml, as it would learn a replaced container's address).
+async fn kill_and_restart(process: &mut Supervised, down: Duration) -> (Duration, SocketAddr) {
     tokio::task::block_in_place(|| process.kill());
     tokio::time::sleep(down).await;
     tokio::task::block_in_place(|| {
         let started = Instant::now();
         process.restart().expect("the killed process starts again");
+        let addr = process
+            .listeners(RECOVERY)
+            .expect("the restarted process listens")
+            .addr()
+            .expect("addr listener");
         assert!(
             net::wait_until(RECOVERY, || {
                 net::http_status(addr, "/healthz", Duration::from_millis(300)) == Some(200)
@@ -97,7 +85,7 @@ async fn kill_and_restart(process: &mut Supervised, addr: SocketAddr, down: Dura
             "{} answers again after its restart",
             process.name()
         );
-        started.elapsed()
+        (started.elapsed(), addr)
     })
 }
 
@@ -375,11 +363,11 @@ async fn failover_drill() {
     let mut reader_addrs = vec![stack.reader_addr];
     let mut readers = Vec::new();
     for name in ["reader2", "reader3"] {
-        let addr = localhost();
-        readers.push(start_reader(&stack, addr, name));
+        let (reader, addr) = stack.spawn_like(&stack.reader, name, &[]);
+        readers.push(reader);
         reader_addrs.push(addr);
     }
-    reroute(&stack, &routes(&stack.writer_addrs, &reader_addrs, "", "")).await;
+    reroute(&stack, Routes::stack(&stack.writer_addrs, &reader_addrs)).await;
 
     let load = Load::new(&stack, USERS).await;
     let victim_user = &load.users[0];
@@ -422,17 +410,28 @@ async fn failover_drill() {
     let writer = begin(&mut phases, "writer killed, restarted");
     let down = phase / 5;
     let writer_addr = stack.writer_addrs[1];
-    let answering = kill_and_restart(&mut stack.writers[1], writer_addr, down).await;
+    let (answering, restarted) = kill_and_restart(&mut stack.writers[1], down).await;
+    stack.writer_addrs[1] = restarted;
+    let edited = Instant::now();
+    reroute(&stack, Routes::stack(&stack.writer_addrs, &reader_addrs)).await;
     let writer_note = format!(
-        "{writer_addr} SIGKILLed; started again {down:.1?} later, answering after {answering:.1?}"
+        "{writer_addr} SIGKILLed; started again {down:.1?} later on {restarted}, answering after \
+         {answering:.1?}; routed to {:.1?} after the edit",
+        edited.elapsed()
     );
     tokio::time::sleep_until((phases[writer].from + phase).into()).await;
 
     let reader = begin(&mut phases, "reader killed, restarted");
     let reader_addr = stack.reader_addr;
-    let answering = kill_and_restart(&mut stack.reader, reader_addr, down).await;
+    let (answering, restarted) = kill_and_restart(&mut stack.reader, down).await;
+    stack.reader_addr = restarted;
+    reader_addrs[0] = restarted;
+    let edited = Instant::now();
+    reroute(&stack, Routes::stack(&stack.writer_addrs, &reader_addrs)).await;
     let reader_note = format!(
-        "{reader_addr} SIGKILLed; started again {down:.1?} later, answering after {answering:.1?}"
+        "{reader_addr} SIGKILLed; started again {down:.1?} later on {restarted}, answering after \
+         {answering:.1?}; routed to {:.1?} after the edit",
+        edited.elapsed()
     );
     // Every fault has been repaired (the cluster has a primary for every slot again): from now
     // on every request must succeed.
@@ -463,11 +462,11 @@ async fn failover_drill() {
     tokio::time::sleep(phase).await;
 
     let fourth = begin(&mut phases, "fourth reader added");
-    let fourth_addr = localhost();
-    readers.push(start_reader(&stack, fourth_addr, "reader4"));
+    let (fourth_reader, fourth_addr) = stack.spawn_like(&stack.reader, "reader4", &[]);
+    readers.push(fourth_reader);
     reader_addrs.push(fourth_addr);
     let edited = Instant::now();
-    reroute(&stack, &routes(&stack.writer_addrs, &reader_addrs, "", "")).await;
+    reroute(&stack, Routes::stack(&stack.writer_addrs, &reader_addrs)).await;
     let reloaded = edited.elapsed();
     tokio::time::sleep_until((phases[fourth].from + phase).into()).await;
     let fourth_key = format!("reader {fourth_addr}");

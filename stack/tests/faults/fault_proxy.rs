@@ -1,6 +1,8 @@
 //! A TCP proxy to put between the services and Redis, whose behaviour a test switches while it
 //! runs: pass bytes through, add latency, reset connections in the middle of a reply, or stall
-//! (accept and hold: nothing is forwarded either way until the fault ends).
+//! (accept and hold: nothing is forwarded either way until the fault ends). It counts the store
+//! calls that met the fault, so a test can wait until the calls it sent are held before it
+//! checks what else the services still answer.
 //!
 //! Written here with tokio rather than taken from a crate: the faults are a few lines each, the
 //! mode must switch on live connections, and a toxiproxy-like crate would be a server to run
@@ -11,13 +13,18 @@
 
 use std::{
     net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     thread,
     time::{Duration, Instant},
 };
 
+use stack::redis::Endpoint;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
+    net::{TcpListener, TcpStream, UnixStream},
     sync::{oneshot, watch},
 };
 
@@ -33,8 +40,9 @@ pub enum Mode {
     /// (One byte: no RESP reply is complete in it, so no request whose reply comes after the
     /// switch can succeed, and none is half-read by accident.)
     Reset,
-    /// Accepts connections but forwards nothing, either way, while the mode lasts; what was
-    /// held is delivered, in order, once the mode changes (a partition that heals).
+    /// Accepts connections and reads them, but forwards nothing, either way, while the mode
+    /// lasts; what was held is delivered, in order, once the mode changes (a partition that
+    /// heals).
     Stall,
 }
 
@@ -43,17 +51,22 @@ pub enum Mode {
 pub struct FaultProxy {
     addr: SocketAddr,
     mode: watch::Sender<Mode>,
+    /// Chunks of commands that arrived while the current mode is a fault.
+    met: Arc<AtomicUsize>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
 impl FaultProxy {
-    /// Listens on a free port of 127.0.0.1 and relays to `target`, in [`Mode::Pass`].
-    pub fn start(target: SocketAddr) -> Self {
+    /// Listens on a port of 127.0.0.1 (bound as port 0) and relays to `target` (a Redis on TCP
+    /// or on a unix socket), in [`Mode::Pass`].
+    pub fn start(target: Endpoint) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
         listener.set_nonblocking(true).expect("non-blocking");
         let addr = listener.local_addr().expect("proxy address");
         let (mode, watching) = watch::channel(Mode::Pass);
+        let met = Arc::new(AtomicUsize::new(0));
+        let counting = Arc::clone(&met);
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -63,7 +76,7 @@ impl FaultProxy {
             runtime.block_on(async move {
                 let listener = TcpListener::from_std(listener).expect("tokio listener");
                 tokio::select! {
-                    () = accept_loop(listener, target, watching) => {}
+                    () = accept_loop(listener, target, watching, counting) => {}
                     _ = stopped => {}
                 }
             });
@@ -72,6 +85,7 @@ impl FaultProxy {
         Self {
             addr,
             mode,
+            met,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -82,9 +96,19 @@ impl FaultProxy {
         format!("redis://{}/0", self.addr)
     }
 
-    /// Switches every connection, open or new, to `mode`.
+    /// Switches every connection, open or new, to `mode`, and starts counting
+    /// [`FaultProxy::calls_met`] anew.
     pub fn set(&self, mode: Mode) {
+        self.met.store(0, Ordering::SeqCst);
         self.mode.send_replace(mode);
+    }
+
+    /// How many commands (chunks a service sent towards Redis) arrived since the last
+    /// [`FaultProxy::set`] while that mode is a fault: held back by a delay or a stall, or
+    /// forwarded to have their reply cut by a reset. Above zero once the service's store calls
+    /// are in the fault's hands.
+    pub fn calls_met(&self) -> usize {
+        self.met.load(Ordering::SeqCst)
     }
 }
 
@@ -99,12 +123,22 @@ impl Drop for FaultProxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, target: SocketAddr, mode: watch::Receiver<Mode>) {
+async fn accept_loop(
+    listener: TcpListener,
+    target: Endpoint,
+    mode: watch::Receiver<Mode>,
+    met: Arc<AtomicUsize>,
+) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
             continue;
         };
-        tokio::spawn(relay(client, target, mode.clone()));
+        tokio::spawn(relay(
+            client,
+            target.clone(),
+            mode.clone(),
+            Arc::clone(&met),
+        ));
     }
 }
 
@@ -117,61 +151,91 @@ enum Ended {
     Reset,
 }
 
-async fn relay(mut client: TcpStream, target: SocketAddr, mode: watch::Receiver<Mode>) {
+async fn relay(
+    mut client: TcpStream,
+    target: Endpoint,
+    mode: watch::Receiver<Mode>,
+    met: Arc<AtomicUsize>,
+) {
     let _ = client.set_nodelay(true);
-    let Ok(mut upstream) = TcpStream::connect(target).await else {
-        return;
-    };
-    let _ = upstream.set_nodelay(true);
-    let ended = {
-        let (from_client, to_client) = client.split();
-        let (from_upstream, to_upstream) = upstream.split();
-        // Redis never half-closes, so the first direction to end ends the connection.
-        tokio::select! {
-            ended = pump(from_client, to_upstream, mode.clone(), false) => ended,
-            ended = pump(from_upstream, to_client, mode, true) => ended,
+    // SO_LINGER 0: closing sends RST instead of FIN (a unix socket has no such thing).
+    match target {
+        Endpoint::Tcp(addr) => {
+            let Ok(mut upstream) = TcpStream::connect(addr).await else {
+                return;
+            };
+            let _ = upstream.set_nodelay(true);
+            if carry(&mut client, &mut upstream, mode, met).await == Ended::Reset {
+                let _ = client.set_zero_linger();
+                let _ = upstream.set_zero_linger();
+            }
         }
-    };
-    if ended == Ended::Reset {
-        // SO_LINGER 0: closing sends RST instead of FIN.
-        let _ = client.set_zero_linger();
-        let _ = upstream.set_zero_linger();
+        Endpoint::Unix(path) => {
+            let Ok(mut upstream) = UnixStream::connect(path).await else {
+                return;
+            };
+            if carry(&mut client, &mut upstream, mode, met).await == Ended::Reset {
+                let _ = client.set_zero_linger();
+            }
+        }
     }
 }
 
-/// Copies one direction; `replies` is the Redis → service direction (the one [`Mode::Reset`]
-/// cuts). Reading and writing are apart, joined by a queue of chunks stamped with the time they
-/// are due, so a delay is latency (every chunk late by it) and not a cap on throughput.
+/// Relays between `client` and `upstream` until either direction ends.
+async fn carry<U: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut TcpStream,
+    upstream: &mut U,
+    mode: watch::Receiver<Mode>,
+    met: Arc<AtomicUsize>,
+) -> Ended {
+    let (from_client, to_client) = client.split();
+    let (from_upstream, to_upstream) = tokio::io::split(upstream);
+    // Redis never half-closes, so the first direction to end ends the connection.
+    tokio::select! {
+        ended = pump(from_client, to_upstream, mode.clone(), Some(met)) => ended,
+        ended = pump(from_upstream, to_client, mode, None) => ended,
+    }
+}
+
+/// Copies one direction: the service → Redis one counts the commands that meet a fault in
+/// `met`; the other, Redis → service, carries the replies (the ones [`Mode::Reset`] cuts).
+/// Reading and writing are apart, joined by a queue of chunks stamped with the time they are
+/// due, so a delay is latency (every chunk late by it) and not a cap on throughput.
 async fn pump(
     from: impl AsyncRead + Unpin,
     to: impl AsyncWrite + Unpin,
     mode: watch::Receiver<Mode>,
-    replies: bool,
+    met: Option<Arc<AtomicUsize>>,
 ) -> Ended {
+    let replies = met.is_none();
     let (queue, queued) = tokio::sync::mpsc::unbounded_channel();
     tokio::select! {
-        () = read_side(from, queue, mode.clone()) => Ended::Closed,
+        () = read_side(from, queue, mode.clone(), met) => Ended::Closed,
         ended = write_side(queued, to, mode, replies) => ended,
     }
 }
 
-/// Reads chunks and queues each with the time it is due; reads nothing while stalled, so what
-/// is sent waits in the kernel's buffers.
+/// Reads chunks and queues each with the time it is due (the write side holds them while
+/// stalled); counts in `met` those read while the mode is a fault.
 async fn read_side(
     mut from: impl AsyncRead + Unpin,
     queue: tokio::sync::mpsc::UnboundedSender<(Instant, Vec<u8>)>,
-    mut mode: watch::Receiver<Mode>,
+    mode: watch::Receiver<Mode>,
+    met: Option<Arc<AtomicUsize>>,
 ) {
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
-        if mode.wait_for(|mode| *mode != Mode::Stall).await.is_err() {
-            return;
-        }
         let n = match from.read(&mut buffer).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        let delay = match *mode.borrow() {
+        let current = *mode.borrow();
+        if current != Mode::Pass
+            && let Some(met) = &met
+        {
+            met.fetch_add(1, Ordering::SeqCst);
+        }
+        let delay = match current {
             Mode::Delay(delay) => delay,
             _ => Duration::ZERO,
         };

@@ -5,12 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use stack::{net, process::Output};
-
 use crate::{
-    helpers::{Options, TestStack, spawn_ready},
+    helpers::{Options, Routes, TestStack},
     load::Load,
-    support::{reroute, routes},
+    support::reroute,
 };
 
 /// Users, each with a client of its own: at most this many requests are in flight at a kill.
@@ -27,16 +25,9 @@ fn kill(process: &mut stack::process::Supervised) -> (Instant, Instant) {
 async fn killing_a_writer_and_a_reader_mid_load_fails_only_requests_in_flight() {
     let mut stack = TestStack::start_with(Options::default().writers(2));
     // A second reader, as the first was started, on a port of its own.
-    let second_addr = std::net::SocketAddr::from(([127, 0, 0, 1], net::free_port().expect("port")));
-    let mut spec = stack
-        .reader
-        .spec()
-        .clone()
-        .env("READER_ADDR", second_addr.to_string());
-    spec.output = Output::File(stack.dir.path().join("reader2.log"));
-    let mut second_reader = spawn_ready(spec, second_addr, "/healthz");
+    let (mut second_reader, second_addr) = stack.spawn_like(&stack.reader, "reader2", &[]);
     let readers = [stack.reader_addr, second_addr];
-    reroute(&stack, &routes(&stack.writer_addrs, &readers, "", "")).await;
+    reroute(&stack, Routes::stack(&stack.writer_addrs, &readers)).await;
 
     let load = Load::new(&stack, CLIENTS).await;
     let running = tokio::spawn(load.clone().run(Duration::from_secs(3)));

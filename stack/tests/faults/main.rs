@@ -4,15 +4,14 @@
 //! and a soak that watches memory. Each test asserts what a user sees (statuses, JSON bodies,
 //! counts) and that nothing acknowledged is lost.
 //!
-//! The harness is the end-to-end suite's (`../e2e/helpers.rs`); what only faults need is in
-//! [`fault_proxy`], [`netns`] and [`support`]. `TEST_LOG=1` shows every process's log lines;
+//! The harness is the workspace's test kit ([`testkit`], reached here as `crate::helpers`), as
+//! for the end-to-end suite; what only faults need is in [`fault_proxy`], [`netns`] and
+//! [`support`]. `TEST_LOG=1` shows every process's log lines;
 //! `SOAK_SECS=600 cargo test -p stack --test faults soak -- --nocapture` runs the soak for ten
 //! minutes and prints its figures. `drill` (ignored: run it by hand, see its module docs) is the
 //! failover drill on a Redis Cluster, every fault of a deployment in one run, with its figures.
 
-#[path = "../e2e/helpers.rs"]
-#[allow(dead_code)] // each test binary uses part of the shared harness
-mod helpers;
+use testkit as helpers;
 
 mod fault_proxy;
 mod load;

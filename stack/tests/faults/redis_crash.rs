@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant};
 
 use stack::{
-    net,
     process::Output,
     redis::{Persistence, RedisServer},
 };
@@ -47,8 +46,7 @@ fn assert_served_while_up(done: &[Done], up_windows: &[Window], when: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_three_times_under_load_loses_no_acknowledged_increment() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut redis = RedisServer::start(
-        net::free_port().expect("port"),
+    let mut redis = RedisServer::start_local(
         dir.path(),
         Persistence::AppendOnlyAlways,
         Output::File(dir.path().join("redis.log")),

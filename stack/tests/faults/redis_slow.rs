@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::{
     fault_proxy::{FaultProxy, Mode},
-    helpers::TestStack,
+    helpers::{TestStack, wait},
     support::{Answer, User, base, store_unavailable, timed},
 };
 
@@ -60,8 +60,21 @@ fn increments(answers: &[(String, Answer)]) -> (i64, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_resetting_or_silent_redis_is_503_in_bound_and_recovered_from() {
     let mut stack = TestStack::start();
-    let proxy = FaultProxy::start(stack.redis.single().addr());
-    stack.restart_services_with(&[("REDIS_URL", &proxy.redis_url())]);
+    // One proxy for the writer, one for the reader: each shows when its service's store calls
+    // are in the fault's hands.
+    let redis = stack.redis.single().endpoint().clone();
+    let proxies = [FaultProxy::start(redis.clone()), FaultProxy::start(redis)];
+    stack
+        .restart_each(
+            &[("REDIS_URL", &proxies[0].redis_url())],
+            &[("REDIS_URL", &proxies[1].redis_url())],
+        )
+        .await;
+    let set = |mode| {
+        for proxy in &proxies {
+            proxy.set(mode);
+        }
+    };
     let client = stack.client();
     let user = User::login(&stack).await;
     let (mut acked, mut failed) = (0, 0);
@@ -78,7 +91,7 @@ async fn a_slow_resetting_or_silent_redis_is_503_in_bound_and_recovered_from() {
     // … then latency under the bound (100 ms each way) only slows answers down, and shows the
     // proxy is in the way.
     let latency = Duration::from_millis(100);
-    proxy.set(Mode::Delay(latency));
+    set(Mode::Delay(latency));
     let answers = batch(&stack, &user, &client).await;
     for (path, answer) in &answers {
         assert_eq!(
@@ -94,11 +107,17 @@ async fn a_slow_resetting_or_silent_redis_is_503_in_bound_and_recovered_from() {
         Mode::Reset,
         Mode::Stall,
     ] {
-        proxy.set(fault);
+        set(fault);
         // Everything at once: the store calls must not hold up the health probes, and none of
-        // them may wait past the bound.
+        // them may wait past the bound. The probes go once the fault holds (or, resetting, has
+        // cut) store calls of both services.
         let (answers, health) = tokio::join!(batch(&stack, &user, &client), async {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            wait::until(
+                &format!("the writer's and the reader's store calls to meet {fault:?}"),
+                BOUND,
+                || async { proxies.iter().all(|proxy| proxy.calls_met() > 0) },
+            )
+            .await;
             probes(&stack, &client).await
         });
         for (path, answer) in &answers {
@@ -128,7 +147,7 @@ async fn a_slow_resetting_or_silent_redis_is_503_in_bound_and_recovered_from() {
         // it. Delayed replies still arrive as late as they were due, so after latency the
         // requests of the next two seconds may still time out: there, a whole batch must
         // succeed within a few seconds. From then on every request succeeds, with no restart.
-        proxy.set(Mode::Pass);
+        set(Mode::Pass);
         let ends = Instant::now();
         loop {
             let answers = batch(&stack, &user, &client).await;

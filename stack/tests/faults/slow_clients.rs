@@ -13,7 +13,7 @@ use tokio::{
 
 use crate::{
     helpers::TestStack,
-    support::{User, base, percentile, reroute, routes, timed},
+    support::{User, base, percentile, reroute, timed},
 };
 
 const SLOW: usize = 500;
@@ -62,11 +62,7 @@ async fn five_hundred_slow_clients_do_not_slow_a_normal_one_and_are_closed() {
     allow_open_files(4096);
     let stack = TestStack::start();
     let settings = format!("idle_timeout = \"{}s\"", IDLE_TIMEOUT.as_secs());
-    reroute(
-        &stack,
-        &routes(&stack.writer_addrs, &[stack.reader_addr], &settings, ""),
-    )
-    .await;
+    reroute(&stack, stack.routes().setting(&settings)).await;
     let user = User::login(&stack).await;
     let client = stack.client();
     let gateway = base(stack.gateway_addr);

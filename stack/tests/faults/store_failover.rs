@@ -259,7 +259,9 @@ async fn waiting_for_a_replica_acknowledges_only_replicated_increments() {
         "acknowledged again once the replica confirms: {back:?}"
     );
 
-    stack.restart_services_with(&[("REDIS_WAIT_REPLICAS", "0")]);
+    stack
+        .restart_services_with(&[("REDIS_WAIT_REPLICAS", "0")])
+        .await;
     let mut not_waiting = Vec::new();
     for _ in 0..SAMPLES {
         let answer = increment().await;

@@ -1,16 +1,15 @@
-//! What the fault tests share beyond the end-to-end harness: a logged-in user, timed requests,
-//! routes files with settings, and a look at a process's memory.
+//! What the fault tests share beyond the test kit: timed requests, the store's 503, stored
+//! counts, percentiles, and a look at a process's memory.
 
 use std::{
-    net::SocketAddr,
+    net::{SocketAddr, SocketAddrV4},
     time::{Duration, Instant},
 };
 
 use serde_json::{Value, json};
 
 use crate::helpers::data_connection;
-use crate::helpers::{self, TestStack};
-pub use crate::helpers::{reroute, routes_file as routes};
+pub use crate::helpers::{User, reroute};
 
 /// The body of every 503 of writer and reader while Redis is unreachable.
 pub fn store_unavailable() -> Value {
@@ -44,40 +43,45 @@ pub async fn timed(request: reqwest::RequestBuilder) -> Answer {
     }
 }
 
-/// A user logged in through the gateway: the `Cookie` header to send and the user's id.
-#[derive(Debug, Clone)]
-pub struct User {
-    pub cookie: String,
-    pub id: String,
-}
-
-impl User {
-    pub async fn login(stack: &TestStack) -> Self {
-        let (cookie, id) = helpers::login(stack).await;
-        Self { cookie, id }
-    }
-
-    /// `GET path` (or `POST` when `post`) with this user's cookie, at `base` (`http://addr`).
-    pub fn request(
-        &self,
-        client: &reqwest::Client,
-        base: &str,
-        path: &str,
-        post: bool,
-    ) -> reqwest::RequestBuilder {
-        let url = format!("{base}{path}");
-        let builder = if post {
-            client.post(url)
-        } else {
-            client.get(url)
-        };
-        builder.header("cookie", &self.cookie)
-    }
-}
-
 /// `http://<addr>`
 pub fn base(addr: SocketAddr) -> String {
     format!("http://{addr}")
+}
+
+/// How many connections process `pid` is opening to `to` right now: its sockets in state
+/// SYN_SENT towards that address (`/proc/<pid>/net/tcp` lists its network namespace's sockets,
+/// `/proc/<pid>/fd` which of them are its own). A connection to an address that swallows
+/// packets stays there until the caller gives up on it.
+pub fn connecting(pid: u32, to: SocketAddrV4) -> usize {
+    let own: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .filter_map(|link| {
+                    let link = link.to_string_lossy().into_owned();
+                    Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // rem_address as the kernel prints it: the IPv4 address as a little-endian hex word, the port.
+    let remote = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(to.ip().octets()),
+        to.port()
+    );
+    const SYN_SENT: &str = "02";
+    std::fs::read_to_string(format!("/proc/{pid}/net/tcp"))
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(2) == Some(&remote.as_str())
+                && fields.get(3) == Some(&SYN_SENT)
+                && fields.get(9).is_some_and(|inode| own.contains(*inode))
+        })
+        .count()
 }
 
 /// Resident memory of process `pid` (`VmRSS` of `/proc/<pid>/status`), in KiB.
