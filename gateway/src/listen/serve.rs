@@ -278,6 +278,8 @@ async fn serve_io<H, I>(
     let mut draining = false;
     let result = loop {
         tokio::select! {
+            // In this order, without drawing a random number on every poll.
+            biased;
             result = connection.as_mut() => break result,
             () = closing.cancelled(), if !draining => {
                 draining = true;
