@@ -395,8 +395,8 @@ fn log_file(spec: &Spec) -> Option<&Path> {
     }
 }
 
-/// Waits until `process` itself answers at `endpoint`: a server there with another process id
-/// means the port was taken by someone else.
+/// Waits until `process` itself answers at `endpoint`, done loading its data: a server there
+/// with another process id means the port was taken by someone else.
 fn wait_answering(process: &mut Supervised, endpoint: &Endpoint) -> Result<(), Failure> {
     // Only what this start logged counts (a log file may be shared by several starts).
     let log = log_file(process.spec()).map(Path::to_owned);
@@ -416,7 +416,10 @@ fn wait_answering(process: &mut Supervised, endpoint: &Endpoint) -> Result<(), F
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         match endpoint.pid(Duration::from_millis(200)) {
-            Some(pid) if pid == ours => return Ok(()),
+            // Ours, and serving: INFO answers while Redis is still loading its data, PING
+            // answers -LOADING until it is done (a restart with an append-only file to replay).
+            Some(pid) if pid == ours && endpoint.ping(Duration::from_millis(200)) => return Ok(()),
+            Some(pid) if pid == ours => {}
             Some(other) => {
                 return Err(Failure::PortTaken(format!(
                     "{endpoint} is served by another Redis (process {other})"

@@ -227,7 +227,9 @@ async fn login_from(stack: &TestStack, client: &str, user: &str, password: &str)
 
 async fn behind_a_trusted_proxy_each_client_is_throttled_alone(store: StoreKind) {
     let (stack, _users) = with_users(Options::default().store(store));
-    let behind_a_balancer = stack.routes().setting("trusted_proxies = [\"127.0.0.1/32\"]");
+    let behind_a_balancer = stack
+        .routes()
+        .setting("trusted_proxies = [\"127.0.0.1/32\"]");
     reroute(&stack, behind_a_balancer).await;
     // Twenty clients behind the balancer fail once each: none is throttled, nor anyone else.
     for i in 0..20 {

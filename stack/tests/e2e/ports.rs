@@ -230,3 +230,42 @@ fn one_redis_of_a_test_listens_on_a_unix_socket_in_its_directory() {
         });
     assert!(cookie.starts_with("sid="));
 }
+
+/// Sends one command to the Redis on `socket` and returns its first reply line.
+fn command(socket: &std::path::Path, args: &[&str]) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).expect("reply");
+    line.trim_end().to_owned()
+}
+
+#[test]
+fn a_restarted_redis_counts_as_started_only_once_its_data_is_loaded() {
+    // Redis answers INFO while it replays its append-only file, and -LOADING to everything a
+    // service sends; a test that took the first for "up" saw its requests refused.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = RedisServer::start_local(
+        &dir.path().join("redis"),
+        Persistence::AppendOnlyAlways,
+        Output::File(dir.path().join("redis.log")),
+    )
+    .expect("redis-server");
+    let Endpoint::Unix(socket) = server.endpoint().clone() else {
+        panic!("not a unix socket: {}", server.endpoint());
+    };
+    let fill = "for i = 1, 400000 do redis.call('SET', 'k' .. i, i) end";
+    assert_eq!(command(&socket, &["EVAL", fill, "0"]), "$-1");
+    server.kill();
+    server.restart().expect("restarts");
+    assert_eq!(command(&socket, &["PING"]), "+PONG", "served at once");
+    assert_eq!(command(&socket, &["DBSIZE"]), ":400000");
+}

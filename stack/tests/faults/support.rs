@@ -1,6 +1,7 @@
 //! What the fault tests share beyond the test kit: timed requests, the store's 503, stored
 //! counts, percentiles, and a look at a process's memory.
 
+use std::collections::HashSet;
 use std::{
     net::{SocketAddr, SocketAddrV4},
     time::{Duration, Instant},
@@ -48,12 +49,12 @@ pub fn base(addr: SocketAddr) -> String {
     format!("http://{addr}")
 }
 
-/// How many connections process `pid` is opening to `to` right now: its sockets in state
-/// SYN_SENT towards that address (`/proc/<pid>/net/tcp` lists its network namespace's sockets,
+/// The connections process `pid` is opening to `to` right now, by socket inode: its sockets in
+/// state SYN_SENT towards that address (`/proc/<pid>/net/tcp` lists its network namespace's sockets,
 /// `/proc/<pid>/fd` which of them are its own). A connection to an address that swallows
 /// packets stays there until the caller gives up on it.
-pub fn connecting(pid: u32, to: SocketAddrV4) -> usize {
-    let own: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+pub fn connecting(pid: u32, to: SocketAddrV4) -> HashSet<String> {
+    let own: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|fds| {
             fds.flatten()
                 .filter_map(|fd| std::fs::read_link(fd.path()).ok())
@@ -81,7 +82,8 @@ pub fn connecting(pid: u32, to: SocketAddrV4) -> usize {
                 && fields.get(3) == Some(&SYN_SENT)
                 && fields.get(9).is_some_and(|inode| own.contains(*inode))
         })
-        .count()
+        .filter_map(|line| line.split_whitespace().nth(9).map(str::to_owned))
+        .collect()
 }
 
 /// Resident memory of process `pid` (`VmRSS` of `/proc/<pid>/status`), in KiB.
