@@ -28,7 +28,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     num::NonZeroU32,
     ops::Range,
-    path::{Path, PathBuf},
+    path::Path,
     sync::Arc,
     time::Duration,
 };
@@ -41,6 +41,7 @@ use toml::Spanned;
 use crate::upstream::tls::UpstreamTls;
 
 use super::{
+    error::RoutesError,
     interpolate::interpolate,
     schema::{
         DurationSchema, OriginSchema, PathSchema, SIZE_PATTERN, TargetEntrySchema, TargetSchema,
@@ -50,15 +51,6 @@ use super::{
         Balance, Cors, DoorCheck, Eject, HealthCheck, Route, RouteTable, Settings, Target, Upstream,
     },
 };
-
-/// A routes file that cannot be used, displayed as `file:line: reason`.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{}{}: {reason}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
-pub struct RoutesError {
-    pub file: PathBuf,
-    pub line: Option<usize>,
-    pub reason: String,
-}
 
 // The `Raw*` types are also the JSON Schema of the file (`gateway schema`, see [`super::schema`]):
 // their doc comments are what an editor shows for each key, so they are written for whoever

@@ -6,12 +6,14 @@
 //! and swaps it in whole. The same raw structs give the file's JSON Schema ([`schema`]), which
 //! editors use.
 
+mod error;
 mod file;
 mod interpolate;
 mod schema;
 mod table;
 
-pub use file::{RoutesError, load, parse};
+pub use error::RoutesError;
+pub use file::{load, parse};
 pub use schema::{schema, schema_json};
 pub use table::{
     Balance, Cors, DoorCheck, Eject, HealthCheck, Route, RouteTable, Settings, Target, Upstream,
