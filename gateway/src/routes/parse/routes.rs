@@ -1,0 +1,200 @@
+//! `[[routes]]`: each path prefix once, the upstream it goes to, its timeout and body limit,
+//! what replaces its prefix when forwarded, and the door check it asks.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
+
+use toml::Spanned;
+
+use super::{
+    super::{
+        error::RoutesError,
+        raw::RawRoute,
+        table::{DoorCheck, Route, Settings, Upstream},
+    },
+    checks::CheckSpec,
+    context::{Named, Parser},
+    upstream::Upstreams,
+};
+
+/// A route that passed validation, its upstream and door check still names: they are linked
+/// once the files the upstreams name are read.
+#[derive(Debug)]
+pub(super) struct RouteSpec {
+    path: String,
+    pub upstream: Named,
+    timeout: Duration,
+    max_body: Option<u64>,
+    forward_as: Option<String>,
+    idempotent: bool,
+    pub auth: Option<Named>,
+}
+
+impl RouteSpec {
+    /// The route, sent to `upstream` after `auth` (the ones it names).
+    pub(super) fn link(self, upstream: Arc<Upstream>, auth: Option<Arc<DoorCheck>>) -> Route {
+        Route {
+            path: self.path,
+            upstream,
+            timeout: self.timeout,
+            max_body: self.max_body,
+            forward_as: self.forward_as,
+            idempotent: self.idempotent,
+            auth,
+        }
+    }
+}
+
+impl Parser<'_> {
+    /// Every route, each path routed once.
+    pub(super) fn routes(
+        &self,
+        raw: &[Spanned<RawRoute>],
+        settings: &Settings,
+        upstreams: &Upstreams,
+        checks: &BTreeMap<String, CheckSpec>,
+    ) -> Result<Vec<RouteSpec>, RoutesError> {
+        // Each path, and the line of its route.
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut routes = Vec::new();
+        for route in raw {
+            let route = route.get_ref();
+            let path = self.read(&route.path, |reason| reason)?;
+            let span = route.path.spelled().span();
+            if let Some(first) = seen.insert(path.clone(), self.line(span.start)) {
+                return Err(self.error(
+                    Some(span),
+                    format!("path {path:?} is already routed on line {first}"),
+                ));
+            }
+            routes.push(self.route(path, route, settings, upstreams, checks)?);
+        }
+        Ok(routes)
+    }
+
+    /// The route on `path` (read and checked to be routed once).
+    fn route(
+        &self,
+        path: String,
+        raw: &RawRoute,
+        settings: &Settings,
+        upstreams: &Upstreams,
+        checks: &BTreeMap<String, CheckSpec>,
+    ) -> Result<RouteSpec, RoutesError> {
+        let upstream = self.name(&raw.upstream)?;
+        self.named_upstream(&upstream, upstreams)?;
+        let timeout =
+            self.duration_or(raw.timeout.as_ref(), "timeout", settings.request_timeout)?;
+        let max_body = raw
+            .max_body
+            .as_ref()
+            .map(|size| self.size(size, "max_body"))
+            .transpose()?;
+        let forward_as = self.forward_as(&path, raw)?;
+        let auth = match &raw.auth {
+            Some(name) => {
+                let named = self.name(name)?;
+                self.named_check(&named, checks)?;
+                Some(named)
+            }
+            None => None,
+        };
+        Ok(RouteSpec {
+            path,
+            upstream,
+            timeout,
+            max_body,
+            forward_as,
+            idempotent: raw.idempotent.unwrap_or(true),
+            auth,
+        })
+    }
+
+    /// `strip_prefix = true` or `rewrite = "/prefix"`: what replaces the matched prefix.
+    fn forward_as(&self, path: &str, route: &RawRoute) -> Result<Option<String>, RoutesError> {
+        let strip = route.strip_prefix.as_ref().filter(|strip| *strip.get_ref());
+        match (strip, &route.rewrite) {
+            (Some(strip), Some(_)) => Err(self.error(
+                Some(strip.span()),
+                "strip_prefix and rewrite both replace the prefix: keep one",
+            )),
+            (Some(strip), None) if path == "/" => Err(self.error(
+                Some(strip.span()),
+                "strip_prefix on the root route would change nothing",
+            )),
+            (Some(_), None) => Ok(Some(String::new())),
+            (None, Some(rewrite)) => {
+                let prefix = self.read(rewrite, |reason| format!("rewrite: {reason}"))?;
+                // "/" in place of the prefix is the same as stripping it.
+                Ok(Some(if prefix == "/" { String::new() } else { prefix }))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{no_env, parse, parse_err};
+    use std::path::Path;
+
+    #[test]
+    fn unknown_upstream_names_the_line() {
+        let text = "[upstreams]\nwriter = [\"http://x:1\"]\n\n[[routes]]\npath = \"/\"\nupstream = \"wirter\"\n";
+        let err = parse_err(text);
+        assert_eq!(err.line, Some(6), "{err}");
+        assert!(err.reason.contains("\"wirter\" is not defined"), "{err}");
+        assert!(err.reason.contains("defined: writer"), "{err}");
+    }
+
+    #[test]
+    fn prefixes_are_stripped_or_rewritten_as_a_route_says() {
+        let text = "[upstreams]\nw = [\"http://x:1\"]\n\
+            [[routes]]\npath = \"/api\"\nupstream = \"w\"\nstrip_prefix = true\n\
+            [[routes]]\npath = \"/old\"\nupstream = \"w\"\nrewrite = \"/v2/\"\n\
+            [[routes]]\npath = \"/\"\nupstream = \"w\"\n";
+        let table = parse(Path::new("routes.toml"), text, no_env).expect("valid");
+        let forwarded = |path: &str| {
+            table
+                .route(path)
+                .and_then(|route| route.forwarded_path(path))
+        };
+        assert_eq!(forwarded("/api/x/y").as_deref(), Some("/x/y"));
+        assert_eq!(forwarded("/api").as_deref(), Some("/"));
+        assert_eq!(forwarded("/api/").as_deref(), Some("/"));
+        assert_eq!(forwarded("/old/a").as_deref(), Some("/v2/a"));
+        assert_eq!(forwarded("/old").as_deref(), Some("/v2"));
+        assert_eq!(
+            forwarded("/apix"),
+            None,
+            "the root route, which forwards as routed"
+        );
+
+        let base = "[upstreams]\nw = [\"http://x:1\"]\n[[routes]]\nupstream = \"w\"\n";
+        for (lines, expected, line) in [
+            (
+                "path = \"/a\"\nstrip_prefix = true\nrewrite = \"/b\"",
+                "keep one",
+                6,
+            ),
+            (
+                "path = \"/\"\nstrip_prefix = true",
+                "would change nothing",
+                6,
+            ),
+            (
+                "path = \"/a\"\nrewrite = \"b\"",
+                "rewrite: path \"b\" must start with /",
+                6,
+            ),
+            ("path = \"/a\"\nrewrite = \"/b/../c\"", "rewrite: path", 6),
+        ] {
+            let err = parse_err(&format!("{base}{lines}\n"));
+            assert!(err.reason.contains(expected), "{lines}: {err}");
+            assert_eq!(err.line, Some(line), "{lines}: {err}");
+        }
+    }
+}

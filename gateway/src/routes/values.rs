@@ -1,0 +1,288 @@
+//! The values `routes.toml` spells as text, and how each is read: durations, sizes, path
+//! prefixes, targets, origins, host, header and cookie names, proxy addresses.
+//!
+//! A value the JSON Schema describes with a pattern is a [`Kind`]: its name in the schema, its
+//! pattern and its parser are one impl, and the tests below hold each pattern to its parser over
+//! a table of samples. A pattern accepts everything its parser accepts (an editor never marks a
+//! valid file) and refuses what the parser refuses wherever a regex can tell. Every pattern also
+//! lets a `${VAR}` through (`\$\{`): what it becomes is only known when the file is loaded.
+
+use std::{borrow::Cow, fmt, marker::PhantomData, net::IpAddr, time};
+
+use ipnet::IpNet;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+use super::table::{Balance, Target};
+
+/// A text value the schema describes with a pattern and the validator reads with a parser.
+pub(super) trait Kind {
+    /// Its name among the schema's `definitions`.
+    const NAME: &'static str;
+    /// What an editor shows for it.
+    const DESCRIPTION: &'static str;
+    /// The schema's regex: it accepts every text [`Kind::parse`] accepts, and `${VAR}`.
+    const PATTERN: &'static str;
+    /// What the text means once read.
+    type Value;
+    /// Reads `text` (its `${VAR}` already resolved). The error is the reason alone: the caller
+    /// says which key it was.
+    fn parse(text: &str) -> Result<Self::Value, String>;
+}
+
+/// A value of kind `K` as the file spells it, `${VAR}` unresolved, with its place in the file.
+/// In the schema it is a string with `K`'s pattern.
+pub(super) struct Text<K> {
+    spelled: Spanned<String>,
+    kind: PhantomData<fn() -> K>,
+}
+
+impl<K> Text<K> {
+    pub(super) fn spelled(&self) -> &Spanned<String> {
+        &self.spelled
+    }
+}
+
+impl<K> fmt::Debug for Text<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.spelled.fmt(f)
+    }
+}
+
+impl<'de, K> Deserialize<'de> for Text<K> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Spanned::deserialize(deserializer).map(|spelled| Self {
+            spelled,
+            kind: PhantomData,
+        })
+    }
+}
+
+impl<K: Kind> JsonSchema for Text<K> {
+    fn schema_name() -> Cow<'static, str> {
+        K::NAME.into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": K::PATTERN,
+            "description": K::DESCRIPTION,
+        })
+    }
+}
+
+/// A duration as `humantime` reads it: numbers, each with a unit, `"500ms"`, `"30s"`,
+/// `"1h 30m"`. Never zero: no timeout or interval of this file means "at once".
+#[derive(Debug)]
+pub(super) enum Duration {}
+
+impl Kind for Duration {
+    const NAME: &'static str = "Duration";
+    const DESCRIPTION: &'static str = "A duration: a number and a unit, \"500ms\", \"30s\", \
+        \"5m\", \"1h 30m\" (units ms, s, m, h, d and their long names). More than zero.";
+    const PATTERN: &'static str = concat!(
+        r"^\s*([0-9][0-9\s]*(\.\s*[0-9][0-9\s]*)?",
+        r"(nanos|nsec|ns|usec|us|µs|millis|msec|ms|seconds|second|secs|sec|s",
+        r"|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|wks|wk|w",
+        r"|months|month|M|years|year|yrs|yr|y)\s*)+$",
+        r"|\$\{"
+    );
+    type Value = time::Duration;
+
+    fn parse(text: &str) -> Result<time::Duration, String> {
+        match humantime::parse_duration(text.trim()) {
+            Ok(duration) if !duration.is_zero() => Ok(duration),
+            Ok(_) => Err("must be more than zero".into()),
+            Err(err) => Err(format!(
+                "{text:?} is not a duration like \"500ms\" or \"30s\" ({err})"
+            )),
+        }
+    }
+}
+
+/// A route path or a rewrite prefix: starts with `/`, has no query, fragment or empty/dot
+/// segments; a trailing slash is dropped (`/api/` routes like `/api`). The pattern checks the
+/// leading `/` only (spaces around are trimmed).
+#[derive(Debug)]
+pub(super) enum PathPrefix {}
+
+impl Kind for PathPrefix {
+    const NAME: &'static str = "Path";
+    const DESCRIPTION: &'static str = "A path prefix: starts with /, no query, fragment, empty \
+        or dot segments; a trailing / is dropped (\"/api/\" is \"/api\").";
+    const PATTERN: &'static str = r"^\s*/|\$\{";
+    type Value = String;
+
+    fn parse(raw: &str) -> Result<String, String> {
+        let path = raw.trim();
+        if !path.starts_with('/') {
+            return Err(format!("path {path:?} must start with /"));
+        }
+        if path.contains(['?', '#', ' ', '%']) {
+            return Err(format!(
+                "path {path:?} must be a plain path prefix (no query, fragment, spaces or escapes)"
+            ));
+        }
+        let trimmed = path.trim_end_matches('/');
+        if trimmed
+            .split('/')
+            .skip(1)
+            .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+        {
+            return Err(format!("path {path:?} has an empty, . or .. segment"));
+        }
+        Ok(if trimmed.is_empty() {
+            "/".to_owned()
+        } else {
+            trimmed.to_owned()
+        })
+    }
+}
+
+/// An upstream target, `http://host:port` or `https://host:port` (see [`Target::parse`]). The
+/// pattern checks the scheme, in any case, as the URL parser does.
+#[derive(Debug)]
+pub(super) enum TargetUrl {}
+
+impl Kind for TargetUrl {
+    const NAME: &'static str = "Target";
+    const DESCRIPTION: &'static str = "A target: \"http://host:port\" or \"https://host:port\" \
+        (no path, query or user; port 80 or 443 if left out).";
+    const PATTERN: &'static str = r"^\s*[hH][tT][tT][pP][sS]?://|\$\{";
+    type Value = Target;
+
+    fn parse(text: &str) -> Result<Target, String> {
+        Target::parse(text.trim())
+    }
+}
+
+/// A CORS origin as browsers send it: `scheme://host[:port]`, lowercased, no path. `*` is
+/// refused: credentialed requests must never be allowed from any origin.
+#[derive(Debug)]
+pub(super) enum Origin {}
+
+impl Kind for Origin {
+    const NAME: &'static str = "Origin";
+    const DESCRIPTION: &'static str = "An origin as browsers send it: \
+        \"https://app.example.com\", scheme://host[:port], no path.";
+    const PATTERN: &'static str = r"^\s*[hH][tT][tT][pP][sS]?://|\$\{";
+    type Value = String;
+
+    fn parse(text: &str) -> Result<String, String> {
+        let text = text.trim();
+        if text == "*" {
+            return Err(
+                "\"*\" is not allowed: list each origin (credentials are never shared \
+                 with any origin)"
+                    .into(),
+            );
+        }
+        let not_an_origin = || format!("{text:?} is not an origin like https://app.example.com");
+        let uri: http::Uri = text.parse().map_err(|_| not_an_origin())?;
+        let scheme = uri.scheme_str().unwrap_or_default();
+        if !matches!(scheme, "http" | "https") || uri.authority().is_none() {
+            return Err(not_an_origin());
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(format!(
+                "{text:?} has a path; an origin is scheme://host[:port]"
+            ));
+        }
+        let authority = uri
+            .authority()
+            .map(|a| a.as_str().to_ascii_lowercase())
+            .unwrap_or_default();
+        Ok(format!("{scheme}://{authority}"))
+    }
+}
+
+/// A size written as text: a number and a unit in any case, `"64KiB"`, `"1 MB"`. The pattern of
+/// the text form of `RawSize` (a size may also be a plain number of bytes).
+pub(super) const SIZE_PATTERN: &str = r"^\s*[0-9]+\s*([bB]|[kKmMgG][iI]?[bB])?\s*$|\$\{";
+
+/// `"64KiB"`, `"1 MB"`, `"1048576"` → bytes; what [`SIZE_PATTERN`] describes.
+pub(super) fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like \"64KiB\" or \"1MB\""))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} (use B, KB, KiB, MB, MiB, GB, GiB)"
+            ));
+        }
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+// Values the schema describes without a pattern (an enum, a plain string): only the parser
+// knows them.
+
+/// An upstream's `balance`, "p2c" or "round_robin".
+pub(super) fn parse_balance(text: &str) -> Result<Balance, String> {
+    match text {
+        "p2c" => Ok(Balance::PowerOfTwoChoices),
+        "round_robin" => Ok(Balance::RoundRobin),
+        other => Err(format!(
+            "balance {other:?} is not one of \"p2c\", \"round_robin\""
+        )),
+    }
+}
+
+/// An upstream's `host`: a host name with an optional port, and nothing else, as a `Host`
+/// header value.
+pub(super) fn parse_host(host: &str) -> Result<http::HeaderValue, String> {
+    match host.parse::<http::uri::Authority>() {
+        Ok(authority) if authority.as_str() == host.trim() => {
+            http::HeaderValue::from_str(authority.as_str())
+                .map_err(|_| format!("host {host:?} is not a host name"))
+        }
+        _ => Err(format!(
+            "host {host:?} is not a host name like \"api.example.com\""
+        )),
+    }
+}
+
+/// A trusted proxy: an IP address or a CIDR range.
+pub(super) fn parse_net(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .ok()
+}
+
+/// A door check's path as the request target it is sent with: a path starting with `/` (a
+/// query is allowed; it is not a prefix).
+pub(super) fn parse_check_target(path: &str) -> Option<http::uri::PathAndQuery> {
+    http::uri::PathAndQuery::try_from(path)
+        .ok()
+        .filter(|_| path.starts_with('/'))
+}
+
+/// A header name a door check copies from its answer.
+pub(super) fn parse_header_name(text: &str) -> Result<http::HeaderName, String> {
+    http::HeaderName::try_from(text).map_err(|_| format!("{text:?} is not a header name"))
+}
+
+/// A cookie name: an HTTP token (RFC 6265 §4.1.1).
+pub(super) fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
