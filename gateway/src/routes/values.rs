@@ -286,3 +286,155 @@ pub(super) fn is_cookie_name(name: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// What the parser and the pattern say of a sample.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Verdict {
+        /// Both accept it.
+        Valid,
+        /// Both refuse it.
+        Invalid,
+        /// The pattern lets it through, the parser refuses it: beyond what a regex tells.
+        OnlyTheParserRefuses,
+    }
+    use Verdict::*;
+
+    fn pattern_accepts(pattern: &str, text: &str) -> bool {
+        jsonschema::draft7::new(&json!({ "type": "string", "pattern": pattern }))
+            .expect("a valid pattern")
+            .is_valid(&json!(text))
+    }
+
+    fn holds(pattern: &str, parses: impl Fn(&str) -> bool, samples: &[(&str, Verdict)]) {
+        for &(text, expected) in samples {
+            let verdict = match (parses(text), pattern_accepts(pattern, text)) {
+                (true, true) => Valid,
+                (false, false) => Invalid,
+                (false, true) => OnlyTheParserRefuses,
+                (true, false) => panic!("{text:?}: the parser accepts it, the pattern refuses it"),
+            };
+            assert_eq!(verdict, expected, "{text:?}");
+        }
+    }
+
+    fn kind_holds<K: Kind>(samples: &[(&str, Verdict)]) {
+        holds(K::PATTERN, |text| K::parse(text).is_ok(), samples);
+        assert!(pattern_accepts(K::PATTERN, "${VAR:-x}"), "{}", K::NAME);
+    }
+
+    #[test]
+    fn the_duration_pattern_is_what_humantime_reads() {
+        kind_holds::<Duration>(&[
+            ("500ms", Valid),
+            (" 30s ", Valid),
+            ("1h 30m", Valid),
+            ("1h30m", Valid),
+            ("2 days", Valid),
+            ("1.5s", Valid),
+            ("1 0s", Valid),
+            ("3M", Valid),
+            ("10µs", Valid),
+            ("0s", OnlyTheParserRefuses),
+            ("30", Invalid),
+            ("", Invalid),
+            ("s", Invalid),
+            ("5 S", Invalid),
+            ("30 sec.", Invalid),
+            ("+1s", Invalid),
+            ("1h,30m", Invalid),
+            ("5 sekunden", Invalid),
+        ]);
+    }
+
+    #[test]
+    fn the_size_pattern_is_what_parse_size_reads() {
+        holds(
+            SIZE_PATTERN,
+            |text| parse_size(text).is_ok(),
+            &[
+                ("16384", Valid),
+                ("64KiB", Valid),
+                ("1 MB", Valid),
+                (" 64 kib ", Valid),
+                ("2gb", Valid),
+                ("1B", Valid),
+                ("99999999999999999999GB", OnlyTheParserRefuses),
+                ("1 parsec", Invalid),
+                ("1.5MB", Invalid),
+                ("-1", Invalid),
+                ("KiB", Invalid),
+                ("", Invalid),
+            ],
+        );
+    }
+
+    #[test]
+    fn the_path_pattern_lets_every_prefix_through() {
+        kind_holds::<PathPrefix>(&[
+            ("/", Valid),
+            ("/login", Valid),
+            (" /api/ ", Valid),
+            ("/a/b", Valid),
+            ("login", Invalid),
+            ("", Invalid),
+            ("/a?b", OnlyTheParserRefuses),
+            ("/a//b", OnlyTheParserRefuses),
+            ("/a/../b", OnlyTheParserRefuses),
+        ]);
+        assert_eq!(PathPrefix::parse("/api/").as_deref(), Ok("/api"));
+        assert_eq!(PathPrefix::parse("/").as_deref(), Ok("/"));
+    }
+
+    #[test]
+    fn the_target_pattern_lets_every_target_through() {
+        kind_holds::<TargetUrl>(&[
+            ("http://writer:8090", Valid),
+            (" https://api.example.com ", Valid),
+            ("HTTP://x:1", Valid),
+            ("http://x:1/", Valid),
+            ("ftp://x", Invalid),
+            ("x:1", Invalid),
+            ("http://x:1/path", OnlyTheParserRefuses),
+            ("http://u:p@x:1", OnlyTheParserRefuses),
+        ]);
+    }
+
+    #[test]
+    fn the_origin_pattern_lets_every_origin_through() {
+        kind_holds::<Origin>(&[
+            ("https://app.example.com", Valid),
+            ("HTTPS://App.Test:8443", Valid),
+            ("http://localhost:3000/", Valid),
+            ("*", Invalid),
+            ("ftp://a.test", Invalid),
+            ("https://a.test/path", OnlyTheParserRefuses),
+        ]);
+        assert_eq!(
+            Origin::parse("HTTPS://App.Test:8443").as_deref(),
+            Ok("https://app.test:8443")
+        );
+    }
+
+    #[test]
+    fn names_and_hosts_are_checked() {
+        assert!(is_cookie_name("__Host-sid"));
+        assert!(!is_cookie_name("s id"));
+        assert!(!is_cookie_name(""));
+        assert!(parse_host("api.example.com:8443").is_ok());
+        assert!(parse_host("a b").is_err());
+        assert!(parse_host("a.test/x").is_err());
+        assert_eq!(
+            parse_net("192.168.1.1").map(|net| net.prefix_len()),
+            Some(32)
+        );
+        assert!(parse_net("10.0.0.0/33").is_none());
+        assert!(parse_check_target("/session?x=1").is_some());
+        assert!(parse_check_target("session").is_none());
+    }
+}
