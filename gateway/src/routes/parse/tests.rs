@@ -172,3 +172,23 @@ fn unset_variables_are_errors() {
     assert!(err.reason.contains("NOPE is not set"), "{err}");
     assert_eq!(err.line, Some(2));
 }
+
+/// CA files are read once the whole file is valid: a mistake elsewhere is told first, and a CA
+/// file that cannot be used is told at the line of its `ca`.
+#[test]
+fn ca_files_are_read_after_validation() {
+    let upstream = "[upstreams.api]\ntargets = [\"https://a:1\"]\nca = \"/nonexistent/ca.pem\"\n";
+    let err = parse_err(&format!(
+        "{upstream}[[routes]]\npath = \"/\"\nupstream = \"api\"\ntimeout = \"0s\"\n"
+    ));
+    assert_eq!(err.reason, "timeout must be more than zero", "{err}");
+    let err = parse_err(&format!(
+        "{upstream}[[routes]]\npath = \"/\"\nupstream = \"api\"\n"
+    ));
+    assert!(
+        err.reason
+            .starts_with("upstream \"api\": ca /nonexistent/ca.pem: "),
+        "{err}"
+    );
+    assert_eq!(err.line, Some(3), "{err}");
+}

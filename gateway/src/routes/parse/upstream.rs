@@ -369,4 +369,91 @@ mod tests {
         let err = parse_err("[upstreams]\nu = 3\n[[routes]]\npath = \"/\"\nupstream = \"u\"\n");
         assert!(err.reason.contains("list of targets"), "{err}");
     }
+
+    /// `upstream` with a route to it is refused with `expected`, at `line`.
+    fn refused_at(upstream: &str, expected: &str, line: usize) {
+        let err = parse_err(&format!(
+            "{upstream}\n[[routes]]\npath = \"/\"\nupstream = \"u\"\n"
+        ));
+        assert!(err.reason.contains(expected), "{upstream}: {err}");
+        assert_eq!(err.line, Some(line), "{upstream}: {err}");
+    }
+
+    /// A mistake inside an upstream is told with the upstream's name, at the line of the value
+    /// it is about (a target in a list of several, a key of a table), not at the upstream's.
+    #[test]
+    fn mistakes_in_targets_point_at_their_own_line() {
+        for (upstream, expected, line) in [
+            (
+                "[upstreams]\nu = [\n  \"http://a:1\",\n  \"http://a:1\",\n]",
+                "upstream \"u\": lists http://a:1 twice",
+                4,
+            ),
+            (
+                "[upstreams]\nu = [\n  \"http://a:1\",\n  { url = \"http://b:1\", weight = 2000000 },\n]",
+                "weight 2000000 of http://b:1 is over 1000000",
+                4,
+            ),
+            (
+                "[upstreams]\nu = [\n  \"http://a:1\",\n  { url = \"http://b:1\", share = 5 },\n]",
+                "upstream \"u\": targets must be strings like",
+                4,
+            ),
+            (
+                "[upstreams.u]\ntargets = [\n\"http://a:1\",\n\"ftp://b\"]",
+                "upstream \"u\": \"ftp://b\" must start with http:// or https://",
+                4,
+            ),
+            (
+                "[upstreams.u]\ntargets = [3]",
+                "upstream \"u\": targets must be strings like",
+                2,
+            ),
+        ] {
+            refused_at(upstream, expected, line);
+        }
+    }
+
+    #[test]
+    fn mistakes_in_options_point_at_their_own_line() {
+        for (upstream, expected, line) in [
+            (
+                "[upstreams.u]\ntargets = [\"http://x:1\"]\n\n[upstreams.u.health_check]\npath = \"/h\"\nintervall = \"1s\"",
+                "upstream \"u\": unknown field `intervall`",
+                6,
+            ),
+            (
+                "[upstreams.u]\ntargets = [\"http://x:1\"]\nhealth_check = { path = \"/h\", interval = \"0s\" }",
+                "health_check interval must be more than zero",
+                3,
+            ),
+            (
+                "[upstreams.u]\ntargets = [\"http://x:1\"]\neject = { failures = 0 }",
+                "upstream \"u\": eject failures must be at least 1",
+                3,
+            ),
+            (
+                "[upstreams.u]\ntargets = [\"http://x:1\"]\nhost = \"a b\"",
+                "upstream \"u\": host \"a b\" is not a host name",
+                3,
+            ),
+            (
+                "[upstreams.u]\ntargets = [\"http://x:1\"]\nca = \"tests/schema/example-ca.pem\"",
+                "upstream \"u\": has a ca but no https:// target",
+                3,
+            ),
+            (
+                "[upstreams.u]\ntargets = [\"https://a:1\"]\nhost = \"a.test\"\nca = \"/nonexistent/ca.pem\"",
+                "upstream \"u\": ca /nonexistent/ca.pem: ",
+                4,
+            ),
+            (
+                "[upstreams]\nu = 1979-05-27",
+                "upstream \"u\": must be a list of targets or a table with `targets`",
+                2,
+            ),
+        ] {
+            refused_at(upstream, expected, line);
+        }
+    }
 }
