@@ -24,7 +24,7 @@
 //! ```
 //!
 //! Loading happens in two stages (as in rust-rpxy): the raw TOML is deserialized into structs
-//! that refuse unknown keys ([`raw`]), then [`parse`] validates them into a [`RouteTable`]
+//! that refuse unknown keys ([`raw`]), then [`parse()`] validates them into a [`RouteTable`]
 //! ([`table`]), reading the values with the parsers of [`values`]. Every error carries the file,
 //! the line and a reason. A table, once built, never changes: a reload builds a new one and
 //! swaps it in whole. The same raw structs give the file's JSON Schema ([`schema`]), which

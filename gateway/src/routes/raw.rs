@@ -252,8 +252,8 @@ pub(super) enum RawSize {
 // read by what the file holds rather than by trying each shape in turn (`untagged`): that keeps
 // the places of the values inside them, and a mistake inside is reported where it is.
 
-/// What an upstream that is neither a list nor a table is told (by the validator, which sees
-/// the value: toml hands a date to a visitor as a table).
+/// What an upstream that is neither a list nor a table is told. The validator tells it, from the
+/// value itself: a visitor cannot, since toml hands it a date as a table.
 pub(super) const NOT_AN_UPSTREAM: &str = "must be a list of targets or a table with `targets`";
 
 /// What a target that is neither a string nor a `{ url, weight }` table is told.
