@@ -14,7 +14,8 @@ use actix_web::{HttpResponse, web};
 pub use config::ReaderConfig;
 use session::{
     ApiError, CurrentSession,
-    pages::{self, Audience},
+    audience::Audience,
+    pages,
     service::{self, BoundService, resource},
 };
 

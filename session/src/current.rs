@@ -16,8 +16,9 @@ use actix_web::{
 use futures_util::future::{Ready, ready};
 
 use crate::{
+    action::Action,
     config::{CookieSettings, HeaderSessions, SessionConfig},
-    cross_site::{self, Action, TrustedOrigins, Verdict},
+    cross_site::{self, TrustedOrigins, Verdict},
     error::ApiError,
     handle::{SessionHandle, UserId, now_ms},
     keys::Keyring,

@@ -10,11 +10,15 @@
 //! - [`middleware`]: the actix-session wiring (cookie and request lifecycle);
 //! - [`current`]: [`CurrentSession`], the extractor handlers use;
 //! - [`cross_site`]: why requests from other sites never change a session;
+//! - [`action`]: what a request that changes a session asks for;
+//! - [`audience`]: whether a request is answered with a page or with JSON;
 //! - [`error`]: the JSON error type every endpoint answers with;
 //! - [`pages`]: the small HTML pages browsers get instead of JSON;
 //! - [`throttle`]: failed-login counters in Redis (per user name and per address);
 //! - [`service`]: what both HTTP services share (request ids, health checks, the server loop).
 
+pub mod action;
+pub mod audience;
 pub mod config;
 pub mod cross_site;
 pub mod current;
