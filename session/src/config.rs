@@ -3,12 +3,12 @@
 //! The names and defaults are the contract of DESIGN.md ("Configuration"). Anything missing or
 //! invalid is a [`ConfigError`] naming the variable; there is no default secret.
 
-use std::{fmt, time::Duration};
+use std::time::Duration;
 
 use actix_web::cookie::SameSite;
 use common::{ConfigError, env};
 
-use crate::{keys::Keyring, store::topology::Topology};
+use crate::{keys::Keyring, store::RedisUrl};
 
 /// Everything both services must agree on for a session to be shared.
 #[derive(Debug, Clone)]
@@ -54,47 +54,6 @@ pub struct CookieSettings {
     /// alone, which sets that header and never passes on a client's.
     pub secure_behind_https: bool,
     pub same_site: SameSite,
-}
-
-/// `REDIS_URL`, validated: one Redis, a cluster's seed nodes or sentinels (see
-/// [`Topology`]). Its password never reaches a log line through `Debug`.
-#[derive(Clone)]
-pub struct RedisUrl {
-    raw: String,
-    topology: Topology,
-}
-
-impl RedisUrl {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        Ok(Self {
-            raw: raw.to_owned(),
-            topology: Topology::parse(raw)?,
-        })
-    }
-
-    /// What the URL names, for opening connections.
-    pub fn topology(&self) -> &Topology {
-        &self.topology
-    }
-}
-
-impl fmt::Debug for RedisUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Keep schemes, hosts and database; hide the credentials of every URL in the list.
-        for (position, part) in self.raw.split(',').enumerate() {
-            if position > 0 {
-                f.write_str(",")?;
-            }
-            match part.split_once('@') {
-                Some((scheme_and_auth, rest)) => {
-                    let scheme = scheme_and_auth.split("://").next().unwrap_or("redis");
-                    write!(f, "{scheme}://***@{rest}")?;
-                }
-                None => f.write_str(part)?,
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Default idle timeout: one day.
@@ -215,29 +174,5 @@ mod tests {
         assert!(!is_cookie_name("s id"));
         assert!(!is_cookie_name("sid;"));
         assert!(!is_cookie_name("sïd"));
-    }
-
-    #[test]
-    fn redis_url_debug_hides_the_password() {
-        let url = RedisUrl::parse("redis://user:hunter2@example.com:6379/0").expect("valid url");
-        let shown = format!("{url:?}");
-        assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("example.com:6379/0"), "{shown}");
-        let cluster = RedisUrl::parse("redis://:one@10.0.0.1:7000,redis://u:two@10.0.0.2:7000")
-            .expect("valid");
-        let shown = format!("{cluster:?}");
-        assert_eq!(shown, "redis://***@10.0.0.1:7000,redis://***@10.0.0.2:7000");
-    }
-
-    #[test]
-    fn redis_url_accepts_tcp_and_unix_sockets_only() {
-        assert!(RedisUrl::parse("not a url").is_err());
-        assert!(RedisUrl::parse("redis://127.0.0.1:6379/0").is_ok());
-        assert!(RedisUrl::parse("redis://user:secret@redis.internal:6379/2").is_ok());
-        assert!(RedisUrl::parse("redis+unix:///run/redis/redis.sock").is_ok());
-        assert!(
-            RedisUrl::parse("rediss://redis.internal:6380").is_err(),
-            "TLS is not built in"
-        );
     }
 }
