@@ -65,21 +65,51 @@ impl SessionConfig {
     /// Reads `REDIS_URL`, `REDIS_WAIT_REPLICAS`, `SESSION_SECRET`, `SESSION_COOKIE_*`,
     /// `SESSION_TTL`, `SESSION_MAX_AGE` and `SESSION_HEADER`.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let redis_url = env::required("REDIS_URL", "for example redis://127.0.0.1:6379/0")?;
-        let redis_url = RedisUrl::parse(redis_url.trim())
-            .map_err(|reason| ConfigError::new("REDIS_URL", reason))?;
-        redis_url
-            .topology()
-            .verify()
-            .map_err(|reason| ConfigError::new("REDIS_URL", reason))?;
+        let redis_url = redis_url_from_env()?;
+        let keyring = keyring_from_env()?;
+        let cookie = CookieSettings::from_env()?;
+        let ttl = env::seconds_optional("SESSION_TTL")?.unwrap_or(DEFAULT_TTL);
+        let max_age = env::seconds_optional("SESSION_MAX_AGE")?;
+        let header = HeaderSessions::from_env()?;
+        let wait_replicas =
+            env::parse_optional::<u32>("REDIS_WAIT_REPLICAS", "a whole number of replicas")?
+                .unwrap_or(0);
+        Ok(Self {
+            redis_url,
+            keyring,
+            cookie,
+            ttl,
+            max_age,
+            header,
+            wait_replicas,
+        })
+    }
+}
 
-        let secrets = env::required(
-            "SESSION_SECRET",
-            "at least 32 characters; generate one with `openssl rand -base64 48`",
-        )?;
-        let keyring = Keyring::from_secrets(&secrets)
-            .map_err(|reason| ConfigError::new("SESSION_SECRET", reason))?;
+/// `REDIS_URL`, parsed, and for a cluster or sentinels asked once whether they serve.
+fn redis_url_from_env() -> Result<RedisUrl, ConfigError> {
+    let redis_url = env::required("REDIS_URL", "for example redis://127.0.0.1:6379/0")?;
+    let redis_url = RedisUrl::parse(redis_url.trim())
+        .map_err(|reason| ConfigError::new("REDIS_URL", reason))?;
+    redis_url
+        .topology()
+        .verify()
+        .map_err(|reason| ConfigError::new("REDIS_URL", reason))?;
+    Ok(redis_url)
+}
 
+/// `SESSION_SECRET`: one secret, or several for a rotation (see [`Keyring`]).
+fn keyring_from_env() -> Result<Keyring, ConfigError> {
+    let secrets = env::required(
+        "SESSION_SECRET",
+        "at least 32 characters; generate one with `openssl rand -base64 48`",
+    )?;
+    Keyring::from_secrets(&secrets).map_err(|reason| ConfigError::new("SESSION_SECRET", reason))
+}
+
+impl CookieSettings {
+    /// Reads `SESSION_COOKIE_NAME`, `SESSION_COOKIE_SECURE` and `SESSION_COOKIE_SAMESITE`.
+    fn from_env() -> Result<Self, ConfigError> {
         let name = env::optional("SESSION_COOKIE_NAME")?
             .map(|name| name.trim().to_owned())
             .unwrap_or_else(|| DEFAULT_COOKIE_NAME.to_owned());
@@ -119,38 +149,28 @@ impl SessionConfig {
                 "none requires SESSION_COOKIE_SECURE=true (browsers reject it otherwise)",
             ));
         }
+        Ok(Self {
+            name,
+            secure,
+            secure_behind_https,
+            same_site,
+        })
+    }
+}
 
-        let ttl = env::seconds_optional("SESSION_TTL")?.unwrap_or(DEFAULT_TTL);
-        let max_age = env::seconds_optional("SESSION_MAX_AGE")?;
-        let header = env::choice(
+impl HeaderSessions {
+    /// Reads `SESSION_HEADER`.
+    fn from_env() -> Result<Self, ConfigError> {
+        env::choice(
             "SESSION_HEADER",
             &[
-                ("authorization", HeaderSessions::Authorization),
-                ("x-session-id", HeaderSessions::XSessionId),
-                ("none", HeaderSessions::Disabled),
+                ("authorization", Self::Authorization),
+                ("x-session-id", Self::XSessionId),
+                ("none", Self::Disabled),
             ],
-            HeaderSessions::Authorization,
+            Self::Authorization,
             "one of authorization, x-session-id, none",
-        )?;
-
-        let wait_replicas =
-            env::parse_optional::<u32>("REDIS_WAIT_REPLICAS", "a whole number of replicas")?
-                .unwrap_or(0);
-
-        Ok(Self {
-            redis_url,
-            keyring,
-            cookie: CookieSettings {
-                name,
-                secure,
-                secure_behind_https,
-                same_site,
-            },
-            ttl,
-            max_age,
-            header,
-            wait_replicas,
-        })
+        )
     }
 }
 
