@@ -174,6 +174,36 @@ impl HeaderSessions {
     }
 }
 
+/// The secrets of [`SessionConfig::for_tests`], primary first.
+#[cfg(test)]
+pub(crate) const TEST_SECRETS: [&str; 2] = [
+    "unit-test-primary-secret-0123456789abcdef",
+    "unit-test-older-secret-0123456789abcdef",
+];
+
+#[cfg(test)]
+impl SessionConfig {
+    /// Settings for unit tests: the defaults, a keyring of [`TEST_SECRETS`] (so that tokens of
+    /// an older key can be made), and a Redis on a port nothing listens on: a unit test starts
+    /// nothing, and an operation that reached the store would fail rather than pass.
+    pub(crate) fn for_tests() -> Self {
+        Self {
+            redis_url: RedisUrl::parse("redis://127.0.0.1:1/0").expect("a valid URL"),
+            keyring: Keyring::from_secrets(&TEST_SECRETS.join(",")).expect("valid secrets"),
+            cookie: CookieSettings {
+                name: DEFAULT_COOKIE_NAME.to_owned(),
+                secure: false,
+                secure_behind_https: false,
+                same_site: SameSite::Lax,
+            },
+            ttl: DEFAULT_TTL,
+            max_age: None,
+            header: HeaderSessions::Authorization,
+            wait_replicas: 0,
+        }
+    }
+}
+
 /// RFC 6265 §4.1.1: a cookie name is an RFC 2616 token.
 fn is_cookie_name(name: &str) -> bool {
     !name.is_empty()

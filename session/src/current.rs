@@ -7,7 +7,7 @@
 //! the ring (rotation), else nothing. Any other value (garbage, truncated, tampered, foreign) is
 //! simply "not logged in": it never reaches Redis and never causes an error.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, time::Duration};
 
 use actix_session::{Session, SessionExt};
 use actix_web::{
@@ -17,99 +17,14 @@ use futures_util::future::{Ready, ready};
 
 use crate::{
     action::Action,
-    config::{CookieSettings, HeaderSessions, SessionConfig},
-    cross_site::{self, TrustedOrigins, Verdict},
+    config::HeaderSessions,
+    cross_site::{self, Verdict},
     error::ApiError,
-    handle::{SessionHandle, UserId, now_ms},
-    keys::Keyring,
+    handle::{SessionHandle, UserId},
     middleware::HANDLE_ENTRY,
+    sessions::Sessions,
     store::{RedisStore, StoreError},
-    throttle::LoginThrottle,
 };
-
-/// The per-worker session service: the store plus the rules both services follow.
-/// Register it with `App::app_data(web::Data::new(sessions))`.
-#[derive(Debug, Clone)]
-pub struct Sessions {
-    store: RedisStore,
-    rules: Arc<Rules>,
-}
-
-#[derive(Debug, Clone)]
-struct Rules {
-    keyring: Keyring,
-    cookie: CookieSettings,
-    ttl: Duration,
-    max_age: Option<Duration>,
-    max_per_user: Option<u32>,
-    header: HeaderSessions,
-    trusted_origins: TrustedOrigins,
-}
-
-impl Sessions {
-    /// Prepares the store (lazily connected, see [`RedisStore::new`]).
-    pub fn new(config: &SessionConfig) -> Result<Self, StoreError> {
-        Ok(Self {
-            store: RedisStore::new(&config.redis_url, config.ttl)?
-                .with_wait_replicas(config.wait_replicas),
-            rules: Arc::new(Rules {
-                keyring: config.keyring.clone(),
-                cookie: config.cookie.clone(),
-                ttl: config.ttl,
-                max_age: config.max_age,
-                max_per_user: None,
-                header: config.header,
-                trusted_origins: TrustedOrigins::default(),
-            }),
-        })
-    }
-
-    /// The session cookie's name when it is to be marked `Secure` behind HTTPS only
-    /// (`SESSION_COOKIE_SECURE=auto`, see [`crate::middleware::secure_behind_https`]).
-    pub fn cookie_secured_behind_https(&self) -> Option<&str> {
-        let cookie = &self.rules.cookie;
-        cookie.secure_behind_https.then_some(cookie.name.as_str())
-    }
-
-    /// Caps the number of live sessions per user (`SESSION_MAX_PER_USER`).
-    #[must_use]
-    pub fn with_max_per_user(mut self, cap: Option<u32>) -> Self {
-        Arc::make_mut(&mut self.rules).max_per_user = cap;
-        self
-    }
-
-    /// Lets pages of these origins change sessions too (`SESSION_TRUSTED_ORIGINS`, see
-    /// [`cross_site`]).
-    #[must_use]
-    pub fn with_trusted_origins(mut self, origins: TrustedOrigins) -> Self {
-        Arc::make_mut(&mut self.rules).trusted_origins = origins;
-        self
-    }
-
-    pub(crate) fn store(&self) -> &RedisStore {
-        &self.store
-    }
-
-    /// The failed-login counters, kept in the same Redis.
-    pub fn login_throttle(&self) -> LoginThrottle {
-        LoginThrottle::new(self.store.clone())
-    }
-
-    /// How long a session may live from now: `None` once its absolute deadline has passed.
-    fn lifetime(&self, handle: &SessionHandle) -> Option<Duration> {
-        handle.lifetime_from(now_ms(), self.rules.ttl)
-    }
-
-    /// A handle for a session of `user` starting now, and how long it may live.
-    fn new_session(&self, user: UserId) -> (SessionHandle, Duration) {
-        let handle = SessionHandle::new(user, self.rules.max_age);
-        // A new session's deadline (if any) is at least a second away, so it has a lifetime.
-        let lifetime = handle
-            .lifetime_from(handle.issued_at_ms(), self.rules.ttl)
-            .unwrap_or(self.rules.ttl);
-        (handle, lifetime)
-    }
-}
 
 /// Where a request's credential came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,7 +168,7 @@ impl CurrentSession {
             .sessions
             .lifetime(&credential.handle)
             .ok_or(ApiError::NotLoggedIn)?;
-        let count = operation(&self.sessions.store, &credential.handle, lifetime)
+        let count = operation(self.sessions.store(), &credential.handle, lifetime)
             .await?
             .ok_or(ApiError::NotLoggedIn)?;
         self.reseal_if_rotated(credential);
@@ -265,8 +180,8 @@ impl CurrentSession {
     /// live session of another user is ended.
     pub async fn login(&self, who: LoginAs, transport: Transport) -> Result<LoggedIn, ApiError> {
         self.refuse_cross_site(Action::Login)?;
-        let store = &self.sessions.store;
-        let max_per_user = self.sessions.rules.max_per_user;
+        let store = self.sessions.store();
+        let max_per_user = self.sessions.max_per_user();
         let previous = self
             .credential
             .as_ref()
@@ -324,19 +239,20 @@ impl CurrentSession {
             if everywhere {
                 let ended = self
                     .sessions
-                    .store
+                    .store()
                     .logout_everywhere(&credential.handle)
                     .await?;
                 tracing::info!(user = %credential.handle.user(), ended, "logged out everywhere");
             } else {
-                self.sessions.store.logout(&credential.handle).await?;
+                self.sessions.store().logout(&credential.handle).await?;
             }
         }
         // actix-session expires the cookie itself only when it could verify it.
         self.actix.purge();
         let actix_knows_cookie =
             matches!(&self.credential, Some(credential) if credential.source == Source::Cookie);
-        let removal = (self.cookie_sent && !actix_knows_cookie).then(|| self.removal_cookie());
+        let removal =
+            (self.cookie_sent && !actix_knows_cookie).then(|| self.sessions.removal_cookie());
         Ok(Logout { removal })
     }
 
@@ -344,7 +260,7 @@ impl CurrentSession {
     /// [`cross_site`]). Every operation that changes a session calls it before touching Redis;
     /// a handler with work of its own before that (checking a password) calls it first.
     pub fn refuse_cross_site(&self, action: Action) -> Result<(), ApiError> {
-        match cross_site::judge(&self.request, &self.sessions.rules.trusted_origins) {
+        match cross_site::judge(&self.request, self.sessions.trusted_origins()) {
             Verdict::Allowed => Ok(()),
             Verdict::Navigation => Err(ApiError::CrossSite {
                 action,
@@ -366,18 +282,13 @@ impl CurrentSession {
         transport: Transport,
     ) -> Result<Option<String>, ApiError> {
         if transport == Transport::Header {
-            return Ok(Some(self.seal(handle)));
+            return Ok(Some(self.sessions.seal(handle)));
         }
         self.actix.renew();
         self.actix
             .insert(HANDLE_ENTRY, handle.encode())
             .map_err(|err| ApiError::Unexpected(anyhow::anyhow!("{err}")))?;
         Ok(None)
-    }
-
-    fn seal(&self, handle: &SessionHandle) -> String {
-        let rules = &self.sessions.rules;
-        rules.keyring.seal(&rules.cookie.name, &handle.encode())
     }
 
     /// A credential sealed with an older key is sealed again with the primary one, so that
@@ -391,23 +302,11 @@ impl CurrentSession {
                 }
             }
             Source::Header { rotated: true } => {
-                let token = self.seal(&credential.handle);
+                let token = self.sessions.seal(&credential.handle);
                 self.request.extensions_mut().insert(RefreshedToken(token));
             }
             Source::Cookie | Source::Header { rotated: false } => {}
         }
-    }
-
-    fn removal_cookie(&self) -> Cookie<'static> {
-        let cookie = &self.sessions.rules.cookie;
-        let mut removal = Cookie::build(cookie.name.clone(), "")
-            .path("/")
-            .http_only(true)
-            .secure(cookie.secure)
-            .same_site(cookie.same_site)
-            .finish();
-        removal.make_removal();
-        removal
     }
 }
 
@@ -426,20 +325,15 @@ fn extract(req: &HttpRequest) -> Result<CurrentSession, ApiError> {
         .map(|data| data.get_ref().clone())
         .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("Sessions is not registered")))?;
     let actix = req.get_session();
-    let rules = &sessions.rules;
-    let cookie_name = &rules.cookie.name;
+    let cookie_name = sessions.cookie_name();
     let raw_cookie = req.cookie(cookie_name);
 
-    let credential = match header_token(req, rules.header) {
+    let credential = match header_token(req, sessions.header()) {
         // A session header is explicit: when it is sent, it alone counts.
-        Some(token) => {
-            SessionHandle::open(&rules.keyring, cookie_name, token).map(|(handle, rotated)| {
-                Credential {
-                    handle,
-                    source: Source::Header { rotated },
-                }
-            })
-        }
+        Some(token) => sessions.open(token).map(|(handle, rotated)| Credential {
+            handle,
+            source: Source::Header { rotated },
+        }),
         None => actix
             .get::<String>(HANDLE_ENTRY)
             .ok()
@@ -452,7 +346,8 @@ fn extract(req: &HttpRequest) -> Result<CurrentSession, ApiError> {
             .or_else(|| {
                 // actix-session knows only the primary key; an older one may still open it.
                 let raw = raw_cookie.as_ref()?;
-                SessionHandle::open(&rules.keyring, cookie_name, raw.value())
+                sessions
+                    .open(raw.value())
                     .filter(|(_, rotated)| *rotated)
                     .map(|(handle, _)| Credential {
                         handle,

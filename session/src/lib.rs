@@ -7,6 +7,7 @@
 //! - [`keys`]: the keyring built from `SESSION_SECRET` (several secrets = rotation);
 //! - [`handle`]: what the cookie carries (an encrypted, opaque session handle);
 //! - [`store`]: the Redis layout and the atomic operations on it;
+//! - [`sessions`]: [`Sessions`], the per-worker store handle and the rules both services follow;
 //! - [`middleware`]: the actix-session wiring (cookie and request lifecycle);
 //! - [`current`]: [`CurrentSession`], the extractor handlers use;
 //! - [`cross_site`]: why requests from other sites never change a session;
@@ -28,13 +29,15 @@ pub mod keys;
 pub mod middleware;
 pub mod pages;
 pub mod service;
+pub mod sessions;
 pub mod store;
 pub mod throttle;
 
 pub use config::SessionConfig;
 pub use cross_site::TrustedOrigins;
-pub use current::{CurrentSession, LoggedIn, LoginAs, Logout, Sessions, Transport};
+pub use current::{CurrentSession, LoggedIn, LoginAs, Logout, Transport};
 pub use error::ApiError;
 pub use handle::{SessionHandle, UserId};
 pub use keys::Keyring;
+pub use sessions::Sessions;
 pub use store::{RedisStore, StoreError};

@@ -25,7 +25,7 @@ use actix_web::{
     web,
 };
 
-use crate::{config::SessionConfig, current::Sessions};
+use crate::{config::SessionConfig, sessions::Sessions};
 
 /// The one entry of actix-session's state: the encoded handle, as a JSON string.
 pub(crate) const HANDLE_ENTRY: &str = "handle";

@@ -19,9 +19,10 @@ use tracing::Instrument;
 
 use crate::{
     config::SessionConfig,
-    current::{REFRESHED_TOKEN_HEADER, RefreshedToken, Sessions},
+    current::{REFRESHED_TOKEN_HEADER, RefreshedToken},
     error::ApiError,
     middleware::{secure_behind_https, session_middleware},
+    sessions::Sessions,
 };
 
 /// A service bound to its port, not yet running.
