@@ -1,11 +1,9 @@
 //! [`CurrentSession`]: what a handler knows about the session of its request, and the only way
 //! handlers touch the store.
 //!
-//! A request's credential is, in this order: the session header when one is sent
-//! (`Authorization: Session <token>` or `X-Session-Id: <token>`, see [`HeaderSessions`]), else the
-//! cookie as verified by actix-session (primary key), else the cookie opened with an older key of
-//! the ring (rotation), else nothing. Any other value (garbage, truncated, tampered, foreign) is
-//! simply "not logged in": it never reaches Redis and never causes an error.
+//! A request's credential is its session header when it sends one, else its cookie (the order
+//! and the key rotation are in `credential.rs`). Anything that does not open is simply "not
+//! logged in": it never reaches Redis and never causes an error.
 
 use std::{future::Future, time::Duration};
 
@@ -17,7 +15,7 @@ use futures_util::future::{Ready, ready};
 
 use crate::{
     action::Action,
-    config::HeaderSessions,
+    credential::{Credential, Source},
     cross_site::{self, Verdict},
     error::ApiError,
     handle::{SessionHandle, UserId},
@@ -25,17 +23,6 @@ use crate::{
     sessions::Sessions,
     store::{RedisStore, StoreError},
 };
-
-/// Where a request's credential came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
-    /// The session cookie, sealed with the primary key (actix-session verified it).
-    Cookie,
-    /// The session cookie, sealed with an older key: valid, to be sealed again.
-    RotatedCookie,
-    /// The session header; `rotated` when sealed with an older key.
-    Header { rotated: bool },
-}
 
 /// Response header carrying a header session's token sealed again with the current key, after
 /// a request that used a token sealed with an older one.
@@ -45,12 +32,6 @@ pub const REFRESHED_TOKEN_HEADER: &str = "x-session-token";
 /// the response by the service middleware).
 #[derive(Debug, Clone)]
 pub struct RefreshedToken(pub String);
-
-#[derive(Debug, Clone)]
-struct Credential {
-    handle: SessionHandle,
-    source: Source,
-}
 
 /// The session of the current request, extracted from its header or cookie (see the module
 /// docs).
@@ -325,37 +306,8 @@ fn extract(req: &HttpRequest) -> Result<CurrentSession, ApiError> {
         .map(|data| data.get_ref().clone())
         .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("Sessions is not registered")))?;
     let actix = req.get_session();
-    let cookie_name = sessions.cookie_name();
-    let raw_cookie = req.cookie(cookie_name);
-
-    let credential = match header_token(req, sessions.header()) {
-        // A session header is explicit: when it is sent, it alone counts.
-        Some(token) => sessions.open(token).map(|(handle, rotated)| Credential {
-            handle,
-            source: Source::Header { rotated },
-        }),
-        None => actix
-            .get::<String>(HANDLE_ENTRY)
-            .ok()
-            .flatten()
-            .and_then(|encoded| SessionHandle::decode(&encoded))
-            .map(|handle| Credential {
-                handle,
-                source: Source::Cookie,
-            })
-            .or_else(|| {
-                // actix-session knows only the primary key; an older one may still open it.
-                let raw = raw_cookie.as_ref()?;
-                sessions
-                    .open(raw.value())
-                    .filter(|(_, rotated)| *rotated)
-                    .map(|(handle, _)| Credential {
-                        handle,
-                        source: Source::RotatedCookie,
-                    })
-            }),
-    };
-
+    let raw_cookie = req.cookie(sessions.cookie_name());
+    let credential = Credential::of(req, &sessions, &actix, raw_cookie.as_ref());
     Ok(CurrentSession {
         sessions,
         actix,
@@ -365,16 +317,119 @@ fn extract(req: &HttpRequest) -> Result<CurrentSession, ApiError> {
     })
 }
 
-/// The token of the session header, if the request sends one. `Authorization` headers of other
-/// schemes (`Basic`, `Bearer`, …) are not ours and are ignored.
-fn header_token(req: &HttpRequest, header: HeaderSessions) -> Option<&str> {
-    let value = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    match header {
-        HeaderSessions::Disabled => None,
-        HeaderSessions::XSessionId => value("x-session-id").map(str::trim),
-        HeaderSessions::Authorization => {
-            let (scheme, token) = value("authorization")?.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("session").then(|| token.trim())
-        }
+#[cfg(test)]
+mod tests {
+    use actix_web::{HttpResponse, test::TestRequest};
+
+    use super::*;
+    use crate::config::SessionConfig;
+
+    /// The test settings' sessions: a store nobody listens on, so an operation that reached
+    /// Redis would fail with `StoreUnavailable`, not with the answer asserted.
+    fn sessions() -> Sessions {
+        Sessions::new(&SessionConfig::for_tests()).expect("a lazily connected store")
+    }
+
+    fn current(request: TestRequest, sessions: &Sessions) -> CurrentSession {
+        let req = request
+            .app_data(web::Data::new(sessions.clone()))
+            .to_http_request();
+        extract(&req).expect("a current session")
+    }
+
+    fn alice(sessions: &Sessions) -> (UserId, String) {
+        let user = UserId::parse("alice").expect("a user id");
+        let (handle, _) = sessions.new_session(user.clone());
+        (user, format!("Session {}", sessions.seal(&handle)))
+    }
+
+    #[actix_web::test]
+    async fn without_sessions_registered_there_is_no_current_session() {
+        let req = TestRequest::default().to_http_request();
+        assert!(matches!(extract(&req), Err(ApiError::Unexpected(_))));
+    }
+
+    #[actix_web::test]
+    async fn the_credential_names_the_user_before_the_store_is_asked() {
+        let sessions = sessions();
+        let (user, authorization) = alice(&sessions);
+        let request = TestRequest::default().insert_header(("authorization", authorization));
+        let by_header = current(request, &sessions);
+        assert!(by_header.uses_header());
+        assert_eq!(by_header.claimed_user(), Some(&user));
+
+        let anonymous = current(TestRequest::default(), &sessions);
+        assert!(!anonymous.uses_header());
+        assert_eq!(anonymous.claimed_user(), None);
+    }
+
+    #[actix_web::test]
+    async fn without_a_credential_nothing_reaches_the_store() {
+        let sessions = sessions();
+        let request = TestRequest::default().cookie(Cookie::new("sid", "tampered"));
+        let tampered = current(request, &sessions);
+        assert!(matches!(tampered.read().await, Err(ApiError::NotLoggedIn)));
+        assert!(matches!(
+            tampered.increment().await,
+            Err(ApiError::NotLoggedIn)
+        ));
+    }
+
+    #[actix_web::test]
+    async fn cross_site_requests_are_refused_before_the_store_is_asked() {
+        let sessions = sessions();
+        let (_, authorization) = alice(&sessions);
+        let link = TestRequest::default()
+            .insert_header(("authorization", authorization.as_str()))
+            .insert_header(("sec-fetch-site", "cross-site"))
+            .insert_header(("sec-fetch-mode", "navigate"));
+        let linked = current(link, &sessions);
+        let refused = |result: Result<_, ApiError>, expected: Action, navigation: bool| {
+            assert!(
+                matches!(result, Err(ApiError::CrossSite { action, navigation: n })
+                    if action == expected && n == navigation),
+                "{expected:?}"
+            );
+        };
+        refused(linked.increment().await.map(drop), Action::Increment, true);
+        let login = linked.login(LoginAs::CurrentOrNew, Transport::Cookie).await;
+        refused(login.map(drop), Action::Login, true);
+        let logout = linked.logout(true).await;
+        refused(logout.map(drop), Action::Logout { everywhere: true }, true);
+
+        let fetch = TestRequest::default()
+            .insert_header(("authorization", authorization.as_str()))
+            .insert_header(("sec-fetch-site", "cross-site"))
+            .insert_header(("sec-fetch-mode", "cors"));
+        let fetched = current(fetch, &sessions);
+        refused(
+            fetched.logout(false).await.map(drop),
+            Action::Logout { everywhere: false },
+            false,
+        );
+    }
+
+    #[actix_web::test]
+    async fn a_logout_without_a_session_expires_the_cookie_that_was_sent() {
+        let sessions = sessions();
+        let sent = TestRequest::default().cookie(Cookie::new("sid", "expired-or-foreign"));
+        let logout = current(sent, &sessions)
+            .logout(false)
+            .await
+            .expect("a logout");
+        let mut response = HttpResponse::Ok();
+        logout.expire_cookie(&mut response);
+        let response = response.finish();
+        let set_cookie = response
+            .headers()
+            .get("set-cookie")
+            .and_then(|value| value.to_str().ok())
+            .expect("a Set-Cookie");
+        assert!(set_cookie.starts_with("sid=;"), "{set_cookie}");
+        assert!(set_cookie.contains("Max-Age=0"), "{set_cookie}");
+
+        let nothing_sent = current(TestRequest::default(), &sessions);
+        let logout = nothing_sent.logout(false).await.expect("a logout");
+        assert!(logout.removal.is_none(), "no cookie to expire");
     }
 }

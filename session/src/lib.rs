@@ -9,6 +9,7 @@
 //! - [`store`]: the Redis layout and the atomic operations on it;
 //! - [`sessions`]: [`Sessions`], the per-worker store handle and the rules both services follow;
 //! - [`middleware`]: the actix-session wiring (cookie and request lifecycle);
+//! - `credential`: which credential a request carries (session header or cookie);
 //! - [`current`]: [`CurrentSession`], the extractor handlers use;
 //! - [`cross_site`]: why requests from other sites never change a session;
 //! - [`action`]: what a request that changes a session asks for;
@@ -21,6 +22,7 @@
 pub mod action;
 pub mod audience;
 pub mod config;
+mod credential;
 pub mod cross_site;
 pub mod current;
 pub mod error;
