@@ -161,8 +161,6 @@ impl CurrentSession {
     /// live session of another user is ended.
     pub async fn login(&self, who: LoginAs, transport: Transport) -> Result<LoggedIn, ApiError> {
         self.refuse_cross_site(Action::Login)?;
-        let store = self.sessions.store();
-        let max_per_user = self.sessions.max_per_user();
         let previous = self
             .credential
             .as_ref()
@@ -174,40 +172,66 @@ impl CurrentSession {
                 LoginAs::CurrentOrNew => true,
                 LoginAs::User(user) => user == previous.user(),
             };
-            if same_user {
-                let (handle, lifetime) = self.sessions.new_session(previous.user().clone());
-                let renewed = store
-                    .login(&handle, lifetime, max_per_user, Some(previous))
-                    .await?;
-                if let Some(count) = renewed {
-                    let token = self.hand_out(&handle, transport)?;
-                    return Ok(LoggedIn {
-                        user: handle.user().clone(),
-                        count,
-                        renewed: true,
-                        token,
-                    });
-                }
-                // The previous session ended meanwhile: this is a fresh login.
-            } else {
-                store.logout(previous).await?;
+            if !same_user {
+                self.sessions.store().logout(previous).await?;
+            } else if let Some(renewed) = self.renew(previous, transport).await? {
+                return Ok(renewed);
             }
+            // Otherwise the previous session ended meanwhile: this is a fresh login.
         }
 
         let user = match who {
             LoginAs::CurrentOrNew => UserId::random(),
             LoginAs::User(user) => user,
         };
+        self.start(user, transport).await
+    }
+
+    /// Replaces `previous` with a new session of the same user that keeps its count; `None`
+    /// when `previous` ended meanwhile.
+    async fn renew(
+        &self,
+        previous: &SessionHandle,
+        transport: Transport,
+    ) -> Result<Option<LoggedIn>, ApiError> {
+        let (handle, lifetime) = self.sessions.new_session(previous.user().clone());
+        let max_per_user = self.sessions.max_per_user();
+        let renewed = self
+            .sessions
+            .store()
+            .login(&handle, lifetime, max_per_user, Some(previous))
+            .await?;
+        renewed
+            .map(|count| self.logged_in(&handle, count, true, transport))
+            .transpose()
+    }
+
+    /// A fresh session of `user`.
+    async fn start(&self, user: UserId, transport: Transport) -> Result<LoggedIn, ApiError> {
         let (handle, lifetime) = self.sessions.new_session(user);
-        let count = store
+        let max_per_user = self.sessions.max_per_user();
+        let count = self
+            .sessions
+            .store()
             .login(&handle, lifetime, max_per_user, None)
             .await?
             .unwrap_or(0);
-        let token = self.hand_out(&handle, transport)?;
+        self.logged_in(&handle, count, false, transport)
+    }
+
+    /// Hands the new session `handle` out (see [`Self::hand_out`]) and tells the handler.
+    fn logged_in(
+        &self,
+        handle: &SessionHandle,
+        count: i64,
+        renewed: bool,
+        transport: Transport,
+    ) -> Result<LoggedIn, ApiError> {
+        let token = self.hand_out(handle, transport)?;
         Ok(LoggedIn {
             user: handle.user().clone(),
             count,
-            renewed: false,
+            renewed,
             token,
         })
     }
