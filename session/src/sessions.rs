@@ -56,7 +56,7 @@ impl Sessions {
     }
 
     /// The session cookie's name when it is to be marked `Secure` behind HTTPS only
-    /// (`SESSION_COOKIE_SECURE=auto`, see [`crate::middleware::secure_behind_https`]).
+    /// (`SESSION_COOKIE_SECURE=auto`, see [`crate::service::secure_behind_https`]).
     pub fn cookie_secured_behind_https(&self) -> Option<&str> {
         let cookie = &self.rules.cookie;
         cookie.secure_behind_https.then_some(cookie.name.as_str())
