@@ -46,6 +46,12 @@ impl Application {
     }
 }
 
+impl From<Application> for BoundService {
+    fn from(app: Application) -> Self {
+        app.0
+    }
+}
+
 fn configure(config: &mut web::ServiceConfig) {
     config
         .service(resource("/").get(whoami))

@@ -1,14 +1,15 @@
 //! What writer and reader share as HTTP services: the server loop (bind, run until a shutdown
-//! future resolves), request ids on every span (`trace.rs`), `/healthz` and `/readyz`, the
-//! `Secure` mark of the session cookie behind HTTPS ([`secure_behind_https`]), and JSON answers
-//! for everything actix would otherwise answer in plain text (unknown paths, wrong methods, bad
-//! queries or bodies, oversized payloads: `fallbacks.rs`).
+//! future resolves), the end of their `main` ([`serve`]), request ids on every span
+//! (`trace.rs`), `/healthz` and `/readyz`, the `Secure` mark of the session cookie behind HTTPS
+//! ([`secure_behind_https`]), and JSON answers for everything actix would otherwise answer in
+//! plain text (unknown paths, wrong methods, bad queries or bodies, oversized payloads:
+//! `fallbacks.rs`).
 
 mod fallbacks;
 mod https;
 mod trace;
 
-use std::{future::Future, io, net::SocketAddr};
+use std::{future::Future, io, net::SocketAddr, process::ExitCode};
 
 use actix_web::{
     App, HttpResponse, HttpServer,
@@ -128,4 +129,26 @@ async fn healthz() -> HttpResponse {
 async fn readyz(sessions: web::Data<Sessions>) -> Result<HttpResponse, ApiError> {
     sessions.store().ping().await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "ready" })))
+}
+
+/// The end of a writer's or reader's `main`, once its settings are read: tells
+/// `LISTEN_ADDR_FILE` where `bound` listens, serves until Ctrl-C or SIGTERM, and ends with the
+/// exit code of [`common::finish`]. A listen address that could not be bound is named in the
+/// error with its variable (`variable`, `addr`).
+pub async fn serve(
+    binary: &str,
+    (variable, addr): (&str, SocketAddr),
+    bound: io::Result<impl Into<BoundService>>,
+) -> ExitCode {
+    let result = match bound.map(Into::into) {
+        Ok(service) => match common::listening::announce(&[("addr", service.local_addr())]) {
+            Ok(()) => service.run_until(common::shutdown::signal()).await,
+            Err(err) => Err(io::Error::other(err.to_string())),
+        },
+        Err(err) => Err(io::Error::new(
+            err.kind(),
+            format!("cannot listen on {addr}: {err} (set {variable} to another address)"),
+        )),
+    };
+    common::finish(binary, result)
 }
