@@ -14,7 +14,8 @@ use actix_web::{HttpResponse, web};
 pub use config::ReaderConfig;
 use session::{
     ApiError, CurrentSession,
-    pages::{self, Audience},
+    audience::Audience,
+    pages,
     service::{self, BoundService, resource},
 };
 
@@ -42,6 +43,12 @@ impl Application {
     /// Serves until `shutdown` resolves.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         self.0.run_until(shutdown).await
+    }
+}
+
+impl From<Application> for BoundService {
+    fn from(app: Application) -> Self {
+        app.0
     }
 }
 

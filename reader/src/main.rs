@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use reader::{Application, ReaderConfig};
+use session::service;
 
 /// Reads the shared session: GET / answers who you are and your count (see README).
 #[derive(Debug, Parser)]
@@ -35,16 +36,6 @@ async fn main() -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let addr = config.addr;
-    let result = match Application::build(config) {
-        Ok(app) => match common::listening::announce(&[("addr", app.local_addr())]) {
-            Ok(()) => app.run_until(common::shutdown::signal()).await,
-            Err(err) => Err(std::io::Error::other(err.to_string())),
-        },
-        Err(err) => Err(std::io::Error::new(
-            err.kind(),
-            format!("cannot listen on {addr}: {err} (set READER_ADDR to another address)"),
-        )),
-    };
-    common::finish("reader", result)
+    let listen = ("READER_ADDR", config.addr);
+    service::serve("reader", listen, Application::build(config)).await
 }

@@ -3,12 +3,12 @@
 //! The names and defaults are the contract of DESIGN.md ("Configuration"). Anything missing or
 //! invalid is a [`ConfigError`] naming the variable; there is no default secret.
 
-use std::{fmt, time::Duration};
+use std::time::Duration;
 
 use actix_web::cookie::SameSite;
 use common::{ConfigError, env};
 
-use crate::{keys::Keyring, store::topology::Topology};
+use crate::{keys::Keyring, store::RedisUrl};
 
 /// Everything both services must agree on for a session to be shared.
 #[derive(Debug, Clone)]
@@ -56,47 +56,6 @@ pub struct CookieSettings {
     pub same_site: SameSite,
 }
 
-/// `REDIS_URL`, validated: one Redis, a cluster's seed nodes or sentinels (see
-/// [`Topology`]). Its password never reaches a log line through `Debug`.
-#[derive(Clone)]
-pub struct RedisUrl {
-    raw: String,
-    topology: Topology,
-}
-
-impl RedisUrl {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        Ok(Self {
-            raw: raw.to_owned(),
-            topology: Topology::parse(raw)?,
-        })
-    }
-
-    /// What the URL names, for opening connections.
-    pub fn topology(&self) -> &Topology {
-        &self.topology
-    }
-}
-
-impl fmt::Debug for RedisUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Keep schemes, hosts and database; hide the credentials of every URL in the list.
-        for (position, part) in self.raw.split(',').enumerate() {
-            if position > 0 {
-                f.write_str(",")?;
-            }
-            match part.split_once('@') {
-                Some((scheme_and_auth, rest)) => {
-                    let scheme = scheme_and_auth.split("://").next().unwrap_or("redis");
-                    write!(f, "{scheme}://***@{rest}")?;
-                }
-                None => f.write_str(part)?,
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Default idle timeout: one day.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(86_400);
 /// Default cookie name.
@@ -106,21 +65,51 @@ impl SessionConfig {
     /// Reads `REDIS_URL`, `REDIS_WAIT_REPLICAS`, `SESSION_SECRET`, `SESSION_COOKIE_*`,
     /// `SESSION_TTL`, `SESSION_MAX_AGE` and `SESSION_HEADER`.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let redis_url = env::required("REDIS_URL", "for example redis://127.0.0.1:6379/0")?;
-        let redis_url = RedisUrl::parse(redis_url.trim())
-            .map_err(|reason| ConfigError::new("REDIS_URL", reason))?;
-        redis_url
-            .topology()
-            .verify()
-            .map_err(|reason| ConfigError::new("REDIS_URL", reason))?;
+        let redis_url = redis_url_from_env()?;
+        let keyring = keyring_from_env()?;
+        let cookie = CookieSettings::from_env()?;
+        let ttl = env::seconds_optional("SESSION_TTL")?.unwrap_or(DEFAULT_TTL);
+        let max_age = env::seconds_optional("SESSION_MAX_AGE")?;
+        let header = HeaderSessions::from_env()?;
+        let wait_replicas =
+            env::parse_optional::<u32>("REDIS_WAIT_REPLICAS", "a whole number of replicas")?
+                .unwrap_or(0);
+        Ok(Self {
+            redis_url,
+            keyring,
+            cookie,
+            ttl,
+            max_age,
+            header,
+            wait_replicas,
+        })
+    }
+}
 
-        let secrets = env::required(
-            "SESSION_SECRET",
-            "at least 32 characters; generate one with `openssl rand -base64 48`",
-        )?;
-        let keyring = Keyring::from_secrets(&secrets)
-            .map_err(|reason| ConfigError::new("SESSION_SECRET", reason))?;
+/// `REDIS_URL`, parsed, and for a cluster or sentinels asked once whether they serve.
+fn redis_url_from_env() -> Result<RedisUrl, ConfigError> {
+    let redis_url = env::required("REDIS_URL", "for example redis://127.0.0.1:6379/0")?;
+    let redis_url = RedisUrl::parse(redis_url.trim())
+        .map_err(|reason| ConfigError::new("REDIS_URL", reason))?;
+    redis_url
+        .topology()
+        .verify()
+        .map_err(|reason| ConfigError::new("REDIS_URL", reason))?;
+    Ok(redis_url)
+}
 
+/// `SESSION_SECRET`: one secret, or several for a rotation (see [`Keyring`]).
+fn keyring_from_env() -> Result<Keyring, ConfigError> {
+    let secrets = env::required(
+        "SESSION_SECRET",
+        "at least 32 characters; generate one with `openssl rand -base64 48`",
+    )?;
+    Keyring::from_secrets(&secrets).map_err(|reason| ConfigError::new("SESSION_SECRET", reason))
+}
+
+impl CookieSettings {
+    /// Reads `SESSION_COOKIE_NAME`, `SESSION_COOKIE_SECURE` and `SESSION_COOKIE_SAMESITE`.
+    fn from_env() -> Result<Self, ConfigError> {
         let name = env::optional("SESSION_COOKIE_NAME")?
             .map(|name| name.trim().to_owned())
             .unwrap_or_else(|| DEFAULT_COOKIE_NAME.to_owned());
@@ -160,38 +149,58 @@ impl SessionConfig {
                 "none requires SESSION_COOKIE_SECURE=true (browsers reject it otherwise)",
             ));
         }
+        Ok(Self {
+            name,
+            secure,
+            secure_behind_https,
+            same_site,
+        })
+    }
+}
 
-        let ttl = env::seconds_optional("SESSION_TTL")?.unwrap_or(DEFAULT_TTL);
-        let max_age = env::seconds_optional("SESSION_MAX_AGE")?;
-        let header = env::choice(
+impl HeaderSessions {
+    /// Reads `SESSION_HEADER`.
+    fn from_env() -> Result<Self, ConfigError> {
+        env::choice(
             "SESSION_HEADER",
             &[
-                ("authorization", HeaderSessions::Authorization),
-                ("x-session-id", HeaderSessions::XSessionId),
-                ("none", HeaderSessions::Disabled),
+                ("authorization", Self::Authorization),
+                ("x-session-id", Self::XSessionId),
+                ("none", Self::Disabled),
             ],
-            HeaderSessions::Authorization,
+            Self::Authorization,
             "one of authorization, x-session-id, none",
-        )?;
+        )
+    }
+}
 
-        let wait_replicas =
-            env::parse_optional::<u32>("REDIS_WAIT_REPLICAS", "a whole number of replicas")?
-                .unwrap_or(0);
+/// The secrets of [`SessionConfig::for_tests`], primary first.
+#[cfg(test)]
+pub(crate) const TEST_SECRETS: [&str; 2] = [
+    "unit-test-primary-secret-0123456789abcdef",
+    "unit-test-older-secret-0123456789abcdef",
+];
 
-        Ok(Self {
-            redis_url,
-            keyring,
+#[cfg(test)]
+impl SessionConfig {
+    /// Settings for unit tests: the defaults, a keyring of [`TEST_SECRETS`] (so that tokens of
+    /// an older key can be made), and a Redis on a port nothing listens on: a unit test starts
+    /// nothing, and an operation that reached the store would fail rather than pass.
+    pub(crate) fn for_tests() -> Self {
+        Self {
+            redis_url: RedisUrl::parse("redis://127.0.0.1:1/0").expect("a valid URL"),
+            keyring: Keyring::from_secrets(&TEST_SECRETS.join(",")).expect("valid secrets"),
             cookie: CookieSettings {
-                name,
-                secure,
-                secure_behind_https,
-                same_site,
+                name: DEFAULT_COOKIE_NAME.to_owned(),
+                secure: false,
+                secure_behind_https: false,
+                same_site: SameSite::Lax,
             },
-            ttl,
-            max_age,
-            header,
-            wait_replicas,
-        })
+            ttl: DEFAULT_TTL,
+            max_age: None,
+            header: HeaderSessions::Authorization,
+            wait_replicas: 0,
+        }
     }
 }
 
@@ -215,29 +224,5 @@ mod tests {
         assert!(!is_cookie_name("s id"));
         assert!(!is_cookie_name("sid;"));
         assert!(!is_cookie_name("sïd"));
-    }
-
-    #[test]
-    fn redis_url_debug_hides_the_password() {
-        let url = RedisUrl::parse("redis://user:hunter2@example.com:6379/0").expect("valid url");
-        let shown = format!("{url:?}");
-        assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("example.com:6379/0"), "{shown}");
-        let cluster = RedisUrl::parse("redis://:one@10.0.0.1:7000,redis://u:two@10.0.0.2:7000")
-            .expect("valid");
-        let shown = format!("{cluster:?}");
-        assert_eq!(shown, "redis://***@10.0.0.1:7000,redis://***@10.0.0.2:7000");
-    }
-
-    #[test]
-    fn redis_url_accepts_tcp_and_unix_sockets_only() {
-        assert!(RedisUrl::parse("not a url").is_err());
-        assert!(RedisUrl::parse("redis://127.0.0.1:6379/0").is_ok());
-        assert!(RedisUrl::parse("redis://user:secret@redis.internal:6379/2").is_ok());
-        assert!(RedisUrl::parse("redis+unix:///run/redis/redis.sock").is_ok());
-        assert!(
-            RedisUrl::parse("rediss://redis.internal:6380").is_err(),
-            "TLS is not built in"
-        );
     }
 }

@@ -19,11 +19,9 @@
 //! same-origin POST that then passes rule 2. Any other refused request gets 403 JSON. Either
 //! way nothing was read from or written to Redis.
 
-use std::fmt;
-
 use actix_web::{HttpRequest, http::Uri};
 
-use crate::pages::Audience;
+use crate::audience::Audience;
 
 /// Origins other than the site's own whose requests may change sessions
 /// (`SESSION_TRUSTED_ORIGINS`): the CORS origins whose pages call `/login`, `/increment` or
@@ -123,41 +121,6 @@ fn normalize(raw: &str) -> Option<String> {
         ("http", Some(80)) | ("https", Some(443)) | (_, None) => format!("{scheme}://{host}"),
         (_, Some(port)) => format!("{scheme}://{host}:{port}"),
     })
-}
-
-/// A request that changes a session, named for the page that asks to confirm it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Login,
-    Increment,
-    Logout { everywhere: bool },
-}
-
-impl Action {
-    /// What the person is asked whether they want, completing "Another site sent you here to …".
-    pub fn describe(self) -> &'static str {
-        match self {
-            Self::Login => "log in",
-            Self::Increment => "increment your count",
-            Self::Logout { everywhere: false } => "log out",
-            Self::Logout { everywhere: true } => "log out on every device",
-        }
-    }
-
-    /// The label of the button that confirms.
-    pub fn button(self) -> &'static str {
-        match self {
-            Self::Login => "Log in",
-            Self::Increment => "Increment",
-            Self::Logout { .. } => "Log out",
-        }
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.describe())
-    }
 }
 
 #[cfg(test)]

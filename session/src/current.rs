@@ -1,13 +1,11 @@
 //! [`CurrentSession`]: what a handler knows about the session of its request, and the only way
 //! handlers touch the store.
 //!
-//! A request's credential is, in this order: the session header when one is sent
-//! (`Authorization: Session <token>` or `X-Session-Id: <token>`, see [`HeaderSessions`]), else the
-//! cookie as verified by actix-session (primary key), else the cookie opened with an older key of
-//! the ring (rotation), else nothing. Any other value (garbage, truncated, tampered, foreign) is
-//! simply "not logged in": it never reaches Redis and never causes an error.
+//! A request's credential is its session header when it sends one, else its cookie (the order
+//! and the key rotation are in `credential.rs`). Anything that does not open is simply "not
+//! logged in": it never reaches Redis and never causes an error.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, time::Duration};
 
 use actix_session::{Session, SessionExt};
 use actix_web::{
@@ -16,110 +14,15 @@ use actix_web::{
 use futures_util::future::{Ready, ready};
 
 use crate::{
-    config::{CookieSettings, HeaderSessions, SessionConfig},
-    cross_site::{self, Action, TrustedOrigins, Verdict},
+    action::Action,
+    credential::{Credential, Source},
+    cross_site::{self, Verdict},
     error::ApiError,
-    handle::{SessionHandle, UserId, now_ms},
-    keys::Keyring,
+    handle::{SessionHandle, UserId},
     middleware::HANDLE_ENTRY,
+    sessions::Sessions,
     store::{RedisStore, StoreError},
-    throttle::LoginThrottle,
 };
-
-/// The per-worker session service: the store plus the rules both services follow.
-/// Register it with `App::app_data(web::Data::new(sessions))`.
-#[derive(Debug, Clone)]
-pub struct Sessions {
-    store: RedisStore,
-    rules: Arc<Rules>,
-}
-
-#[derive(Debug, Clone)]
-struct Rules {
-    keyring: Keyring,
-    cookie: CookieSettings,
-    ttl: Duration,
-    max_age: Option<Duration>,
-    max_per_user: Option<u32>,
-    header: HeaderSessions,
-    trusted_origins: TrustedOrigins,
-}
-
-impl Sessions {
-    /// Prepares the store (lazily connected, see [`RedisStore::new`]).
-    pub fn new(config: &SessionConfig) -> Result<Self, StoreError> {
-        Ok(Self {
-            store: RedisStore::new(&config.redis_url, config.ttl)?
-                .with_wait_replicas(config.wait_replicas),
-            rules: Arc::new(Rules {
-                keyring: config.keyring.clone(),
-                cookie: config.cookie.clone(),
-                ttl: config.ttl,
-                max_age: config.max_age,
-                max_per_user: None,
-                header: config.header,
-                trusted_origins: TrustedOrigins::default(),
-            }),
-        })
-    }
-
-    /// The session cookie's name when it is to be marked `Secure` behind HTTPS only
-    /// (`SESSION_COOKIE_SECURE=auto`, see [`crate::middleware::secure_behind_https`]).
-    pub fn cookie_secured_behind_https(&self) -> Option<&str> {
-        let cookie = &self.rules.cookie;
-        cookie.secure_behind_https.then_some(cookie.name.as_str())
-    }
-
-    /// Caps the number of live sessions per user (`SESSION_MAX_PER_USER`).
-    #[must_use]
-    pub fn with_max_per_user(mut self, cap: Option<u32>) -> Self {
-        Arc::make_mut(&mut self.rules).max_per_user = cap;
-        self
-    }
-
-    /// Lets pages of these origins change sessions too (`SESSION_TRUSTED_ORIGINS`, see
-    /// [`cross_site`]).
-    #[must_use]
-    pub fn with_trusted_origins(mut self, origins: TrustedOrigins) -> Self {
-        Arc::make_mut(&mut self.rules).trusted_origins = origins;
-        self
-    }
-
-    pub(crate) fn store(&self) -> &RedisStore {
-        &self.store
-    }
-
-    /// The failed-login counters, kept in the same Redis.
-    pub fn login_throttle(&self) -> LoginThrottle {
-        LoginThrottle::new(self.store.clone())
-    }
-
-    /// How long a session may live from now: `None` once its absolute deadline has passed.
-    fn lifetime(&self, handle: &SessionHandle) -> Option<Duration> {
-        handle.lifetime_from(now_ms(), self.rules.ttl)
-    }
-
-    /// A handle for a session of `user` starting now, and how long it may live.
-    fn new_session(&self, user: UserId) -> (SessionHandle, Duration) {
-        let handle = SessionHandle::new(user, self.rules.max_age);
-        // A new session's deadline (if any) is at least a second away, so it has a lifetime.
-        let lifetime = handle
-            .lifetime_from(handle.issued_at_ms(), self.rules.ttl)
-            .unwrap_or(self.rules.ttl);
-        (handle, lifetime)
-    }
-}
-
-/// Where a request's credential came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
-    /// The session cookie, sealed with the primary key (actix-session verified it).
-    Cookie,
-    /// The session cookie, sealed with an older key: valid, to be sealed again.
-    RotatedCookie,
-    /// The session header; `rotated` when sealed with an older key.
-    Header { rotated: bool },
-}
 
 /// Response header carrying a header session's token sealed again with the current key, after
 /// a request that used a token sealed with an older one.
@@ -129,12 +32,6 @@ pub const REFRESHED_TOKEN_HEADER: &str = "x-session-token";
 /// the response by the service middleware).
 #[derive(Debug, Clone)]
 pub struct RefreshedToken(pub String);
-
-#[derive(Debug, Clone)]
-struct Credential {
-    handle: SessionHandle,
-    source: Source,
-}
 
 /// The session of the current request, extracted from its header or cookie (see the module
 /// docs).
@@ -252,7 +149,7 @@ impl CurrentSession {
             .sessions
             .lifetime(&credential.handle)
             .ok_or(ApiError::NotLoggedIn)?;
-        let count = operation(&self.sessions.store, &credential.handle, lifetime)
+        let count = operation(self.sessions.store(), &credential.handle, lifetime)
             .await?
             .ok_or(ApiError::NotLoggedIn)?;
         self.reseal_if_rotated(credential);
@@ -264,8 +161,6 @@ impl CurrentSession {
     /// live session of another user is ended.
     pub async fn login(&self, who: LoginAs, transport: Transport) -> Result<LoggedIn, ApiError> {
         self.refuse_cross_site(Action::Login)?;
-        let store = &self.sessions.store;
-        let max_per_user = self.sessions.rules.max_per_user;
         let previous = self
             .credential
             .as_ref()
@@ -277,40 +172,66 @@ impl CurrentSession {
                 LoginAs::CurrentOrNew => true,
                 LoginAs::User(user) => user == previous.user(),
             };
-            if same_user {
-                let (handle, lifetime) = self.sessions.new_session(previous.user().clone());
-                let renewed = store
-                    .login(&handle, lifetime, max_per_user, Some(previous))
-                    .await?;
-                if let Some(count) = renewed {
-                    let token = self.hand_out(&handle, transport)?;
-                    return Ok(LoggedIn {
-                        user: handle.user().clone(),
-                        count,
-                        renewed: true,
-                        token,
-                    });
-                }
-                // The previous session ended meanwhile: this is a fresh login.
-            } else {
-                store.logout(previous).await?;
+            if !same_user {
+                self.sessions.store().logout(previous).await?;
+            } else if let Some(renewed) = self.renew(previous, transport).await? {
+                return Ok(renewed);
             }
+            // Otherwise the previous session ended meanwhile: this is a fresh login.
         }
 
         let user = match who {
             LoginAs::CurrentOrNew => UserId::random(),
             LoginAs::User(user) => user,
         };
+        self.start(user, transport).await
+    }
+
+    /// Replaces `previous` with a new session of the same user that keeps its count; `None`
+    /// when `previous` ended meanwhile.
+    async fn renew(
+        &self,
+        previous: &SessionHandle,
+        transport: Transport,
+    ) -> Result<Option<LoggedIn>, ApiError> {
+        let (handle, lifetime) = self.sessions.new_session(previous.user().clone());
+        let max_per_user = self.sessions.max_per_user();
+        let renewed = self
+            .sessions
+            .store()
+            .login(&handle, lifetime, max_per_user, Some(previous))
+            .await?;
+        renewed
+            .map(|count| self.logged_in(&handle, count, true, transport))
+            .transpose()
+    }
+
+    /// A fresh session of `user`.
+    async fn start(&self, user: UserId, transport: Transport) -> Result<LoggedIn, ApiError> {
         let (handle, lifetime) = self.sessions.new_session(user);
-        let count = store
+        let max_per_user = self.sessions.max_per_user();
+        let count = self
+            .sessions
+            .store()
             .login(&handle, lifetime, max_per_user, None)
             .await?
             .unwrap_or(0);
-        let token = self.hand_out(&handle, transport)?;
+        self.logged_in(&handle, count, false, transport)
+    }
+
+    /// Hands the new session `handle` out (see [`Self::hand_out`]) and tells the handler.
+    fn logged_in(
+        &self,
+        handle: &SessionHandle,
+        count: i64,
+        renewed: bool,
+        transport: Transport,
+    ) -> Result<LoggedIn, ApiError> {
+        let token = self.hand_out(handle, transport)?;
         Ok(LoggedIn {
             user: handle.user().clone(),
             count,
-            renewed: false,
+            renewed,
             token,
         })
     }
@@ -323,19 +244,20 @@ impl CurrentSession {
             if everywhere {
                 let ended = self
                     .sessions
-                    .store
+                    .store()
                     .logout_everywhere(&credential.handle)
                     .await?;
                 tracing::info!(user = %credential.handle.user(), ended, "logged out everywhere");
             } else {
-                self.sessions.store.logout(&credential.handle).await?;
+                self.sessions.store().logout(&credential.handle).await?;
             }
         }
         // actix-session expires the cookie itself only when it could verify it.
         self.actix.purge();
         let actix_knows_cookie =
             matches!(&self.credential, Some(credential) if credential.source == Source::Cookie);
-        let removal = (self.cookie_sent && !actix_knows_cookie).then(|| self.removal_cookie());
+        let removal =
+            (self.cookie_sent && !actix_knows_cookie).then(|| self.sessions.removal_cookie());
         Ok(Logout { removal })
     }
 
@@ -343,7 +265,7 @@ impl CurrentSession {
     /// [`cross_site`]). Every operation that changes a session calls it before touching Redis;
     /// a handler with work of its own before that (checking a password) calls it first.
     pub fn refuse_cross_site(&self, action: Action) -> Result<(), ApiError> {
-        match cross_site::judge(&self.request, &self.sessions.rules.trusted_origins) {
+        match cross_site::judge(&self.request, self.sessions.trusted_origins()) {
             Verdict::Allowed => Ok(()),
             Verdict::Navigation => Err(ApiError::CrossSite {
                 action,
@@ -365,18 +287,13 @@ impl CurrentSession {
         transport: Transport,
     ) -> Result<Option<String>, ApiError> {
         if transport == Transport::Header {
-            return Ok(Some(self.seal(handle)));
+            return Ok(Some(self.sessions.seal(handle)));
         }
         self.actix.renew();
         self.actix
             .insert(HANDLE_ENTRY, handle.encode())
             .map_err(|err| ApiError::Unexpected(anyhow::anyhow!("{err}")))?;
         Ok(None)
-    }
-
-    fn seal(&self, handle: &SessionHandle) -> String {
-        let rules = &self.sessions.rules;
-        rules.keyring.seal(&rules.cookie.name, &handle.encode())
     }
 
     /// A credential sealed with an older key is sealed again with the primary one, so that
@@ -390,23 +307,11 @@ impl CurrentSession {
                 }
             }
             Source::Header { rotated: true } => {
-                let token = self.seal(&credential.handle);
+                let token = self.sessions.seal(&credential.handle);
                 self.request.extensions_mut().insert(RefreshedToken(token));
             }
             Source::Cookie | Source::Header { rotated: false } => {}
         }
-    }
-
-    fn removal_cookie(&self) -> Cookie<'static> {
-        let cookie = &self.sessions.rules.cookie;
-        let mut removal = Cookie::build(cookie.name.clone(), "")
-            .path("/")
-            .http_only(true)
-            .secure(cookie.secure)
-            .same_site(cookie.same_site)
-            .finish();
-        removal.make_removal();
-        removal
     }
 }
 
@@ -425,41 +330,8 @@ fn extract(req: &HttpRequest) -> Result<CurrentSession, ApiError> {
         .map(|data| data.get_ref().clone())
         .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("Sessions is not registered")))?;
     let actix = req.get_session();
-    let rules = &sessions.rules;
-    let cookie_name = &rules.cookie.name;
-    let raw_cookie = req.cookie(cookie_name);
-
-    let credential = match header_token(req, rules.header) {
-        // A session header is explicit: when it is sent, it alone counts.
-        Some(token) => {
-            SessionHandle::open(&rules.keyring, cookie_name, token).map(|(handle, rotated)| {
-                Credential {
-                    handle,
-                    source: Source::Header { rotated },
-                }
-            })
-        }
-        None => actix
-            .get::<String>(HANDLE_ENTRY)
-            .ok()
-            .flatten()
-            .and_then(|encoded| SessionHandle::decode(&encoded))
-            .map(|handle| Credential {
-                handle,
-                source: Source::Cookie,
-            })
-            .or_else(|| {
-                // actix-session knows only the primary key; an older one may still open it.
-                let raw = raw_cookie.as_ref()?;
-                SessionHandle::open(&rules.keyring, cookie_name, raw.value())
-                    .filter(|(_, rotated)| *rotated)
-                    .map(|(handle, _)| Credential {
-                        handle,
-                        source: Source::RotatedCookie,
-                    })
-            }),
-    };
-
+    let raw_cookie = req.cookie(sessions.cookie_name());
+    let credential = Credential::of(req, &sessions, &actix, raw_cookie.as_ref());
     Ok(CurrentSession {
         sessions,
         actix,
@@ -469,16 +341,119 @@ fn extract(req: &HttpRequest) -> Result<CurrentSession, ApiError> {
     })
 }
 
-/// The token of the session header, if the request sends one. `Authorization` headers of other
-/// schemes (`Basic`, `Bearer`, …) are not ours and are ignored.
-fn header_token(req: &HttpRequest, header: HeaderSessions) -> Option<&str> {
-    let value = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    match header {
-        HeaderSessions::Disabled => None,
-        HeaderSessions::XSessionId => value("x-session-id").map(str::trim),
-        HeaderSessions::Authorization => {
-            let (scheme, token) = value("authorization")?.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("session").then(|| token.trim())
-        }
+#[cfg(test)]
+mod tests {
+    use actix_web::{HttpResponse, test::TestRequest};
+
+    use super::*;
+    use crate::config::SessionConfig;
+
+    /// The test settings' sessions: a store nobody listens on, so an operation that reached
+    /// Redis would fail with `StoreUnavailable`, not with the answer asserted.
+    fn sessions() -> Sessions {
+        Sessions::new(&SessionConfig::for_tests()).expect("a lazily connected store")
+    }
+
+    fn current(request: TestRequest, sessions: &Sessions) -> CurrentSession {
+        let req = request
+            .app_data(web::Data::new(sessions.clone()))
+            .to_http_request();
+        extract(&req).expect("a current session")
+    }
+
+    fn alice(sessions: &Sessions) -> (UserId, String) {
+        let user = UserId::parse("alice").expect("a user id");
+        let (handle, _) = sessions.new_session(user.clone());
+        (user, format!("Session {}", sessions.seal(&handle)))
+    }
+
+    #[actix_web::test]
+    async fn without_sessions_registered_there_is_no_current_session() {
+        let req = TestRequest::default().to_http_request();
+        assert!(matches!(extract(&req), Err(ApiError::Unexpected(_))));
+    }
+
+    #[actix_web::test]
+    async fn the_credential_names_the_user_before_the_store_is_asked() {
+        let sessions = sessions();
+        let (user, authorization) = alice(&sessions);
+        let request = TestRequest::default().insert_header(("authorization", authorization));
+        let by_header = current(request, &sessions);
+        assert!(by_header.uses_header());
+        assert_eq!(by_header.claimed_user(), Some(&user));
+
+        let anonymous = current(TestRequest::default(), &sessions);
+        assert!(!anonymous.uses_header());
+        assert_eq!(anonymous.claimed_user(), None);
+    }
+
+    #[actix_web::test]
+    async fn without_a_credential_nothing_reaches_the_store() {
+        let sessions = sessions();
+        let request = TestRequest::default().cookie(Cookie::new("sid", "tampered"));
+        let tampered = current(request, &sessions);
+        assert!(matches!(tampered.read().await, Err(ApiError::NotLoggedIn)));
+        assert!(matches!(
+            tampered.increment().await,
+            Err(ApiError::NotLoggedIn)
+        ));
+    }
+
+    #[actix_web::test]
+    async fn cross_site_requests_are_refused_before_the_store_is_asked() {
+        let sessions = sessions();
+        let (_, authorization) = alice(&sessions);
+        let link = TestRequest::default()
+            .insert_header(("authorization", authorization.as_str()))
+            .insert_header(("sec-fetch-site", "cross-site"))
+            .insert_header(("sec-fetch-mode", "navigate"));
+        let linked = current(link, &sessions);
+        let refused = |result: Result<_, ApiError>, expected: Action, navigation: bool| {
+            assert!(
+                matches!(result, Err(ApiError::CrossSite { action, navigation: n })
+                    if action == expected && n == navigation),
+                "{expected:?}"
+            );
+        };
+        refused(linked.increment().await.map(drop), Action::Increment, true);
+        let login = linked.login(LoginAs::CurrentOrNew, Transport::Cookie).await;
+        refused(login.map(drop), Action::Login, true);
+        let logout = linked.logout(true).await;
+        refused(logout.map(drop), Action::Logout { everywhere: true }, true);
+
+        let fetch = TestRequest::default()
+            .insert_header(("authorization", authorization.as_str()))
+            .insert_header(("sec-fetch-site", "cross-site"))
+            .insert_header(("sec-fetch-mode", "cors"));
+        let fetched = current(fetch, &sessions);
+        refused(
+            fetched.logout(false).await.map(drop),
+            Action::Logout { everywhere: false },
+            false,
+        );
+    }
+
+    #[actix_web::test]
+    async fn a_logout_without_a_session_expires_the_cookie_that_was_sent() {
+        let sessions = sessions();
+        let sent = TestRequest::default().cookie(Cookie::new("sid", "expired-or-foreign"));
+        let logout = current(sent, &sessions)
+            .logout(false)
+            .await
+            .expect("a logout");
+        let mut response = HttpResponse::Ok();
+        logout.expire_cookie(&mut response);
+        let response = response.finish();
+        let set_cookie = response
+            .headers()
+            .get("set-cookie")
+            .and_then(|value| value.to_str().ok())
+            .expect("a Set-Cookie");
+        assert!(set_cookie.starts_with("sid=;"), "{set_cookie}");
+        assert!(set_cookie.contains("Max-Age=0"), "{set_cookie}");
+
+        let nothing_sent = current(TestRequest::default(), &sessions);
+        let logout = nothing_sent.logout(false).await.expect("a logout");
+        assert!(logout.removal.is_none(), "no cookie to expire");
     }
 }

@@ -6,7 +6,7 @@
 use actix_web::{HttpResponse, ResponseError, http::StatusCode};
 use serde_json::json;
 
-use crate::{cross_site::Action, pages, store::StoreError};
+use crate::{action::Action, pages, store::StoreError};
 
 /// Body of the "not logged in" answer, shared by the reader's `/` and the writer's `/increment`
 /// (DESIGN.md, HTTP contract).

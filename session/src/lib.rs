@@ -7,15 +7,22 @@
 //! - [`keys`]: the keyring built from `SESSION_SECRET` (several secrets = rotation);
 //! - [`handle`]: what the cookie carries (an encrypted, opaque session handle);
 //! - [`store`]: the Redis layout and the atomic operations on it;
+//! - [`sessions`]: [`Sessions`], the per-worker store handle and the rules both services follow;
 //! - [`middleware`]: the actix-session wiring (cookie and request lifecycle);
+//! - `credential`: which credential a request carries (session header or cookie);
 //! - [`current`]: [`CurrentSession`], the extractor handlers use;
 //! - [`cross_site`]: why requests from other sites never change a session;
+//! - [`action`]: what a request that changes a session asks for;
+//! - [`audience`]: whether a request is answered with a page or with JSON;
 //! - [`error`]: the JSON error type every endpoint answers with;
 //! - [`pages`]: the small HTML pages browsers get instead of JSON;
 //! - [`throttle`]: failed-login counters in Redis (per user name and per address);
 //! - [`service`]: what both HTTP services share (request ids, health checks, the server loop).
 
+pub mod action;
+pub mod audience;
 pub mod config;
+mod credential;
 pub mod cross_site;
 pub mod current;
 pub mod error;
@@ -24,13 +31,15 @@ pub mod keys;
 pub mod middleware;
 pub mod pages;
 pub mod service;
+pub mod sessions;
 pub mod store;
 pub mod throttle;
 
 pub use config::SessionConfig;
 pub use cross_site::TrustedOrigins;
-pub use current::{CurrentSession, LoggedIn, LoginAs, Logout, Sessions, Transport};
+pub use current::{CurrentSession, LoggedIn, LoginAs, Logout, Transport};
 pub use error::ApiError;
 pub use handle::{SessionHandle, UserId};
 pub use keys::Keyring;
+pub use sessions::Sessions;
 pub use store::{RedisStore, StoreError};

@@ -16,16 +16,9 @@ use actix_session::{
     config::{BrowserSession, CookieContentSecurity},
     storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError},
 };
-use actix_web::{
-    body::MessageBody,
-    cookie::time::Duration,
-    dev::{ServiceRequest, ServiceResponse},
-    http::header::{HeaderValue, SET_COOKIE},
-    middleware::Next,
-    web,
-};
+use actix_web::cookie::time::Duration;
 
-use crate::{config::SessionConfig, current::Sessions};
+use crate::config::SessionConfig;
 
 /// The one entry of actix-session's state: the encoded handle, as a JSON string.
 pub(crate) const HANDLE_ENTRY: &str = "handle";
@@ -100,48 +93,4 @@ pub fn session_middleware(config: &SessionConfig) -> SessionMiddleware<HandleSto
         .cookie_content_security(CookieContentSecurity::Private)
         .session_lifecycle(BrowserSession::default())
         .build()
-}
-
-/// With `SESSION_COOKIE_SECURE=auto`: marks the session cookie `Secure` on answers to requests
-/// the gateway received over HTTPS (`X-Forwarded-Proto: https`), so that a browser never sends
-/// it over plain HTTP again, while the same service still works over plain HTTP locally.
-pub async fn secure_behind_https(
-    request: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let cookie = request
-        .app_data::<web::Data<Sessions>>()
-        .and_then(|sessions| sessions.cookie_secured_behind_https())
-        .filter(|_| {
-            request
-                .headers()
-                .get("x-forwarded-proto")
-                .is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"))
-        })
-        .map(|name| format!("{name}="));
-    let mut response = next.call(request).await?;
-    if let Some(prefix) = cookie {
-        let headers = response.headers_mut();
-        let cookies: Vec<HeaderValue> = headers.get_all(SET_COOKIE).cloned().collect();
-        if cookies
-            .iter()
-            .any(|value| value.as_bytes().starts_with(prefix.as_bytes()))
-        {
-            headers.remove(SET_COOKIE);
-            for value in cookies {
-                let text = value.to_str().unwrap_or_default();
-                let marked = text.starts_with(&prefix)
-                    && !text
-                        .split(';')
-                        .any(|part| part.trim().eq_ignore_ascii_case("secure"));
-                let value = if marked {
-                    HeaderValue::from_str(&format!("{text}; Secure")).unwrap_or(value)
-                } else {
-                    value
-                };
-                headers.append(SET_COOKIE, value);
-            }
-        }
-    }
-    Ok(response)
 }

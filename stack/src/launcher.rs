@@ -75,8 +75,57 @@ fn say(message: impl AsRef<str>) {
 
 /// Starts everything and waits until every part answers.
 pub fn launch(config: &LaunchConfig) -> Result<Stack, String> {
-    // A friendly word before anything starts; the service would refuse the port anyway.
-    // (Port 0 is always free: the kernel picks one as the service binds it.)
+    check_ports(config)?;
+    if config.redis_url.is_none() && RedisServer::binary().is_none() {
+        return Err(format!(
+            "redis-server is not on PATH and REDIS_URL is not set: {}",
+            crate::redis::INSTALL_HINT
+        ));
+    }
+    let secret = match &config.session_secret {
+        Some(secret) => secret.clone(),
+        None => development_secret(&config.data_dir)?,
+    };
+    let (redis, redis_url) = start_redis(config)?;
+
+    say("[2/5] building writer, reader and gateway (cargo's progress follows)…");
+    let build_started = std::time::Instant::now();
+    let bin = binaries::build(false)?;
+    say(format!("[2/5] built in {:.1?}", build_started.elapsed()));
+
+    let sessions = SessionServices {
+        config,
+        bin: &bin,
+        redis_url: &redis_url,
+        secret: &secret,
+    };
+    let (writer, writer_listeners) = start(
+        "[3/5]",
+        sessions.spec("writer", "WRITER_ADDR", config.writer),
+        config.writer,
+        ("addr", "/healthz"),
+    )?;
+    let (reader, reader_listeners) = start(
+        "[4/5]",
+        sessions.spec("reader", "READER_ADDR", config.reader),
+        config.reader,
+        ("addr", "/healthz"),
+    )?;
+    let gateway_spec = gateway_spec(config, &bin, &writer_listeners, &reader_listeners)?;
+    let (gateway, gateway_listeners) =
+        start("[5/5]", gateway_spec, config.gateway, ("admin", "/readyz"))?;
+    Ok(Stack {
+        gateway,
+        writer,
+        reader,
+        redis,
+        url: format!("http://{}", listener(&gateway_listeners, "addr")?),
+    })
+}
+
+/// A friendly word before anything starts when a configured port is taken; the service would
+/// refuse it anyway. (Port 0 is always free: the kernel picks one as the service binds it.)
+fn check_ports(config: &LaunchConfig) -> Result<(), String> {
     for (variable, addr) in [
         ("GATEWAY_ADDR", config.gateway),
         ("GATEWAY_ADMIN_ADDR", config.admin),
@@ -92,93 +141,78 @@ pub fn launch(config: &LaunchConfig) -> Result<Stack, String> {
             ));
         }
     }
+    Ok(())
+}
 
-    if config.redis_url.is_none() && RedisServer::binary().is_none() {
-        return Err(format!(
-            "redis-server is not on PATH and REDIS_URL is not set: {}",
-            crate::redis::INSTALL_HINT
-        ));
+/// Step 1: the Redis of `REDIS_URL`, or our own `redis-server` (returned, to be stopped last);
+/// and the URL the services get.
+fn start_redis(config: &LaunchConfig) -> Result<(Option<RedisServer>, String), String> {
+    if let Some(url) = &config.redis_url {
+        say(format!("[1/5] redis: using REDIS_URL ({})", redact(url)));
+        return Ok((None, url.clone()));
     }
-    let secret = match &config.session_secret {
-        Some(secret) => secret.clone(),
-        None => development_secret(&config.data_dir)?,
-    };
+    let dir = config.data_dir.join("redis");
+    say(format!(
+        "[1/5] redis: starting redis-server (data in {})",
+        dir.display()
+    ));
+    // On a unix socket in its data directory: no port to pick, none to collide on.
+    let server = RedisServer::start_local(&dir, Persistence::AppendOnly, Output::Prefixed)?;
+    say(format!(
+        "[1/5] redis: ready on {} (redis-cli {})",
+        server.endpoint(),
+        server.endpoint().cli_args().join(" ")
+    ));
+    let url = server.url();
+    Ok((Some(server), url))
+}
 
-    let (redis, redis_url) = match &config.redis_url {
-        Some(url) => {
-            say(format!("[1/5] redis: using REDIS_URL ({})", redact(url)));
-            (None, url.clone())
-        }
-        None => {
-            let dir = config.data_dir.join("redis");
-            say(format!(
-                "[1/5] redis: starting redis-server (data in {})",
-                dir.display()
-            ));
-            // On a unix socket in its data directory: no port to pick, none to collide on.
-            let server = RedisServer::start_local(&dir, Persistence::AppendOnly, Output::Prefixed)?;
-            say(format!(
-                "[1/5] redis: ready on {} (redis-cli {})",
-                server.endpoint(),
-                server.endpoint().cli_args().join(" ")
-            ));
-            let url = server.url();
-            (Some(server), url)
-        }
-    };
+/// Where a part says it listens: a file of its own (an address may name port 0).
+fn addr_file(config: &LaunchConfig, name: &str) -> PathBuf {
+    config.data_dir.join(format!("{name}.addr"))
+}
 
-    say("[2/5] building writer, reader and gateway (cargo's progress follows)…");
-    let build_started = std::time::Instant::now();
-    let bin = binaries::build(false)?;
-    say(format!("[2/5] built in {:.1?}", build_started.elapsed()));
+/// What writer and reader are started with: the same Redis and the same secret.
+struct SessionServices<'a> {
+    config: &'a LaunchConfig,
+    bin: &'a Path,
+    redis_url: &'a str,
+    secret: &'a str,
+}
 
-    // Each part says where it listens in a file of its own (an address may name port 0).
-    let addr_file = |name: &str| config.data_dir.join(format!("{name}.addr"));
-    let service = |name: &str| {
-        Spec::new(name, binaries::path(&bin, name))
-            .env("REDIS_URL", &redis_url)
-            .env("SESSION_SECRET", &secret)
-            .env(listening::VARIABLE, addr_file(name))
+impl SessionServices<'_> {
+    /// The spec of service `name`, asked to listen on `addr` (its variable `addr_variable`).
+    fn spec(&self, name: &str, addr_variable: &str, addr: SocketAddr) -> Spec {
+        Spec::new(name, binaries::path(self.bin, name))
+            .env("REDIS_URL", self.redis_url)
+            .env("SESSION_SECRET", self.secret)
+            .env(listening::VARIABLE, addr_file(self.config, name))
             .output(Output::Prefixed)
-    };
-    let (writer, writer_listeners) = start(
-        "[3/5]",
-        service("writer").env("WRITER_ADDR", config.writer.to_string()),
-        config.writer,
-        ("addr", "/healthz"),
-    )?;
-    let (reader, reader_listeners) = start(
-        "[4/5]",
-        service("reader").env("READER_ADDR", config.reader.to_string()),
-        config.reader,
-        ("addr", "/healthz"),
-    )?;
-    let (gateway, gateway_listeners) = start(
-        "[5/5]",
-        Spec::new("gateway", binaries::path(&bin, "gateway"))
-            .env("GATEWAY_ADDR", config.gateway.to_string())
-            .env("GATEWAY_ADMIN_ADDR", config.admin.to_string())
-            .env("GATEWAY_ROUTES", &config.routes)
-            .env(
-                "WRITER_URL",
-                format!("http://{}", listener(&writer_listeners, "addr")?),
-            )
-            .env(
-                "READER_URL",
-                format!("http://{}", listener(&reader_listeners, "addr")?),
-            )
-            .env(listening::VARIABLE, addr_file("gateway"))
-            .output(Output::Prefixed),
-        config.gateway,
-        ("admin", "/readyz"),
-    )?;
-    Ok(Stack {
-        gateway,
-        writer,
-        reader,
-        redis,
-        url: format!("http://{}", listener(&gateway_listeners, "addr")?),
-    })
+            .env(addr_variable, addr.to_string())
+    }
+}
+
+/// The gateway's spec, in front of the writer and reader listening where they said.
+fn gateway_spec(
+    config: &LaunchConfig,
+    bin: &Path,
+    writer: &Listeners,
+    reader: &Listeners,
+) -> Result<Spec, String> {
+    Ok(Spec::new("gateway", binaries::path(bin, "gateway"))
+        .env("GATEWAY_ADDR", config.gateway.to_string())
+        .env("GATEWAY_ADMIN_ADDR", config.admin.to_string())
+        .env("GATEWAY_ROUTES", &config.routes)
+        .env(
+            "WRITER_URL",
+            format!("http://{}", listener(writer, "addr")?),
+        )
+        .env(
+            "READER_URL",
+            format!("http://{}", listener(reader, "addr")?),
+        )
+        .env(listening::VARIABLE, addr_file(config, "gateway"))
+        .output(Output::Prefixed))
 }
 
 /// The address of listener `name` in `listeners`.

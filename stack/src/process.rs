@@ -132,30 +132,7 @@ impl Supervised {
                 _ => {}
             }
         }
-        let mut command = Command::new(&spec.program);
-        command.args(&spec.args).stdin(Stdio::null());
-        #[cfg(unix)]
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        for name in &spec.env_remove {
-            command.env_remove(name);
-        }
-        command.envs(spec.env.iter().map(|(k, v)| (k, v)));
-        if let Some(dir) = &spec.current_dir {
-            command.current_dir(dir);
-        }
-        match &spec.output {
-            Output::Prefixed | Output::PrefixedAndFile(_) => {
-                command.stdout(Stdio::piped()).stderr(Stdio::piped());
-            }
-            Output::File(path) => {
-                let file = File::options().create(true).append(true).open(path)?;
-                command.stdout(file.try_clone()?).stderr(file);
-            }
-            Output::Null => {
-                command.stdout(Stdio::null()).stderr(Stdio::null());
-            }
-        }
-        let mut child = command.spawn().map_err(|err| {
+        let mut child = command(&spec)?.spawn().map_err(|err| {
             std::io::Error::new(
                 err.kind(),
                 format!(
@@ -165,25 +142,7 @@ impl Supervised {
                 ),
             )
         })?;
-        let copy = match &spec.output {
-            Output::Prefixed => Some(None),
-            Output::PrefixedAndFile(path) => Some(Some(path)),
-            Output::File(_) | Output::Null => None,
-        };
-        if let Some(file) = copy {
-            let width = spec.name.len().max(7);
-            let prefix = format!("{:width$} | ", spec.name);
-            let open = || {
-                file.map(|path| File::options().create(true).append(true).open(path))
-                    .transpose()
-            };
-            if let Some(stdout) = child.stdout.take() {
-                pump(prefix.clone(), stdout, open()?);
-            }
-            if let Some(stderr) = child.stderr.take() {
-                pump(prefix, stderr, open()?);
-            }
-        }
+        copy_output(&spec, &mut child)?;
         Ok(Self {
             name: spec.name.clone(),
             child,
@@ -308,6 +267,58 @@ impl Drop for Supervised {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The command that starts `spec`, in a process group of its own, its output wired as
+/// `spec.output` says (a prefixed copy is pumped by [`copy_output`] once it runs).
+fn command(spec: &Spec) -> std::io::Result<Command> {
+    let mut command = Command::new(&spec.program);
+    command.args(&spec.args).stdin(Stdio::null());
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    for name in &spec.env_remove {
+        command.env_remove(name);
+    }
+    command.envs(spec.env.iter().map(|(k, v)| (k, v)));
+    if let Some(dir) = &spec.current_dir {
+        command.current_dir(dir);
+    }
+    match &spec.output {
+        Output::Prefixed | Output::PrefixedAndFile(_) => {
+            command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
+        Output::File(path) => {
+            let file = File::options().create(true).append(true).open(path)?;
+            command.stdout(file.try_clone()?).stderr(file);
+        }
+        Output::Null => {
+            command.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+    }
+    Ok(command)
+}
+
+/// For prefixed output: copies the child's stdout and stderr to ours, each line prefixed with
+/// its name, and to the file `spec.output` names, if any.
+fn copy_output(spec: &Spec, child: &mut Child) -> std::io::Result<()> {
+    let file = match &spec.output {
+        Output::Prefixed => None,
+        Output::PrefixedAndFile(path) => Some(path),
+        Output::File(_) | Output::Null => return Ok(()),
+    };
+    let width = spec.name.len().max(7);
+    let prefix = format!("{:width$} | ", spec.name);
+    let open = || {
+        file.map(|path| File::options().create(true).append(true).open(path))
+            .transpose()
+    };
+    if let Some(stdout) = child.stdout.take() {
+        pump(prefix.clone(), stdout, open()?);
+    }
+    if let Some(stderr) = child.stderr.take() {
+        pump(prefix, stderr, open()?);
+    }
+    Ok(())
 }
 
 /// Copies lines from `reader` to our stderr with `prefix`, on a thread of its own.

@@ -394,50 +394,30 @@ impl RedisSentinel {
             ],
         )?;
         let binary = RedisServer::binary().ok_or("redis-server is not on PATH")?;
-        let mut sentinels = Vec::new();
-        for index in 1..=3 {
-            let sentinel_dir = dir.join(format!("sentinel-{index}"));
-            std::fs::create_dir_all(&sentinel_dir).map_err(|err| err.to_string())?;
-            // A sentinel rewrites its configuration file: it must be its own, and writable
-            // (and written anew for each port tried).
-            let config = sentinel_dir.join("sentinel.conf");
-            let sentinel = spawn_on_tcp(net::free_port, |sentinel_port| {
-                std::fs::write(
-                    &config,
-                    format!(
-                        "bind 127.0.0.1\nport {sentinel_port}\ndir {}\n\
-                         sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} 2\n\
-                         sentinel down-after-milliseconds {MASTER_NAME} {down}\n\
-                         sentinel failover-timeout {MASTER_NAME} 5000\n\
-                         sentinel parallel-syncs {MASTER_NAME} 1\n",
-                        sentinel_dir.display(),
-                        down = NODE_TIMEOUT.as_millis()
-                    ),
-                )
-                .map_err(|err| err.to_string())?;
-                // The configuration file must be the first argument.
-                Ok(Spec::new(format!("sentinel-{index}"), &binary)
-                    .arg(&config)
-                    .arg("--sentinel")
-                    .output(logs.output(dir, &format!("sentinel-{index}"))))
-            })?;
-            sentinels.push(sentinel);
-        }
+        let sentinels = (1..=3)
+            .map(|index| start_sentinel(dir, logs, &binary, index, primary_port))
+            .collect::<Result<_, _>>()?;
         let topology = Self {
             primary,
             replica,
             sentinels,
         };
+        topology.wait_ready()?;
+        Ok(topology)
+    }
+
+    /// Waits until the replica is in sync and every sentinel sees it and the two others.
+    fn wait_ready(&self) -> Result<(), String> {
         // A replica that has not synced yet is not one the sentinels will promote.
         wait(Duration::from_secs(20), "the replica is in sync", || {
-            ask(topology.replica.addr().port(), &["INFO", "replication"])
+            ask(self.replica.addr().port(), &["INFO", "replication"])
                 .is_ok_and(|info| field(&info, "master_link_status") == Some("up"))
         })?;
         wait(
             Duration::from_secs(30),
             "the sentinels see each other and the replica",
             || {
-                topology.sentinels.iter().all(|(_, sentinel)| {
+                self.sentinels.iter().all(|(_, sentinel)| {
                     ask(sentinel.port(), &["SENTINEL", "MASTER", MASTER_NAME]).is_ok_and(|master| {
                         let value = |name: &str| {
                             let lines: Vec<&str> = master.lines().map(str::trim).collect();
@@ -451,8 +431,7 @@ impl RedisSentinel {
                     })
                 })
             },
-        )?;
-        Ok(topology)
+        )
     }
 
     /// `redis+sentinel://127.0.0.1:<port>,…/mymaster`: `REDIS_URL` for this set-up.
@@ -493,4 +472,40 @@ impl RedisSentinel {
         })?;
         Ok(killed.elapsed())
     }
+}
+
+/// Starts sentinel `index` (1 to 3) in `dir`, watching the primary on `primary_port` with a
+/// quorum of 2, on a free port.
+fn start_sentinel(
+    dir: &Path,
+    logs: &Logs,
+    binary: &Path,
+    index: usize,
+    primary_port: u16,
+) -> Result<(Supervised, SocketAddr), String> {
+    let sentinel_dir = dir.join(format!("sentinel-{index}"));
+    std::fs::create_dir_all(&sentinel_dir).map_err(|err| err.to_string())?;
+    // A sentinel rewrites its configuration file: it must be its own, and writable (and written
+    // anew for each port tried).
+    let config = sentinel_dir.join("sentinel.conf");
+    spawn_on_tcp(net::free_port, |sentinel_port| {
+        std::fs::write(
+            &config,
+            format!(
+                "bind 127.0.0.1\nport {sentinel_port}\ndir {}\n\
+                 sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} 2\n\
+                 sentinel down-after-milliseconds {MASTER_NAME} {down}\n\
+                 sentinel failover-timeout {MASTER_NAME} 5000\n\
+                 sentinel parallel-syncs {MASTER_NAME} 1\n",
+                sentinel_dir.display(),
+                down = NODE_TIMEOUT.as_millis()
+            ),
+        )
+        .map_err(|err| err.to_string())?;
+        // The configuration file must be the first argument.
+        Ok(Spec::new(format!("sentinel-{index}"), binary)
+            .arg(&config)
+            .arg("--sentinel")
+            .output(logs.output(dir, &format!("sentinel-{index}"))))
+    })
 }

@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod hash_password;
 mod routes;
 
 use std::{future::Future, io, net::SocketAddr};
@@ -54,5 +55,11 @@ impl Application {
     /// Serves until `shutdown` resolves.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         self.0.run_until(shutdown).await
+    }
+}
+
+impl From<Application> for BoundService {
+    fn from(app: Application) -> Self {
+        app.0
     }
 }

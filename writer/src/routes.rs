@@ -11,10 +11,8 @@ use actix_web::{
 use serde::Deserialize;
 use serde_json::json;
 use session::{
-    ApiError, CurrentSession, LoggedIn, LoginAs, Sessions, Transport, UserId,
-    cross_site::Action,
-    pages::{self, Audience},
-    service::resource,
+    ApiError, CurrentSession, LoggedIn, LoginAs, Sessions, Transport, UserId, action::Action,
+    audience::Audience, pages, service::resource,
 };
 
 use crate::{auth::Users, client::TrustedGateways};

@@ -24,12 +24,13 @@
 //! Every call is bounded by [`OP_TIMEOUT`]; a Redis that does not answer in time is reported as
 //! [`StoreError::Unavailable`], which the services turn into a 503.
 //!
-//! `REDIS_URL` may name one Redis, a Redis Cluster or a Sentinel set-up ([`topology`]); the
-//! operations and their guarantees are the same on each ([`connection`]).
+//! `REDIS_URL` ([`RedisUrl`]) may name one Redis, a Redis Cluster or a Sentinel set-up
+//! ([`topology`]); the operations and their guarantees are the same on each ([`connection`]).
 
 mod connection;
 mod scripts;
 pub mod topology;
+mod url;
 
 use std::{
     collections::HashMap,
@@ -43,16 +44,14 @@ use std::{
 use common::time::{millis, now_ms};
 use redis::{AsyncCommands, PushInfo, PushKind, Script, aio::ConnectionManagerConfig};
 
+pub use self::url::RedisUrl;
 use self::{
     connection::Connection,
     scripts::{
         INCREMENT, LOGIN, LOGOUT, LOGOUT_EVERYWHERE, OPERATION_MEMORY_MS, STALE, STALE_ATTEMPTS,
     },
 };
-use crate::{
-    config::RedisUrl,
-    handle::{SessionHandle, UserId},
-};
+use crate::handle::{SessionHandle, UserId};
 
 /// Upper bound on any single store operation, connection included.
 pub const OP_TIMEOUT: Duration = Duration::from_millis(1000);
