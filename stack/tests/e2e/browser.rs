@@ -39,15 +39,21 @@ pub(crate) fn browser_available() -> bool {
 }
 
 pub(crate) async fn text(client: &fantoccini::Client, id: &str) -> String {
-    client
+    let found = client
         .wait()
         .at_most(Duration::from_secs(10))
         .for_element(Locator::Id(id))
-        .await
-        .unwrap_or_else(|err| panic!("#{id} never appeared: {err}"))
-        .text()
-        .await
-        .expect("text")
+        .await;
+    match found {
+        Ok(element) => element.text().await.expect("text"),
+        Err(err) => {
+            // What the browser shows instead says why: another page, an error, a blank tab.
+            let url = client.current_url().await.map(|url| url.to_string());
+            let source = client.source().await.unwrap_or_default();
+            let shown: String = source.chars().take(800).collect();
+            panic!("#{id} never appeared: {err}; the browser is at {url:?}, showing: {shown}")
+        }
+    }
 }
 
 /// Headless Chromium under chromedriver, with its own profile. On drop the driver's whole
