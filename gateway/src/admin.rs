@@ -14,10 +14,8 @@ use serde_json::json;
 
 use crate::{
     error::json_response,
-    forward::{
-        Proxy,
-        body::{self, Body},
-    },
+    forward::Proxy,
+    http_ext::body::{self, Body},
     listen::{Handler, Remote},
 };
 

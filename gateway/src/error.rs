@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use http::{HeaderValue, Response, StatusCode, header};
 
-use crate::forward::{
-    body::{self, Body},
-    headers::X_REQUEST_ID,
+use crate::{
+    forward::headers::X_REQUEST_ID,
+    http_ext::body::{self, Body},
 };
 
 #[derive(Debug, thiserror::Error)]

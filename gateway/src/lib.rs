@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod forward;
 pub mod generation;
+pub mod http_ext;
 pub mod listen;
 pub mod metrics;
 pub mod reload;
@@ -29,5 +30,5 @@ pub mod tls;
 pub mod upstream;
 
 pub use config::GatewayConfig;
-pub use forward::body::{Body, BoxError};
+pub use http_ext::body::{Body, BoxError};
 pub use startup::{Gateway, StartError};

@@ -12,12 +12,12 @@ use hyper::{body::Incoming, upgrade::OnUpgrade};
 use crate::{
     error::GatewayError,
     forward::{
-        body::{Body, BoxError, ClientBodyError},
         cors,
         headers::{self, Peer},
         host, path,
     },
     generation::Generation,
+    http_ext::body::{Body, BoxError, ClientBodyError},
     listen::Remote,
     routes::Route,
     upstream::Pool,

@@ -16,10 +16,8 @@ use http::{
 
 use crate::{
     error::json_response,
-    forward::{
-        body::{self, Body},
-        headers::X_REQUEST_ID,
-    },
+    forward::headers::X_REQUEST_ID,
+    http_ext::body::{self, Body},
     routes::Cors,
 };
 

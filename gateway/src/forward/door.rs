@@ -32,11 +32,12 @@ use crate::{
     forward::{
         Served,
         admit::Outgoing,
-        body::{self, Body, BoxError, Streamed},
         send::{self, Sent},
     },
     generation::Generation,
+    http_ext::body::{self, Body, BoxError},
     routes::DoorCheck,
+    upstream::streamed::Streamed,
 };
 
 /// What the method and the target of the checked request are sent as.

@@ -13,13 +13,13 @@
 //! ([`crate::error`]).
 
 pub mod admit;
-pub mod body;
 pub mod client;
 pub mod cors;
 pub mod door;
 pub mod headers;
 pub mod host;
 pub mod path;
+pub mod resend;
 pub mod respond;
 pub mod send;
 
@@ -40,10 +40,10 @@ use crate::{
     error::GatewayError,
     forward::{
         admit::{Admission, Admitted},
-        body::Body,
         headers::X_REQUEST_ID,
     },
     generation::Generation,
+    http_ext::body::{self, Body},
     listen::{
         Accepted, ConnectionSettings, Handler, OpenRequest, Remote, clients::ClientConnections,
     },

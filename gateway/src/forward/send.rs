@@ -13,12 +13,9 @@ use hyper::body::Incoming;
 
 use crate::{
     error::GatewayError,
-    forward::{
-        Served,
-        admit::Outgoing,
-        body::{self, Body, BoxError, Resendable},
-    },
+    forward::{Served, admit::Outgoing, resend::Resendable},
     generation::Generation,
+    http_ext::body::{self, Body, BoxError},
     routes::Route,
     upstream::{
         Endpoint, InFlight, Pool,

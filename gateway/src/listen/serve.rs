@@ -34,7 +34,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::clients::Permit;
-use crate::forward::body::{Body, BoxError};
+use crate::http_ext::body::{Body, BoxError};
 
 /// Limits applied to each new client connection.
 #[derive(Debug, Clone, Copy)]

@@ -49,7 +49,7 @@ use tokio::{
 use tokio_rustls::client::TlsStream;
 
 use super::tls::UpstreamTls;
-use crate::forward::body::Body;
+use crate::http_ext::body::{Body, BoxError};
 
 type Driver = http1::Connection<TokioIo<Stream>, Body>;
 
@@ -265,7 +265,7 @@ struct Watched {
 
 impl HttpBody for Watched {
     type Data = Bytes;
-    type Error = crate::forward::body::BoxError;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,

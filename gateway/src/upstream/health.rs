@@ -7,7 +7,7 @@ use std::{sync::Weak, time::Duration};
 use http::Request;
 
 use super::{Endpoint, HealthCheck, Pool, Registry, connection::Connection};
-use crate::forward::body;
+use crate::http_ext::body;
 
 /// Resolves `pool`'s targets every `interval` until the pool is gone.
 pub async fn resolve_every(

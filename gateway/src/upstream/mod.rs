@@ -18,6 +18,7 @@
 
 pub mod connection;
 pub mod health;
+pub mod streamed;
 pub mod tls;
 
 use std::{
@@ -45,7 +46,7 @@ use self::{
     tls::UpstreamTls,
 };
 use crate::{
-    forward::body::{self, Body},
+    http_ext::body::{self, Body},
     routes::{Balance, Eject, HealthCheck, Target, Upstream},
 };
 
