@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use http::{HeaderValue, Response, StatusCode, header};
 
-use crate::{
-    forward::headers::X_REQUEST_ID,
-    http_ext::body::{self, Body},
+use crate::http_ext::{
+    body::{self, Body},
+    names::X_REQUEST_ID,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -16,8 +16,10 @@ use http::{
 
 use crate::{
     error::json_response,
-    forward::headers::X_REQUEST_ID,
-    http_ext::body::{self, Body},
+    http_ext::{
+        body::{self, Body},
+        names::X_REQUEST_ID,
+    },
     routes::Cors,
 };
 

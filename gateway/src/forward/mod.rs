@@ -38,12 +38,12 @@ use tracing::Instrument;
 
 use crate::{
     error::GatewayError,
-    forward::{
-        admit::{Admission, Admitted},
-        headers::X_REQUEST_ID,
-    },
+    forward::admit::{Admission, Admitted},
     generation::Generation,
-    http_ext::body::{self, Body},
+    http_ext::{
+        body::{self, Body},
+        names::X_REQUEST_ID,
+    },
     listen::{
         Accepted, ConnectionSettings, Handler, OpenRequest, Remote, clients::ClientConnections,
     },
