@@ -20,7 +20,7 @@ use crate::{
     http_ext::body::{Body, BoxError, ClientBodyError},
     listen::Remote,
     routes::Route,
-    upstream::Pool,
+    upstream::pool::Pool,
 };
 
 /// The outcome of admission: answered by the gateway itself, or to be forwarded.

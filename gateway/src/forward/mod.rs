@@ -49,7 +49,7 @@ use crate::{
     },
     metrics::Metrics,
     routes::{Route, RouteTable},
-    upstream::Registry,
+    upstream::pool::Registry,
 };
 
 /// The proxy: the current generation (swapped atomically on reload), the endpoint registry shared

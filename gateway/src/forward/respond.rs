@@ -11,7 +11,7 @@ use tracing::Instrument;
 use crate::{
     forward::{Proxy, admit::Returning, cors, headers, send::Sent},
     http_ext::body::{self, Body, BoxError},
-    upstream::{InFlight, streamed::Streamed},
+    upstream::{endpoint::InFlight, streamed::Streamed},
 };
 
 /// The client's response to `sent`.

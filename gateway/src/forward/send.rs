@@ -4,7 +4,8 @@
 //! A failed attempt is retried on another address only when that cannot do harm: when nothing
 //! reached the upstream (the connection was refused or timed out, and the body was not read), or
 //! when the method is idempotent and the body is still unread. A timeout is never retried: the
-//! upstream may still be working on it.
+//! upstream may still be working on it. Those rules are [`crate::upstream::retry`]'s: this step
+//! asks it, and keeps the body for another attempt ([`super::resend`]).
 
 use std::{sync::Arc, time::Duration};
 
@@ -18,14 +19,12 @@ use crate::{
     http_ext::body::{self, Body, BoxError},
     routes::Route,
     upstream::{
-        Endpoint, InFlight, Pool,
         connection::{self, Connection, SendError},
-        is_idempotent,
+        endpoint::{Endpoint, InFlight},
+        pool::Pool,
+        retry::{self, MAX_ATTEMPTS},
     },
 };
-
-/// Most addresses one request is tried on.
-const MAX_ATTEMPTS: usize = 3;
 
 /// An upstream's answer, with the connection its body arrives on (`None` for a protocol
 /// switch) and its address's in-flight count, both held until the body is done.
@@ -55,7 +54,7 @@ pub async fn send<'g>(
     let connect_timeout = generation.table.settings.connect_timeout;
     // Headers are kept for a retry only when there is another address to retry on; for a
     // single-address upstream they move into the request.
-    let may_retry = pool.has_alternatives() && !upgrade;
+    let may_retry = retry::may_retry(pool.has_alternatives(), upgrade);
     let mut body = Resendable::new(body, may_retry);
     let mut tried: Vec<Arc<Endpoint>> = Vec::new();
     let mut last_error = None;
@@ -176,11 +175,10 @@ fn failed(
             "malformed or incomplete request body",
         ));
     }
-    let unsent = matches!(err, SendError::Connect(_));
-    if unsent && endpoint.connect_failed(&pool.upstream.eject) {
+    if err.is_unsent() && endpoint.connect_failed(&pool.upstream.eject) {
         tracing::warn!(upstream = %pool.upstream.name, address = %endpoint.addr, cooldown = ?pool.upstream.eject.cooldown, "address ejected after connection failures");
     }
-    let retryable = unsent || (route.idempotent && is_idempotent(method));
+    let retryable = retry::after_failure(err, route.idempotent, method);
     tracing::debug!(address = %endpoint.addr, error = %err, retryable, "upstream attempt failed");
     Ok(retryable)
 }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::{InFlight, connection::Connection};
+use super::{connection::Connection, endpoint::InFlight};
 
 /// A response body from an upstream: it drives its connection while it streams (see
 /// [`crate::upstream::connection`]), gives the connection back for the worker's next request
