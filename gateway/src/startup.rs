@@ -140,7 +140,8 @@ impl Gateway {
             },
         };
         let cert_watcher = self.https.as_ref().map(|https| {
-            tokio::spawn(Arc::clone(&https.certs).watch(Arc::clone(&self.proxy.metrics)))
+            let metrics = Arc::clone(&self.proxy.metrics);
+            tokio::spawn(Arc::clone(&https.certs).watch(move |ok| metrics.tls_reloaded(ok)))
         });
         let (set_deadline, deadline) = Deadline::unset();
         let watcher = tokio::spawn(reload::watch(

@@ -49,8 +49,10 @@ use tokio::{
 };
 use tokio_rustls::client::TlsStream;
 
-use super::tls::UpstreamTls;
-use crate::http_ext::body::{Body, BoxError};
+use crate::{
+    http_ext::body::{Body, BoxError},
+    tls::upstream::UpstreamTls,
+};
 
 type Driver = http1::Connection<TokioIo<Stream>, Body>;
 

@@ -25,11 +25,11 @@ use rustls::pki_types::ServerName;
 use super::{
     connection::{Connection, Dial, SendError},
     retry::{self, Again},
-    tls::UpstreamTls,
 };
 use crate::{
     http_ext::body::Body,
     routes::{Eject, Target},
+    tls::upstream::UpstreamTls,
 };
 
 /// Most idle connections a worker keeps to one address.

@@ -19,8 +19,8 @@
 //! Here: [`endpoint`] (one address, its per-worker slots and idle connections), [`pool`] (the
 //! addresses of an upstream, the registry, lookup and balancing), [`retry`] (when a request may
 //! be sent again), [`connection`] (one HTTP/1.1 connection), [`streamed`] (a response body that
-//! drives its connection), [`health`] (re-resolving and active checks), and [`tls`] (how an
-//! `https://` upstream is reached).
+//! drives its connection), [`health`] (re-resolving and active checks). How an `https://` upstream
+//! is reached is in [`crate::tls::upstream`], with the server side of TLS.
 //!
 //! [`Endpoint`]: endpoint::Endpoint
 //! [`Registry`]: pool::Registry
@@ -31,6 +31,9 @@ pub mod health;
 pub mod pool;
 pub mod retry;
 pub mod streamed;
-pub mod tls;
+
+/// The client side of TLS lives with the server side, in [`crate::tls::upstream`]; this name
+/// stays for the code that still looks for it here.
+pub use crate::tls::upstream as tls;
 
 pub use retry::KEEP_ALIVE_RACE_AFTER;

@@ -16,8 +16,11 @@ use std::{
 use arc_swap::ArcSwap;
 use rand::Rng;
 
-use super::{endpoint::Endpoint, tls::UpstreamTls};
-use crate::routes::{Balance, Target, Upstream};
+use super::endpoint::Endpoint;
+use crate::{
+    routes::{Balance, Target, Upstream},
+    tls::upstream::UpstreamTls,
+};
 
 /// Endpoint state shared across reloads: the same (target, address) is the same endpoint.
 #[derive(Debug)]
