@@ -42,19 +42,12 @@ pub async fn send<'g>(
     outgoing: Outgoing<'g>,
     served: &mut Served<'g>,
 ) -> Result<Sent, GatewayError> {
-    let Outgoing {
-        route,
-        pool,
-        method,
-        mut headers,
-        path_and_query,
-        body,
-        upgrade,
-    } = outgoing;
+    let (route, pool, upgrade) = (outgoing.route, outgoing.pool, outgoing.upgrade);
     let connect_timeout = generation.table.settings.connect_timeout;
     // Headers are kept for a retry only when there is another address to retry on; for a
     // single-address upstream they move into the request.
     let may_retry = retry::may_retry(pool.has_alternatives(), upgrade);
+    let (mut head, body) = Head::new(outgoing, may_retry);
     let mut body = Resendable::new(body, may_retry);
     let mut tried: Vec<Arc<Endpoint>> = Vec::new();
     let mut last_error = None;
@@ -67,19 +60,7 @@ pub async fn send<'g>(
         };
         served.attempts += 1;
         served.address = Some(endpoint.addr);
-        let attempt_headers = if may_retry {
-            headers.clone()
-        } else {
-            std::mem::take(&mut headers)
-        };
-        let request = upstream_request(
-            &method,
-            attempt_headers,
-            &endpoint,
-            pool.upstream.host.as_ref(),
-            &path_and_query,
-        )?
-        .map(|()| attempt_body);
+        let request = head.for_attempt(&endpoint)?.map(|()| attempt_body);
         let in_flight = endpoint.begin(worker);
         let sending = exchange(worker, route, &endpoint, request, upgrade, connect_timeout);
         match tokio::time::timeout(route.timeout, sending).await {
@@ -92,7 +73,7 @@ pub async fn send<'g>(
                 });
             }
             Ok(Err(err)) => {
-                let retryable = failed(route, pool, &endpoint, &method, &err)?;
+                let retryable = failed(route, pool, &endpoint, &head.method, &err)?;
                 last_error = Some(unavailable(route, &endpoint, Box::new(err)));
                 tried.push(endpoint);
                 if !(retryable && may_retry) {
@@ -103,6 +84,57 @@ pub async fn send<'g>(
         }
     }
     Err(last_error.unwrap_or_else(|| no_address(route)))
+}
+
+/// The request line and headers every attempt of one request sends.
+struct Head<'g> {
+    method: Method,
+    /// Already rewritten for the upstream.
+    headers: HeaderMap,
+    path_and_query: uri::PathAndQuery,
+    /// The upstream's own `host`, when it has one.
+    host: Option<&'g HeaderValue>,
+    /// Whether the headers are kept for another attempt, or move into the first.
+    keep: bool,
+}
+
+impl<'g> Head<'g> {
+    /// The head of `outgoing`, and its body.
+    fn new(outgoing: Outgoing<'g>, keep: bool) -> (Self, Body) {
+        let Outgoing {
+            pool,
+            method,
+            headers,
+            path_and_query,
+            body,
+            ..
+        } = outgoing;
+        let host = pool.upstream.host.as_ref();
+        let head = Self {
+            method,
+            headers,
+            path_and_query,
+            host,
+            keep,
+        };
+        (head, body)
+    }
+
+    /// The request line and headers for an attempt on `endpoint`.
+    fn for_attempt(&mut self, endpoint: &Endpoint) -> Result<Request<()>, GatewayError> {
+        let headers = if self.keep {
+            self.headers.clone()
+        } else {
+            std::mem::take(&mut self.headers)
+        };
+        upstream_request(
+            &self.method,
+            headers,
+            endpoint,
+            self.host,
+            &self.path_and_query,
+        )
+    }
 }
 
 /// One request and its response head on `endpoint`: over a connection of the worker's pool,
