@@ -4,7 +4,8 @@
 //!    preflights, refuse a declared body over the limit, and rewrite the headers to send
 //!    (RFC 9110 §7.6); on a route with a door check, ask it ([`door`]);
 //! 2. [`send`]: pick an upstream address, send over a pooled keep-alive connection of this
-//!    worker, and retry on another address only when that cannot do harm;
+//!    worker, and retry on another address only when that cannot do harm (as
+//!    [`crate::upstream::retry`] decides, with the body kept by [`resend`]);
 //! 3. [`respond`]: rewrite the response headers, apply CORS, stream the body back (or splice a
 //!    `101 Switching Protocols` into a tunnel).
 //!
