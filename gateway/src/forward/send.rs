@@ -39,7 +39,7 @@ pub struct Sent {
 pub async fn send<'g>(
     worker: usize,
     generation: &'g Generation,
-    outgoing: Outgoing<'g>,
+    mut outgoing: Outgoing<'g>,
     served: &mut Served<'g>,
 ) -> Result<Sent, GatewayError> {
     let (route, pool, upgrade) = (outgoing.route, outgoing.pool, outgoing.upgrade);
@@ -47,8 +47,7 @@ pub async fn send<'g>(
     // Headers are kept for a retry only when there is another address to retry on; for a
     // single-address upstream they move into the request.
     let may_retry = retry::may_retry(pool.has_alternatives(), upgrade);
-    let (mut head, body) = Head::new(outgoing, may_retry);
-    let mut body = Resendable::new(body, may_retry);
+    let mut body = Resendable::new(outgoing.body, may_retry);
     let mut tried: Vec<Arc<Endpoint>> = Vec::new();
     let mut last_error = None;
     while served.attempts < MAX_ATTEMPTS {
@@ -60,7 +59,15 @@ pub async fn send<'g>(
         };
         served.attempts += 1;
         served.address = Some(endpoint.addr);
-        let request = head.for_attempt(&endpoint)?.map(|()| attempt_body);
+        let request = upstream_request(
+            &outgoing.method,
+            &mut outgoing.headers,
+            may_retry,
+            &endpoint,
+            pool.upstream.host.as_ref(),
+            &outgoing.path_and_query,
+        )?
+        .map(|()| attempt_body);
         let in_flight = endpoint.begin(worker);
         let sending = exchange(worker, route, &endpoint, request, upgrade, connect_timeout);
         match tokio::time::timeout(route.timeout, sending).await {
@@ -73,7 +80,7 @@ pub async fn send<'g>(
                 });
             }
             Ok(Err(err)) => {
-                let retryable = failed(route, pool, &endpoint, &head.method, &err)?;
+                let retryable = failed(route, pool, &endpoint, &outgoing.method, &err)?;
                 last_error = Some(unavailable(route, &endpoint, Box::new(err)));
                 tried.push(endpoint);
                 if !(retryable && may_retry) {
@@ -84,57 +91,6 @@ pub async fn send<'g>(
         }
     }
     Err(last_error.unwrap_or_else(|| no_address(route)))
-}
-
-/// The request line and headers every attempt of one request sends.
-struct Head<'g> {
-    method: Method,
-    /// Already rewritten for the upstream.
-    headers: HeaderMap,
-    path_and_query: uri::PathAndQuery,
-    /// The upstream's own `host`, when it has one.
-    host: Option<&'g HeaderValue>,
-    /// Whether the headers are kept for another attempt, or move into the first.
-    keep: bool,
-}
-
-impl<'g> Head<'g> {
-    /// The head of `outgoing`, and its body.
-    fn new(outgoing: Outgoing<'g>, keep: bool) -> (Self, Body) {
-        let Outgoing {
-            pool,
-            method,
-            headers,
-            path_and_query,
-            body,
-            ..
-        } = outgoing;
-        let host = pool.upstream.host.as_ref();
-        let head = Self {
-            method,
-            headers,
-            path_and_query,
-            host,
-            keep,
-        };
-        (head, body)
-    }
-
-    /// The request line and headers for an attempt on `endpoint`.
-    fn for_attempt(&mut self, endpoint: &Endpoint) -> Result<Request<()>, GatewayError> {
-        let headers = if self.keep {
-            self.headers.clone()
-        } else {
-            std::mem::take(&mut self.headers)
-        };
-        upstream_request(
-            &self.method,
-            headers,
-            endpoint,
-            self.host,
-            &self.path_and_query,
-        )
-    }
 }
 
 /// One request and its response head on `endpoint`: over a connection of the worker's pool,
@@ -158,15 +114,22 @@ async fn exchange(
 }
 
 /// The request line and headers for one attempt on `endpoint` (HTTP/1.1 upstream, whatever the
-/// client spoke, in origin form); the body is added by the caller. A request without a `Host`
-/// (HTTP/1.0) gets the address's, which HTTP/1.1 requires.
+/// client spoke, in origin form); the body is added by the caller. The headers are copied when
+/// `keep` says another attempt may need them, else they move into the request. A request
+/// without a `Host` (HTTP/1.0) gets the address's, which HTTP/1.1 requires.
 fn upstream_request(
     method: &Method,
-    mut headers: HeaderMap,
+    headers: &mut HeaderMap,
+    keep: bool,
     endpoint: &Endpoint,
     host: Option<&HeaderValue>,
     path_and_query: &uri::PathAndQuery,
 ) -> Result<Request<()>, GatewayError> {
+    let mut headers = if keep {
+        headers.clone()
+    } else {
+        std::mem::take(headers)
+    };
     let mut target = uri::Parts::default();
     target.path_and_query = Some(path_and_query.clone());
     let uri = Uri::from_parts(target)
