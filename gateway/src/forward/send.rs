@@ -152,8 +152,8 @@ fn upstream_request(
 }
 
 /// Classifies a failed attempt: `Err` when it must not be retried at all (the client's body
-/// went over the limit or failed), else whether another address may be tried. Connection failures count
-/// towards ejecting the address.
+/// went over the limit or failed), else whether another address may be tried (as
+/// [`retry::after_failure`] says). Connection failures count towards ejecting the address.
 fn failed(
     route: &Route,
     pool: &Pool,
