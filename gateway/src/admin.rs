@@ -14,11 +14,11 @@ use serde_json::json;
 
 use crate::{
     error::json_response,
-    forward::{
-        Proxy,
-        body::{self, Body},
-    },
+    forward::Proxy,
+    generation::Generation,
+    http_ext::body::{self, Body},
     listen::{Handler, Remote},
+    upstream::pool::Pool,
 };
 
 #[derive(Debug)]
@@ -40,67 +40,9 @@ impl Handler for Admin {
         let generation = self.proxy.current();
         match request.uri().path() {
             "/healthz" => json_response(StatusCode::OK, &json!({ "status": "ok" }), None),
-            "/readyz" => {
-                let unready: Vec<&str> = generation
-                    .pools()
-                    .filter(|pool| !pool.endpoints().iter().any(|e| e.is_available()))
-                    .map(|pool| pool.upstream.name.as_str())
-                    .collect();
-                if unready.is_empty() {
-                    json_response(
-                        StatusCode::OK,
-                        &json!({ "status": "ready", "generation": generation.number }),
-                        None,
-                    )
-                } else {
-                    json_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        &json!({ "error": "no usable address", "upstreams": unready }),
-                        None,
-                    )
-                }
-            }
-            "/metrics" => {
-                let text = self.proxy.metrics.render(&generation, &self.proxy.clients);
-                let mut response = Response::new(body::full(text));
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                );
-                response
-            }
-            "/routes" => {
-                let (succeeded, failed) = self.proxy.metrics.reload_counts();
-                let upstreams: serde_json::Map<String, serde_json::Value> = generation
-                    .pools()
-                    .map(|pool| {
-                        let addresses: Vec<_> = pool
-                            .endpoints()
-                            .iter()
-                            .map(|e| {
-                                json!({
-                                    "target": e.target,
-                                    "address": e.addr.to_string(),
-                                    "available": e.is_available(),
-                                    "healthy": e.is_healthy(),
-                                    "in_flight": e.in_flight(),
-                                })
-                            })
-                            .collect();
-                        (pool.upstream.name.clone(), json!(addresses))
-                    })
-                    .collect();
-                json_response(
-                    StatusCode::OK,
-                    &json!({
-                        "generation": generation.number,
-                        "reloads": { "succeeded": succeeded, "failed": failed },
-                        "table": &generation.table,
-                        "addresses": upstreams,
-                    }),
-                    None,
-                )
-            }
+            "/readyz" => readyz(&generation),
+            "/metrics" => self.metrics(&generation),
+            "/routes" => self.routes(&generation),
             _ => json_response(
                 StatusCode::NOT_FOUND,
                 &json!({ "error": "not found" }),
@@ -108,4 +50,76 @@ impl Handler for Admin {
             ),
         }
     }
+}
+
+impl Admin {
+    /// `GET /metrics`.
+    fn metrics(&self, generation: &Generation) -> Response<Body> {
+        let text = self.proxy.metrics.render(generation, &self.proxy.clients);
+        let mut response = Response::new(body::full(text));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        response
+    }
+
+    /// `GET /routes`: the table, and every upstream's addresses with their state.
+    fn routes(&self, generation: &Generation) -> Response<Body> {
+        let (succeeded, failed) = self.proxy.metrics.reload_counts();
+        let upstreams: serde_json::Map<String, serde_json::Value> = generation
+            .pools()
+            .map(|pool| (pool.upstream.name.clone(), addresses(pool)))
+            .collect();
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "generation": generation.number,
+                "reloads": { "succeeded": succeeded, "failed": failed },
+                "table": &generation.table,
+                "addresses": upstreams,
+            }),
+            None,
+        )
+    }
+}
+
+/// `GET /readyz`: ready when every upstream has a usable address.
+fn readyz(generation: &Generation) -> Response<Body> {
+    let unready: Vec<&str> = generation
+        .pools()
+        .filter(|pool| !pool.endpoints().iter().any(|e| e.is_available()))
+        .map(|pool| pool.upstream.name.as_str())
+        .collect();
+    if unready.is_empty() {
+        json_response(
+            StatusCode::OK,
+            &json!({ "status": "ready", "generation": generation.number }),
+            None,
+        )
+    } else {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "error": "no usable address", "upstreams": unready }),
+            None,
+        )
+    }
+}
+
+/// The addresses of `pool` as `/routes` lists them.
+fn addresses(pool: &Pool) -> serde_json::Value {
+    let addresses: Vec<_> = pool
+        .endpoints()
+        .iter()
+        .map(|e| {
+            json!({
+                "target": e.target,
+                "address": e.addr.to_string(),
+                "available": e.is_available(),
+                "healthy": e.is_healthy(),
+                "in_flight": e.in_flight(),
+            })
+        })
+        .collect();
+    json!(addresses)
 }

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use http::{HeaderValue, Response, StatusCode, header};
 
-use crate::forward::{
+use crate::http_ext::{
     body::{self, Body},
-    headers::X_REQUEST_ID,
+    names::X_REQUEST_ID,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,10 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use crate::{
     routes::RouteTable,
-    upstream::{Pool, Registry, health},
+    upstream::{
+        health,
+        pool::{Pool, Registry},
+    },
 };
 
 #[derive(Debug)]

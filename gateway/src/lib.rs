@@ -9,9 +9,15 @@
 //!   [`forward::respond`] (headers back, CORS, streamed body or a tunnel for an upgrade);
 //! - [`generation`]: one loaded routes file with everything built from it (address pools,
 //!   per-worker upstream clients, health checks), swapped whole on reload;
-//! - [`upstream`]: addresses behind each upstream, balancing, passive and active health;
+//! - [`upstream`]: the addresses behind each upstream ([`upstream::endpoint`]), balancing and
+//!   name lookup ([`upstream::pool`]), passive and active health, the connections to them, and
+//!   the one rule for sending a request again ([`upstream::retry`]);
 //! - [`routes`]: the file's schema, validation and the immutable routing table; [`reload`]
 //!   follows its edits;
+//! - [`tls`]: both sides of TLS, the public HTTPS port's certificates and the connections to
+//!   `https://` upstreams;
+//! - [`http_ext`]: the body type and the header names every layer shares (a leaf: it imports
+//!   nothing of the gateway);
 //! - [`admin`]: `/healthz`, `/readyz`, `/routes`, `/metrics` ([`metrics`]) on their own port;
 //! - [`startup`]: building and running the whole gateway.
 
@@ -20,6 +26,7 @@ pub mod config;
 pub mod error;
 pub mod forward;
 pub mod generation;
+pub mod http_ext;
 pub mod listen;
 pub mod metrics;
 pub mod reload;
@@ -29,5 +36,5 @@ pub mod tls;
 pub mod upstream;
 
 pub use config::GatewayConfig;
-pub use forward::body::{Body, BoxError};
+pub use http_ext::body::{Body, BoxError};
 pub use startup::{Gateway, StartError};

@@ -21,7 +21,7 @@ use prometheus_client::{
         family::Family,
         gauge::Gauge,
     },
-    registry::Registry,
+    registry::{Metric, Registry},
 };
 
 use crate::{generation::Generation, listen::clients::ClientConnections};
@@ -90,49 +90,42 @@ impl Metrics {
             shards: (0..workers.max(1)).map(|_| Mutex::default()).collect(),
         });
         registry.register_collector(Box::new(Arc::clone(&requests)));
-        let reloads = Family::<ReloadLabels, Counter>::default();
-        registry.register("reloads", "routes.toml reloads, by result", reloads.clone());
-        let tls_reloads = Family::<ReloadLabels, Counter>::default();
-        registry.register(
+        let r = &mut registry;
+        let reloads = registered(r, "reloads", "routes.toml reloads, by result");
+        let tls_reloads = registered(
+            r,
             "tls_reloads",
             "Changed certificate files loaded (success) or refused, the previous pair kept (failure)",
-            tls_reloads.clone(),
         );
-        let generation = Gauge::default();
-        registry.register(
+        let generation = registered(
+            r,
             "config_generation",
             "Generation of the routing table in use (1 = as started)",
-            generation.clone(),
         );
-        let address_up = Family::<AddressLabels, Gauge>::default();
-        registry.register(
+        let address_up = registered(
+            r,
             "upstream_address_up",
             "1 when an upstream address is usable (healthy, not ejected)",
-            address_up.clone(),
         );
-        let address_in_flight = Family::<AddressLabels, Gauge>::default();
-        registry.register(
+        let address_in_flight = registered(
+            r,
             "upstream_address_in_flight",
             "Requests in flight to an upstream address",
-            address_in_flight.clone(),
         );
-        let address_requests = Family::<AddressLabels, Counter>::default();
-        registry.register(
+        let address_requests = registered(
+            r,
             "upstream_address_requests",
             "Requests sent to an upstream address (each attempt); shows how replicas share the load",
-            address_requests.clone(),
         );
-        let connections_open = Gauge::default();
-        registry.register(
+        let connections_open = registered(
+            r,
             "client_connections",
             "Client connections open on the public and HTTPS ports",
-            connections_open.clone(),
         );
-        let connections_refused = Family::<RefusedLabels, Counter>::default();
-        registry.register(
+        let connections_refused = registered(
+            r,
             "connections_refused",
             "Client connections closed as soon as they were accepted, by reason",
-            connections_refused.clone(),
         );
         Self {
             registry,
@@ -147,6 +140,16 @@ impl Metrics {
             connections_refused,
         }
     }
+}
+
+/// A new metric registered as `name` (the registry keeps a handle to it).
+fn registered<M>(registry: &mut Registry, name: &str, help: &str) -> M
+where
+    M: Metric + Clone + Default,
+{
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 impl Metrics {

@@ -3,7 +3,7 @@
 
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
 
 use crate::{
@@ -125,6 +125,45 @@ impl Gateway {
     /// accepting and gives in-flight requests and tunnels `shutdown_grace` (routes.toml, as in
     /// force when shutdown starts) to finish before closing them.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) {
+        self.log_listening();
+        let policy = self.https_policy();
+        let (set_deadline, deadline) = Deadline::unset();
+        let Self {
+            listeners,
+            admin_listener,
+            https,
+            routes_path,
+            proxy,
+        } = self;
+        let control = Control::spawn(
+            &proxy,
+            admin_listener,
+            routes_path,
+            https.as_ref(),
+            &deadline,
+        );
+        let stop = async {
+            shutdown.await;
+            let grace = proxy.current().table.settings.shutdown_grace;
+            let _ = set_deadline.send(Some(std::time::Instant::now() + grace));
+        };
+        let (sockets, acceptor) = worker_sockets(listeners, https);
+        let work = {
+            let proxy = Arc::clone(&proxy);
+            move |worker, sockets| {
+                let handler = WorkerProxy {
+                    proxy: Arc::clone(&proxy),
+                    worker,
+                    https: policy,
+                };
+                serve_worker(handler, sockets, acceptor.clone(), deadline.clone())
+            }
+        };
+        tokio::join!(stop, listen::run_workers(sockets, work));
+        control.stop().await;
+    }
+
+    fn log_listening(&self) {
         tracing::info!(
             addr = %self.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             https = %self.tls_addr().and_then(Result::ok).map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
@@ -133,90 +172,122 @@ impl Gateway {
             routes = %self.routes_path.display(),
             "gateway listening"
         );
-        let policy = HttpsPolicy {
+    }
+
+    /// What plain HTTP gets: with `GATEWAY_HTTPS_REDIRECT`, a redirect to the HTTPS port.
+    fn https_policy(&self) -> HttpsPolicy {
+        HttpsPolicy {
             redirect_port: match (&self.https, self.tls_addr()) {
                 (Some(https), Some(Ok(addr))) if https.redirect => Some(addr.port()),
                 _ => None,
             },
-        };
-        let cert_watcher = self.https.as_ref().map(|https| {
-            tokio::spawn(Arc::clone(&https.certs).watch(Arc::clone(&self.proxy.metrics)))
+        }
+    }
+}
+
+/// The work of the control runtime while the gateway serves: the admin listener, the routes
+/// file's watcher and, with HTTPS, the certificate files' watcher.
+struct Control {
+    admin: JoinHandle<()>,
+    routes_watcher: JoinHandle<()>,
+    cert_watcher: Option<JoinHandle<()>>,
+}
+
+impl Control {
+    /// Starts them; the admin listener drains once `deadline` is set.
+    fn spawn(
+        proxy: &Arc<Proxy>,
+        admin_listener: TcpListener,
+        routes_path: PathBuf,
+        https: Option<&Https>,
+        deadline: &Deadline,
+    ) -> Self {
+        let cert_watcher = https.map(|https| {
+            let metrics = Arc::clone(&proxy.metrics);
+            tokio::spawn(Arc::clone(&https.certs).watch(move |ok| metrics.tls_reloaded(ok)))
         });
-        let (set_deadline, deadline) = Deadline::unset();
-        let watcher = tokio::spawn(reload::watch(
-            self.routes_path.clone(),
-            Arc::clone(&self.proxy),
-        ));
+        let routes_watcher = tokio::spawn(reload::watch(routes_path, Arc::clone(proxy)));
         let admin = tokio::spawn(listen::serve(
             "admin",
-            self.admin_listener,
+            admin_listener,
             None,
             Arc::new(Admin {
-                proxy: Arc::clone(&self.proxy),
+                proxy: Arc::clone(proxy),
             }),
             deadline.clone().started(),
             || Duration::from_secs(1),
         ));
-        let stop = async {
-            shutdown.await;
-            let grace = self.proxy.current().table.settings.shutdown_grace;
-            let _ = set_deadline.send(Some(std::time::Instant::now() + grace));
-        };
-        let proxy = Arc::clone(&self.proxy);
-        // Each worker accepts on its socket of the public port and, with HTTPS, of the TLS one.
-        let (tls_listeners, acceptor) = match self.https {
-            Some(https) => (
-                https.listeners.into_iter().map(Some).collect(),
-                Some(TlsAcceptor::from(https.server)),
-            ),
-            None => (Vec::new(), None),
-        };
-        let sockets: Vec<_> = self
-            .listeners
-            .into_iter()
-            .zip(
-                tls_listeners
-                    .into_iter()
-                    .chain(std::iter::repeat_with(|| None)),
-            )
-            .collect();
-        let workers = listen::run_workers(sockets, move |worker, (plain, tls)| {
-            let proxy = Arc::clone(&proxy);
-            let deadline = deadline.clone();
-            let acceptor = acceptor.clone();
-            async move {
-                let handler = Arc::new(WorkerProxy {
-                    proxy: Arc::clone(&proxy),
-                    worker,
-                    https: policy,
-                });
-                let serve = |name, listener, tls| {
-                    listen::serve(
-                        name,
-                        listener,
-                        tls,
-                        Arc::clone(&handler),
-                        deadline.clone().started(),
-                        || deadline.remaining(),
-                    )
-                };
-                let plain = TcpListener::from_std(plain)?;
-                match tls.map(TcpListener::from_std).transpose()? {
-                    Some(tls) => {
-                        tokio::join!(serve("public", plain, None), serve("https", tls, acceptor));
-                    }
-                    None => serve("public", plain, None).await,
-                }
-                // Tunnels get what is left of the deadline after the requests.
-                proxy.drain_tunnels(deadline.remaining()).await;
-                Ok(())
-            }
-        });
-        tokio::join!(stop, workers);
-        watcher.abort();
-        if let Some(cert_watcher) = cert_watcher {
+        Self {
+            admin,
+            routes_watcher,
+            cert_watcher,
+        }
+    }
+
+    /// Once the workers are done: stops watching the files and waits for the admin listener.
+    async fn stop(self) {
+        self.routes_watcher.abort();
+        if let Some(cert_watcher) = self.cert_watcher {
             cert_watcher.abort();
         }
-        let _ = admin.await;
+        let _ = self.admin.await;
     }
+}
+
+/// What each worker accepts on: its socket of the public port and, with HTTPS, of the TLS one.
+type WorkerSockets = (std::net::TcpListener, Option<std::net::TcpListener>);
+
+/// The sockets of each worker (see [`WorkerSockets`]), and the TLS acceptor with HTTPS.
+fn worker_sockets(
+    listeners: Vec<std::net::TcpListener>,
+    https: Option<Https>,
+) -> (Vec<WorkerSockets>, Option<TlsAcceptor>) {
+    let (tls_listeners, acceptor) = match https {
+        Some(https) => (
+            https.listeners.into_iter().map(Some).collect(),
+            Some(TlsAcceptor::from(https.server)),
+        ),
+        None => (Vec::new(), None),
+    };
+    let sockets = listeners
+        .into_iter()
+        .zip(
+            tls_listeners
+                .into_iter()
+                .chain(std::iter::repeat_with(|| None)),
+        )
+        .collect();
+    (sockets, acceptor)
+}
+
+/// One worker's life, on its own runtime: serves its sockets until the deadline is set, then
+/// drains them and, with what is left of the deadline after the requests, the tunnels.
+async fn serve_worker(
+    handler: WorkerProxy,
+    (plain, tls): WorkerSockets,
+    acceptor: Option<TlsAcceptor>,
+    deadline: Deadline,
+) -> std::io::Result<()> {
+    let proxy = Arc::clone(&handler.proxy);
+    let handler = Arc::new(handler);
+    let serve = |name, listener, tls| {
+        listen::serve(
+            name,
+            listener,
+            tls,
+            Arc::clone(&handler),
+            deadline.clone().started(),
+            || deadline.remaining(),
+        )
+    };
+    let plain = TcpListener::from_std(plain)?;
+    match tls.map(TcpListener::from_std).transpose()? {
+        Some(tls) => {
+            tokio::join!(serve("public", plain, None), serve("https", tls, acceptor));
+        }
+        None => serve("public", plain, None).await,
+    }
+    // Tunnels get what is left of the deadline after the requests.
+    proxy.drain_tunnels(deadline.remaining()).await;
+    Ok(())
 }

@@ -5,22 +5,26 @@
 
 use std::{borrow::Cow, net::IpAddr, sync::Arc};
 
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Version, uri::PathAndQuery};
+use http::{
+    HeaderMap, HeaderValue, Method, Request, Response, Uri, Version, request::Parts,
+    uri::PathAndQuery,
+};
 use http_body_util::{BodyExt, Limited};
 use hyper::{body::Incoming, upgrade::OnUpgrade};
 
 use crate::{
     error::GatewayError,
     forward::{
-        body::{Body, BoxError, ClientBodyError},
         cors,
         headers::{self, Peer},
-        host, path,
+        host::{self, RequestHost},
+        path,
     },
     generation::Generation,
+    http_ext::body::{Body, BoxError, ClientBodyError},
     listen::Remote,
-    routes::Route,
-    upstream::Pool,
+    routes::{Route, Settings},
+    upstream::pool::Pool,
 };
 
 /// The outcome of admission: answered by the gateway itself, or to be forwarded.
@@ -77,24 +81,12 @@ pub fn admit<'g>(
     request_id: &HeaderValue,
 ) -> Result<Admission<'g>, GatewayError> {
     let table = &generation.table;
-    let host = host::of_request(request.version(), request.uri(), request.headers())
-        .map_err(GatewayError::BadRequest)?;
-    refuse_transfer_codings(request.headers())?;
-    let normal_path = path::normalize(request.uri().path()).map_err(GatewayError::BadRequest)?;
-    let route = table.route(&normal_path).ok_or(GatewayError::NoRoute)?;
-    // The upstream gets the path that was routed (with the route's prefix replaced when it
-    // says so); the query as it came.
-    let forwarded = match (route.forwarded_path(&normal_path), normal_path) {
-        (Some(replaced), _) => Some(replaced),
-        (None, Cow::Owned(normal)) => Some(normal),
-        (None, Cow::Borrowed(_)) => None,
-    };
-    let rewritten = forwarded
-        .map(|path| with_query(path, request.uri().query()))
-        .transpose()?;
-    let pool = generation
-        .pool(&route.upstream.name)
-        .ok_or(GatewayError::NoRoute)?;
+    let Routed {
+        host,
+        route,
+        pool,
+        rewritten,
+    } = routed(generation, &request)?;
     let cors_origin = match &table.cors {
         Some(cors) if cors::is_preflight(request.method(), request.headers()) => {
             let answer = cors::preflight(cors, request.headers(), request_id);
@@ -108,29 +100,15 @@ pub fn admit<'g>(
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
 
     let (mut parts, body) = request.into_parts();
-    let peer = Peer {
-        addr: remote.addr.ip(),
-        text: &remote.ip,
-        trusted: table.settings.is_trusted(remote.addr.ip()),
-        https: remote.https,
-    };
-    let client = headers::prepare_request(
-        &mut parts.headers,
-        parts.version,
+    let client = rewrite_headers(
+        &mut parts,
         host.as_ref(),
-        &peer,
+        remote,
         request_id,
         &table.settings,
     );
-    let client_target = || {
-        parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"))
-    };
-    let checked_target = route.auth.is_some().then(client_target);
-    let path_and_query = rewritten.unwrap_or_else(client_target);
+    let checked_target = route.auth.is_some().then(|| client_target(&parts.uri));
+    let path_and_query = rewritten.unwrap_or_else(|| client_target(&parts.uri));
     Ok(Admission::Forward(Admitted {
         outgoing: Outgoing {
             route,
@@ -149,6 +127,83 @@ pub fn admit<'g>(
         client_target: checked_target,
         client,
     }))
+}
+
+/// Where a request goes, as its head says.
+struct Routed<'g> {
+    /// The host it is for (see [`host`]).
+    host: Option<RequestHost>,
+    route: &'g Route,
+    pool: &'g Arc<Pool>,
+    /// The target to send when it is not the client's: the path normalized or the route's
+    /// prefix replaced, with the query as it came.
+    rewritten: Option<PathAndQuery>,
+}
+
+/// Checks the request's host and transfer codings, gives the path its one meaning and routes it.
+fn routed<'g>(
+    generation: &'g Generation,
+    request: &Request<Incoming>,
+) -> Result<Routed<'g>, GatewayError> {
+    let host = host::of_request(request.version(), request.uri(), request.headers())
+        .map_err(GatewayError::BadRequest)?;
+    refuse_transfer_codings(request.headers())?;
+    let normal_path = path::normalize(request.uri().path()).map_err(GatewayError::BadRequest)?;
+    let route = generation
+        .table
+        .route(&normal_path)
+        .ok_or(GatewayError::NoRoute)?;
+    // The upstream gets the path that was routed (with the route's prefix replaced when it
+    // says so); the query as it came.
+    let forwarded = match (route.forwarded_path(&normal_path), normal_path) {
+        (Some(replaced), _) => Some(replaced),
+        (None, Cow::Owned(normal)) => Some(normal),
+        (None, Cow::Borrowed(_)) => None,
+    };
+    let rewritten = forwarded
+        .map(|path| with_query(path, request.uri().query()))
+        .transpose()?;
+    let pool = generation
+        .pool(&route.upstream.name)
+        .ok_or(GatewayError::NoRoute)?;
+    Ok(Routed {
+        host,
+        route,
+        pool,
+        rewritten,
+    })
+}
+
+/// Rewrites the request's headers for the upstream (see [`headers::prepare_request`]) and
+/// returns the client's address.
+fn rewrite_headers(
+    parts: &mut Parts,
+    host: Option<&RequestHost>,
+    remote: &Remote,
+    request_id: &HeaderValue,
+    settings: &Settings,
+) -> IpAddr {
+    let peer = Peer {
+        addr: remote.addr.ip(),
+        text: &remote.ip,
+        trusted: settings.is_trusted(remote.addr.ip()),
+        https: remote.https,
+    };
+    headers::prepare_request(
+        &mut parts.headers,
+        parts.version,
+        host,
+        &peer,
+        request_id,
+        settings,
+    )
+}
+
+/// The request target as the client sent it.
+fn client_target(uri: &Uri) -> PathAndQuery {
+    uri.path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"))
 }
 
 /// `path?query` as a request target.

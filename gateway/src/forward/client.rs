@@ -10,12 +10,9 @@
 
 use std::net::IpAddr;
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderMap;
 
-use crate::routes::Settings;
-
-/// The header upstreams read the client's address from.
-pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+use crate::{http_ext::names::X_FORWARDED_FOR, routes::Settings};
 
 /// The client's address for a request from `peer` carrying `headers` (as received, before the
 /// gateway appends its own hop).
@@ -27,7 +24,7 @@ pub fn address(headers: &HeaderMap, peer: IpAddr, settings: &Settings) -> IpAddr
     // proxy's.
     let mut client = peer;
     let entries = headers
-        .get_all(super::headers::X_FORWARDED_FOR)
+        .get_all(X_FORWARDED_FOR)
         .iter()
         .rev()
         .flat_map(|value| value.as_bytes().rsplit(|&byte| byte == b','));
@@ -85,10 +82,7 @@ mod tests {
     fn forwarded(lines: &[&str]) -> HeaderMap {
         let mut headers = HeaderMap::new();
         for line in lines {
-            headers.append(
-                super::super::headers::X_FORWARDED_FOR,
-                HeaderValue::from_str(line).expect("value"),
-            );
+            headers.append(X_FORWARDED_FOR, HeaderValue::from_str(line).expect("value"));
         }
         headers
     }

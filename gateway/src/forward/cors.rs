@@ -16,9 +16,9 @@ use http::{
 
 use crate::{
     error::json_response,
-    forward::{
+    http_ext::{
         body::{self, Body},
-        headers::X_REQUEST_ID,
+        names::X_REQUEST_ID,
     },
     routes::Cors,
 };

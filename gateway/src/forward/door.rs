@@ -32,11 +32,12 @@ use crate::{
     forward::{
         Served,
         admit::Outgoing,
-        body::{self, Body, BoxError, Streamed},
         send::{self, Sent},
     },
     generation::Generation,
+    http_ext::body::{self, Body, BoxError},
     routes::DoorCheck,
+    upstream::streamed::Streamed,
 };
 
 /// What the method and the target of the checked request are sent as.
@@ -64,35 +65,12 @@ pub async fn check(
     outgoing: &mut Outgoing<'_>,
     client_target: &PathAndQuery,
 ) -> Result<Verdict, GatewayError> {
-    // Whatever the client sent under the names the check vouches for, in any spelling, is
-    // never believed, pass or not: neither the check nor the upstream sees it.
-    remove_spellings(&mut outgoing.headers, &check.headers);
-    announce_no_vouched_trailers(&mut outgoing.headers, &check.headers);
-    let body = std::mem::replace(&mut outgoing.body, body::empty());
-    outgoing.body = ScrubbedTrailers {
-        body,
-        vouched: Arc::clone(&check.headers),
-        underscores: generation.table.settings.underscores_in_headers,
-    }
-    .boxed();
-    let pool = generation
-        .pool(&check.route.upstream.name)
-        .ok_or(GatewayError::NoRoute)?;
-    let mut headers = outgoing.headers.clone();
-    for framing in [header::CONTENT_LENGTH, header::TRANSFER_ENCODING] {
-        headers.remove(framing);
-    }
-    set(&mut headers, &X_FORWARDED_METHOD, outgoing.method.as_str());
-    set(&mut headers, &X_FORWARDED_URI, client_target.as_str());
-    let asking = Outgoing {
-        route: &check.route,
-        pool,
-        method: Method::GET,
-        headers,
-        path_and_query: check.target.clone(),
-        body: body::empty(),
-        upgrade: false,
-    };
+    scrub(
+        outgoing,
+        check,
+        generation.table.settings.underscores_in_headers,
+    );
+    let asking = asking(generation, check, outgoing, client_target)?;
     let mut served = Served::default();
     let sent = send::send(worker, generation, asking, &mut served)
         .await
@@ -103,6 +81,56 @@ pub async fn check(
     if !sent.response.status().is_success() {
         return Ok(Verdict::Refuse(sent));
     }
+    let_through(outgoing, check, sent).await;
+    Ok(Verdict::Pass)
+}
+
+/// Whatever the client sent under the names the check vouches for, in any spelling, is
+/// never believed, pass or not: neither the check nor the upstream sees it. Removes them from
+/// the headers, from the trailers `Trailer` announces, and from the trailers of the body.
+fn scrub(outgoing: &mut Outgoing<'_>, check: &DoorCheck, underscores: bool) {
+    remove_spellings(&mut outgoing.headers, &check.headers);
+    announce_no_vouched_trailers(&mut outgoing.headers, &check.headers);
+    let body = std::mem::replace(&mut outgoing.body, body::empty());
+    outgoing.body = ScrubbedTrailers {
+        body,
+        vouched: Arc::clone(&check.headers),
+        underscores,
+    }
+    .boxed();
+}
+
+/// The request that asks `check` about `outgoing`: its headers without a body, and the
+/// original method and target.
+fn asking<'a>(
+    generation: &'a Generation,
+    check: &'a DoorCheck,
+    outgoing: &Outgoing<'_>,
+    client_target: &PathAndQuery,
+) -> Result<Outgoing<'a>, GatewayError> {
+    let pool = generation
+        .pool(&check.route.upstream.name)
+        .ok_or(GatewayError::NoRoute)?;
+    let mut headers = outgoing.headers.clone();
+    for framing in [header::CONTENT_LENGTH, header::TRANSFER_ENCODING] {
+        headers.remove(framing);
+    }
+    set(&mut headers, &X_FORWARDED_METHOD, outgoing.method.as_str());
+    set(&mut headers, &X_FORWARDED_URI, client_target.as_str());
+    Ok(Outgoing {
+        route: &check.route,
+        pool,
+        method: Method::GET,
+        headers,
+        path_and_query: check.target.clone(),
+        body: body::empty(),
+        upgrade: false,
+    })
+}
+
+/// A pass: the check's named headers go onto the request, and the session comes off it unless
+/// the check passes it on.
+async fn let_through(outgoing: &mut Outgoing<'_>, check: &DoorCheck, sent: Sent) {
     let Sent {
         response,
         connection,
@@ -125,7 +153,6 @@ pub async fn check(
     if let Err(err) = body.collect().await {
         tracing::debug!(check = %check.name, error = %err, "a passing check's body was not read to its end");
     }
-    Ok(Verdict::Pass)
 }
 
 fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {

@@ -19,12 +19,12 @@ use http::{
 };
 
 use super::{client, host::RequestHost};
-use crate::routes::Settings;
-
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static(common::request_id::HEADER);
+use crate::{
+    http_ext::names::{
+        X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP, X_REQUEST_ID,
+    },
+    routes::Settings,
+};
 
 /// Headers that are hop-by-hop whatever `Connection` says (RFC 9110 §7.6.1, plus the
 /// non-standard `Keep-Alive`/`Proxy-Connection` still sent by old clients, and the
@@ -222,7 +222,7 @@ pub fn prepare_request(
     } else {
         HeaderValue::from_str(&client.to_string()).unwrap_or_else(|_| peer.text.clone())
     };
-    headers.insert(client::X_REAL_IP, real_ip);
+    headers.insert(X_REAL_IP, real_ip);
     headers.insert(X_REQUEST_ID, request_id.clone());
     add_via(headers, version);
     client

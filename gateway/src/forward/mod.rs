@@ -4,7 +4,8 @@
 //!    preflights, refuse a declared body over the limit, and rewrite the headers to send
 //!    (RFC 9110 §7.6); on a route with a door check, ask it ([`door`]);
 //! 2. [`send`]: pick an upstream address, send over a pooled keep-alive connection of this
-//!    worker, and retry on another address only when that cannot do harm;
+//!    worker, and retry on another address only when that cannot do harm (as
+//!    [`crate::upstream::retry`] decides, with the body kept by [`resend`]);
 //! 3. [`respond`]: rewrite the response headers, apply CORS, stream the body back (or splice a
 //!    `101 Switching Protocols` into a tunnel).
 //!
@@ -13,13 +14,13 @@
 //! ([`crate::error`]).
 
 pub mod admit;
-pub mod body;
 pub mod client;
 pub mod cors;
 pub mod door;
 pub mod headers;
 pub mod host;
 pub mod path;
+pub mod resend;
 pub mod respond;
 pub mod send;
 
@@ -38,18 +39,18 @@ use tracing::Instrument;
 
 use crate::{
     error::GatewayError,
-    forward::{
-        admit::{Admission, Admitted},
-        body::Body,
-        headers::X_REQUEST_ID,
-    },
+    forward::admit::{Admission, Admitted},
     generation::Generation,
+    http_ext::{
+        body::{self, Body},
+        names::X_REQUEST_ID,
+    },
     listen::{
         Accepted, ConnectionSettings, Handler, OpenRequest, Remote, clients::ClientConnections,
     },
     metrics::Metrics,
     routes::{Route, RouteTable},
-    upstream::Registry,
+    upstream::pool::Registry,
 };
 
 /// The proxy: the current generation (swapped atomically on reload), the endpoint registry shared

@@ -9,14 +9,9 @@ use hyper_util::rt::TokioIo;
 use tracing::Instrument;
 
 use crate::{
-    forward::{
-        Proxy,
-        admit::Returning,
-        body::{self, Body, BoxError, Streamed},
-        cors, headers,
-        send::Sent,
-    },
-    upstream::InFlight,
+    forward::{Proxy, admit::Returning, cors, headers, send::Sent},
+    http_ext::body::{self, Body, BoxError},
+    upstream::{endpoint::InFlight, streamed::Streamed},
 };
 
 /// The client's response to `sent`.

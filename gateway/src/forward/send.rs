@@ -4,7 +4,8 @@
 //! A failed attempt is retried on another address only when that cannot do harm: when nothing
 //! reached the upstream (the connection was refused or timed out, and the body was not read), or
 //! when the method is idempotent and the body is still unread. A timeout is never retried: the
-//! upstream may still be working on it.
+//! upstream may still be working on it. Those rules are [`crate::upstream::retry`]'s: this step
+//! asks it, and keeps the body for another attempt ([`super::resend`]).
 
 use std::{sync::Arc, time::Duration};
 
@@ -13,22 +14,17 @@ use hyper::body::Incoming;
 
 use crate::{
     error::GatewayError,
-    forward::{
-        Served,
-        admit::Outgoing,
-        body::{self, Body, BoxError, Resendable},
-    },
+    forward::{Served, admit::Outgoing, resend::Resendable},
     generation::Generation,
+    http_ext::body::{self, Body, BoxError},
     routes::Route,
     upstream::{
-        Endpoint, InFlight, Pool,
         connection::{self, Connection, SendError},
-        is_idempotent,
+        endpoint::{Endpoint, InFlight},
+        pool::Pool,
+        retry::{self, MAX_ATTEMPTS},
     },
 };
-
-/// Most addresses one request is tried on.
-const MAX_ATTEMPTS: usize = 3;
 
 /// An upstream's answer, with the connection its body arrives on (`None` for a protocol
 /// switch) and its address's in-flight count, both held until the body is done.
@@ -43,23 +39,15 @@ pub struct Sent {
 pub async fn send<'g>(
     worker: usize,
     generation: &'g Generation,
-    outgoing: Outgoing<'g>,
+    mut outgoing: Outgoing<'g>,
     served: &mut Served<'g>,
 ) -> Result<Sent, GatewayError> {
-    let Outgoing {
-        route,
-        pool,
-        method,
-        mut headers,
-        path_and_query,
-        body,
-        upgrade,
-    } = outgoing;
+    let (route, pool, upgrade) = (outgoing.route, outgoing.pool, outgoing.upgrade);
     let connect_timeout = generation.table.settings.connect_timeout;
     // Headers are kept for a retry only when there is another address to retry on; for a
     // single-address upstream they move into the request.
-    let may_retry = pool.has_alternatives() && !upgrade;
-    let mut body = Resendable::new(body, may_retry);
+    let may_retry = retry::may_retry(pool.has_alternatives(), upgrade);
+    let mut body = Resendable::new(outgoing.body, may_retry);
     let mut tried: Vec<Arc<Endpoint>> = Vec::new();
     let mut last_error = None;
     while served.attempts < MAX_ATTEMPTS {
@@ -71,17 +59,13 @@ pub async fn send<'g>(
         };
         served.attempts += 1;
         served.address = Some(endpoint.addr);
-        let attempt_headers = if may_retry {
-            headers.clone()
-        } else {
-            std::mem::take(&mut headers)
-        };
         let request = upstream_request(
-            &method,
-            attempt_headers,
+            &outgoing.method,
+            &mut outgoing.headers,
+            may_retry,
             &endpoint,
             pool.upstream.host.as_ref(),
-            &path_and_query,
+            &outgoing.path_and_query,
         )?
         .map(|()| attempt_body);
         let in_flight = endpoint.begin(worker);
@@ -96,7 +80,7 @@ pub async fn send<'g>(
                 });
             }
             Ok(Err(err)) => {
-                let retryable = failed(route, pool, &endpoint, &method, &err)?;
+                let retryable = failed(route, pool, &endpoint, &outgoing.method, &err)?;
                 last_error = Some(unavailable(route, &endpoint, Box::new(err)));
                 tried.push(endpoint);
                 if !(retryable && may_retry) {
@@ -130,15 +114,22 @@ async fn exchange(
 }
 
 /// The request line and headers for one attempt on `endpoint` (HTTP/1.1 upstream, whatever the
-/// client spoke, in origin form); the body is added by the caller. A request without a `Host`
-/// (HTTP/1.0) gets the address's, which HTTP/1.1 requires.
+/// client spoke, in origin form); the body is added by the caller. The headers are copied when
+/// `keep` says another attempt may need them, else they move into the request. A request
+/// without a `Host` (HTTP/1.0) gets the address's, which HTTP/1.1 requires.
 fn upstream_request(
     method: &Method,
-    mut headers: HeaderMap,
+    headers: &mut HeaderMap,
+    keep: bool,
     endpoint: &Endpoint,
     host: Option<&HeaderValue>,
     path_and_query: &uri::PathAndQuery,
 ) -> Result<Request<()>, GatewayError> {
+    let mut headers = if keep {
+        headers.clone()
+    } else {
+        std::mem::take(headers)
+    };
     let mut target = uri::Parts::default();
     target.path_and_query = Some(path_and_query.clone());
     let uri = Uri::from_parts(target)
@@ -161,8 +152,8 @@ fn upstream_request(
 }
 
 /// Classifies a failed attempt: `Err` when it must not be retried at all (the client's body
-/// went over the limit or failed), else whether another address may be tried. Connection failures count
-/// towards ejecting the address.
+/// went over the limit or failed), else whether another address may be tried (as
+/// [`retry::after_failure`] says). Connection failures count towards ejecting the address.
 fn failed(
     route: &Route,
     pool: &Pool,
@@ -179,11 +170,10 @@ fn failed(
             "malformed or incomplete request body",
         ));
     }
-    let unsent = matches!(err, SendError::Connect(_));
-    if unsent && endpoint.connect_failed(&pool.upstream.eject) {
+    if err.is_unsent() && endpoint.connect_failed(&pool.upstream.eject) {
         tracing::warn!(upstream = %pool.upstream.name, address = %endpoint.addr, cooldown = ?pool.upstream.eject.cooldown, "address ejected after connection failures");
     }
-    let retryable = unsent || (route.idempotent && is_idempotent(method));
+    let retryable = retry::after_failure(err, route.idempotent, method);
     tracing::debug!(address = %endpoint.addr, error = %err, retryable, "upstream attempt failed");
     Ok(retryable)
 }

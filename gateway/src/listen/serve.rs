@@ -34,7 +34,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::clients::Permit;
-use crate::forward::body::{Body, BoxError};
+use crate::http_ext::body::{Body, BoxError};
 
 /// Limits applied to each new client connection.
 #[derive(Debug, Clone, Copy)]
@@ -244,18 +244,7 @@ async fn serve_io<H, I>(
     H: Handler,
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.idle_timeout)
-        .max_buf_size(settings.max_header_bytes);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(settings.ping_interval())
-        .keep_alive_timeout(settings.ping_timeout())
-        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
+    let builder = builder(&settings);
     let activity = Arc::new(Activity::new());
     let remote = Remote::new(peer, https, Arc::clone(&activity));
     // The handler's future (the whole proxying of a request: kilobytes) is made in a heap
@@ -270,11 +259,7 @@ async fn serve_io<H, I>(
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
-    let mut timer = IdleTimer {
-        sleep: Box::pin(tokio::time::sleep(settings.idle_timeout)),
-        activity: &activity,
-    };
-    let mut watch = Watch::Idle;
+    let mut timer = IdleTimer::new(&activity, settings.idle_timeout);
     let mut draining = false;
     let result = loop {
         tokio::select! {
@@ -283,26 +268,21 @@ async fn serve_io<H, I>(
             result = connection.as_mut() => break result,
             () = closing.cancelled(), if !draining => {
                 draining = true;
-                if watch != Watch::Closing {
+                if timer.watch != Watch::Closing {
                     connection.as_mut().graceful_shutdown();
                 }
                 // The drain's own deadline (the shutdown grace) ends it if need be.
-                watch = Watch::Off;
+                timer.watch = Watch::Off;
             }
-            () = &mut timer, if watch != Watch::Off => match (watch, activity.idle_until(settings.idle_timeout)) {
-                (Watch::Closing, Idle::Open) => timer.reset(settings.idle_timeout),
-                (Watch::Closing, _) => {
-                    tracing::debug!(listener = name, %peer, "dropping an idle connection that did not close");
-                    return;
-                }
-                (_, Idle::Http1) => watch = Watch::Off,
-                (_, Idle::Open) => timer.reset(settings.idle_timeout),
-                (_, Idle::Until(deadline)) if deadline > Instant::now() => timer.reset_at(deadline),
-                (_, Idle::Until(_)) => {
+            () = &mut timer, if timer.watch != Watch::Off => match timer.fired(settings.idle_timeout) {
+                Fired::Wait => {}
+                Fired::Close => {
                     tracing::debug!(listener = name, %peer, "closing an idle connection");
                     connection.as_mut().graceful_shutdown();
-                    watch = Watch::Closing;
-                    timer.reset(CLOSE_GRACE);
+                }
+                Fired::Drop => {
+                    tracing::debug!(listener = name, %peer, "dropping an idle connection that did not close");
+                    return;
                 }
             },
         }
@@ -312,15 +292,70 @@ async fn serve_io<H, I>(
     }
 }
 
+/// hyper's connection settings for `settings`, both protocols.
+fn builder(settings: &ConnectionSettings) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.idle_timeout)
+        .max_buf_size(settings.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(settings.ping_interval())
+        .keep_alive_timeout(settings.ping_timeout())
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
 /// The idle timer's sleep, which stops being polled once the connection shows itself HTTP/1:
 /// the connection's task is woken for every read and write, and an HTTP/1 request should not
 /// pay for polling a timer it does not need on each of them.
 struct IdleTimer<'a> {
     sleep: Pin<Box<tokio::time::Sleep>>,
     activity: &'a Activity,
+    watch: Watch,
 }
 
-impl IdleTimer<'_> {
+/// What the connection must do when its idle timer fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fired {
+    /// Nothing yet: the timer is set again, or off.
+    Wait,
+    /// It has been idle for `idle_timeout`: tell it to close.
+    Close,
+    /// It was told to close and has not: drop it.
+    Drop,
+}
+
+impl<'a> IdleTimer<'a> {
+    /// A timer over `activity`, which first fires after `idle_timeout`.
+    fn new(activity: &'a Activity, idle_timeout: Duration) -> Self {
+        Self {
+            sleep: Box::pin(tokio::time::sleep(idle_timeout)),
+            activity,
+            watch: Watch::Idle,
+        }
+    }
+
+    /// The timer fired: what the connection's requests say about it now.
+    fn fired(&mut self, idle_timeout: Duration) -> Fired {
+        match (self.watch, self.activity.idle_until(idle_timeout)) {
+            (Watch::Closing, Idle::Open) => self.reset(idle_timeout),
+            (Watch::Closing, _) => return Fired::Drop,
+            (_, Idle::Http1) => self.watch = Watch::Off,
+            (_, Idle::Open) => self.reset(idle_timeout),
+            (_, Idle::Until(deadline)) if deadline > Instant::now() => self.reset_at(deadline),
+            (_, Idle::Until(_)) => {
+                self.watch = Watch::Closing;
+                self.reset(CLOSE_GRACE);
+                return Fired::Close;
+            }
+        }
+        Fired::Wait
+    }
+
     fn reset(&mut self, after: Duration) {
         self.reset_at(Instant::now() + after);
     }

@@ -6,14 +6,15 @@
 //! a lock. Here a connection is hyper's `SendRequest` together with its connection future, and
 //! the request's own task polls that future while it waits for the response head and while it
 //! streams the body ([`Connection::drive`]). Between requests the connection waits in the idle
-//! list of its address and worker ([`super::Endpoint`]). One task per client connection does all
-//! the I/O of its requests, as an nginx worker's event loop does.
+//! list of its address and worker ([`super::endpoint::Endpoint`]). One task per client
+//! connection does all the I/O of its requests, as an nginx worker's event loop does.
 //!
 //! A pooled connection the upstream closed while it sat idle (a keep-alive timeout, a restart)
 //! fails before the request is written; hyper hands such a request back and it is sent again on
 //! a new connection. One the upstream closes just as the request arrives (its keep-alive timeout
 //! firing at that moment) fails after: an idempotent request without a body is then sent again
-//! too ([`super::Endpoint::send`]); any other gets its 502, since it may have been carried out.
+//! too ([`super::endpoint::Endpoint::send`], by the rule in [`super::retry`]); any other gets
+//! its 502, since it may have been carried out.
 //!
 //! An upstream may answer before it has read the whole request body (a `413`, an early error).
 //! Such a connection is never pooled: the rest of the body would wait in it, unread, and so
@@ -48,8 +49,10 @@ use tokio::{
 };
 use tokio_rustls::client::TlsStream;
 
-use super::tls::UpstreamTls;
-use crate::forward::body::Body;
+use crate::{
+    http_ext::body::{Body, BoxError},
+    tls::upstream::UpstreamTls,
+};
 
 type Driver = http1::Connection<TokioIo<Stream>, Body>;
 
@@ -164,6 +167,13 @@ pub enum SendError {
     Failed(hyper::Error),
 }
 
+impl SendError {
+    /// Whether nothing of the request reached the upstream.
+    pub fn is_unsent(&self) -> bool {
+        matches!(self, Self::Connect(_))
+    }
+}
+
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -265,7 +275,7 @@ struct Watched {
 
 impl HttpBody for Watched {
     type Data = Bytes;
-    type Error = crate::forward::body::BoxError;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,

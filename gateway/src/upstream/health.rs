@@ -6,8 +6,12 @@ use std::{sync::Weak, time::Duration};
 
 use http::Request;
 
-use super::{Endpoint, HealthCheck, Pool, Registry, connection::Connection};
-use crate::forward::body;
+use super::{
+    connection::Connection,
+    endpoint::Endpoint,
+    pool::{Pool, Registry},
+};
+use crate::{http_ext::body, routes::HealthCheck};
 
 /// Resolves `pool`'s targets every `interval` until the pool is gone.
 pub async fn resolve_every(

@@ -69,7 +69,7 @@ impl UpstreamTls {
             .map_err(|err| err.to_string())?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        // Upstream connections speak HTTP/1.1 (see `super::connection`).
+        // Upstream connections speak HTTP/1.1 (see `crate::upstream::connection`).
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Self {
             connector: TlsConnector::from(Arc::new(config)),

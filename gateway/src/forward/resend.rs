@@ -1,11 +1,10 @@
-//! The bodies crossing the gateway: one boxed type for every request and response, and two
-//! wrappers.
+//! A request body that can be sent again: the first attempt gets it; a later attempt (a retry on
+//! another address, see [`crate::upstream::retry`]) gets it only when no attempt read any of it,
+//! so a retry never sends a half-read body.
 //!
 //! - [`Reclaimable`]: a request body that can be taken back if the upstream request failed
-//!   before reading any of it, so the request can go to another address (a retry never sends a
-//!   half-read body).
-//! - [`Streamed`]: a response body that drives its upstream connection, gives it back for reuse
-//!   at its end, and keeps its address's in-flight count until then.
+//!   before reading any of it, so the request can go to another address.
+//! - [`Resendable`]: the body of one request over its attempts.
 
 use std::{
     pin::Pin,
@@ -15,48 +14,9 @@ use std::{
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use http_body_util::{BodyExt, combinators::BoxBody};
+use http_body_util::BodyExt;
 
-use hyper::body::Incoming;
-
-use crate::upstream::{InFlight, connection::Connection};
-
-/// Errors inside streamed bodies.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// The body type of every request and response crossing the gateway.
-pub type Body = BoxBody<Bytes, BoxError>;
-
-/// The client's request body failed (malformed framing, a reset stream): the request, not the
-/// upstream, is at fault.
-#[derive(Debug, thiserror::Error)]
-#[error("request body: {0}")]
-pub struct ClientBodyError(#[source] pub hyper::Error);
-
-/// Whether `err`, or an error it was caused by, is the client's body failing.
-pub fn is_client_body_error(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(err);
-    while let Some(error) = cause {
-        if error.is::<ClientBodyError>() {
-            return true;
-        }
-        cause = error.source();
-    }
-    false
-}
-
-/// A body with nothing in it.
-pub fn empty() -> Body {
-    http_body_util::Empty::new()
-        .map_err(|never| match never {})
-        .boxed()
-}
-
-/// A complete body the gateway wrote itself.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    http_body_util::Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
-}
+use crate::http_ext::body::{Body, BoxError};
 
 /// A body that stays in a shared slot until first polled.
 #[derive(Debug)]
@@ -176,84 +136,12 @@ impl Resendable {
     }
 }
 
-/// A response body from an upstream: it drives its connection while it streams (see
-/// [`crate::upstream::connection`]), gives the connection back for the worker's next request
-/// once it has been read to its end, and holds the address's in-flight count until it is done.
-#[derive(Debug)]
-pub struct Streamed {
-    body: Incoming,
-    /// `None` for a connection that cannot be reused (ended, or never pooled).
-    connection: Option<Connection>,
-    in_flight: InFlight,
-}
-
-impl Streamed {
-    pub fn new(body: Incoming, connection: Option<Connection>, in_flight: InFlight) -> Self {
-        Self {
-            body,
-            connection,
-            in_flight,
-        }
-    }
-
-    /// The response is complete: the connection goes back to its worker's pool, unless the
-    /// upstream answered before the request body was all sent (then it closes with this body).
-    fn finish(&mut self) {
-        if let Some(connection) = self.connection.take()
-            && connection.request_sent()
-        {
-            self.in_flight.give_back(connection);
-        }
-    }
-}
-
-impl HttpBody for Streamed {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        if let Some(connection) = &mut this.connection
-            && !connection.drive(cx)
-        {
-            // Ended (the upstream closed it after this response, or failed): the body
-            // ends or fails by itself; the connection is not kept.
-            this.connection = None;
-        }
-        let frame = Pin::new(&mut this.body).poll_frame(cx);
-        if let Poll::Ready(None) = frame {
-            this.finish();
-        }
-        frame
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-impl Drop for Streamed {
-    fn drop(&mut self) {
-        // A body the server never polls (empty: a 204, a HEAD) is complete all the same; one
-        // dropped halfway leaves unread bytes on its connection, which then closes with it.
-        if self.body.is_end_stream() {
-            self.finish();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use http_body_util::Full;
 
     use super::*;
+    use crate::http_ext::body::full;
 
     #[tokio::test]
     async fn an_unread_body_can_be_taken_back() {

@@ -26,8 +26,6 @@ use rustls::{
     sign::CertifiedKey,
 };
 
-use crate::metrics::Metrics;
-
 /// How often the certificate files are looked at.
 pub const RELOAD_EVERY: Duration = Duration::from_secs(1);
 
@@ -138,8 +136,9 @@ impl CertStore {
     }
 
     /// Looks at the files every [`RELOAD_EVERY`] and swaps in a changed pair once it loads;
-    /// runs until the task is dropped.
-    pub async fn watch(self: Arc<Self>, metrics: Arc<Metrics>) {
+    /// runs until the task is dropped. Each change is told to `reloaded`: `true` when the new
+    /// pair serves, `false` when it does not load (the metrics count both).
+    pub async fn watch(self: Arc<Self>, reloaded: impl Fn(bool)) {
         let mut seen = self.files.stamp();
         let mut interval = tokio::time::interval(RELOAD_EVERY);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -153,11 +152,11 @@ impl CertStore {
             match self.files.load() {
                 Ok(pair) => {
                     self.current.store(Arc::new(pair));
-                    metrics.tls_reloaded(true);
+                    reloaded(true);
                     tracing::info!(cert = %self.files.cert.display(), "serving the renewed certificate");
                 }
                 Err(err) => {
-                    metrics.tls_reloaded(false);
+                    reloaded(false);
                     tracing::warn!(error = %err, "certificate files changed but do not load; the previous certificate keeps serving");
                 }
             }
