@@ -145,7 +145,7 @@ pub struct Upstream {
     pub weighted: bool,
     /// How its `https://` targets are verified (`ca`, or the compiled-in web roots).
     #[serde(skip)]
-    pub tls: Option<Arc<crate::upstream::tls::UpstreamTls>>,
+    pub tls: Option<Arc<crate::tls::upstream::UpstreamTls>>,
     /// `host`: the `Host` sent to it (and the TLS name asked for and verified), in place of
     /// the client's.
     #[serde(serialize_with = "header_text")]

@@ -32,8 +32,4 @@ pub mod pool;
 pub mod retry;
 pub mod streamed;
 
-/// The client side of TLS lives with the server side, in [`crate::tls::upstream`]; this name
-/// stays for the code that still looks for it here.
-pub use crate::tls::upstream as tls;
-
 pub use retry::KEEP_ALIVE_RACE_AFTER;

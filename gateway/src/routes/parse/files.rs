@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, path::Path, sync::Arc};
 
-use crate::upstream::tls::UpstreamTls;
+use crate::tls::upstream::UpstreamTls;
 
 use super::{super::error::RoutesError, context::Parser, upstream::TlsNeed};
 
