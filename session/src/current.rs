@@ -19,6 +19,7 @@ use crate::{
     cross_site::{self, Verdict},
     error::ApiError,
     handle::{SessionHandle, UserId},
+    identity::{self, Device, Identity, Value},
     middleware::HANDLE_ENTRY,
     sessions::Sessions,
     store::{RedisStore, StoreError},
@@ -96,8 +97,29 @@ impl Logout {
 pub enum LoginAs {
     /// The open demo login: the current user if logged in, else a new random user.
     CurrentOrNew,
-    /// A user who proved who they are.
-    User(UserId),
+    /// A user who proved who they are here (a password).
+    User(UserId, Identity),
+    /// A user an identity provider vouched for, coming back from it. The request is a
+    /// navigation from the provider's site, so the cross-site rule cannot tell it from an
+    /// attack; the pending login bound to this browser shows that this site started it.
+    FromProvider(UserId, Identity),
+}
+
+impl LoginAs {
+    fn user(&self) -> Option<&UserId> {
+        match self {
+            Self::CurrentOrNew => None,
+            Self::User(user, _) | Self::FromProvider(user, _) => Some(user),
+        }
+    }
+}
+
+/// A live session as a read finds it.
+#[derive(Debug, Clone)]
+pub struct LiveSession {
+    pub user: UserId,
+    pub count: i64,
+    pub identity: Identity,
 }
 
 impl CurrentSession {
@@ -120,10 +142,18 @@ impl CurrentSession {
             .map(|credential| credential.handle.user())
     }
 
-    /// The user and count of a live session, restarting its idle timeout. One Redis command.
-    pub async fn read(&self) -> Result<(UserId, i64), ApiError> {
-        let (credential, count) = self.on_live_session(RedisStore::read).await?;
-        Ok((credential.handle.user().clone(), count))
+    /// The user, count and identity of a live session, restarting its idle timeout. One Redis
+    /// command.
+    pub async fn read(&self) -> Result<LiveSession, ApiError> {
+        let (credential, raw) = self.on_live_session(RedisStore::read).await?;
+        let value = Value::split(&raw).ok_or_else(|| {
+            ApiError::Unexpected(anyhow::anyhow!("a session value without a count"))
+        })?;
+        Ok(LiveSession {
+            user: credential.handle.user().clone(),
+            count: value.count,
+            identity: value.identity(),
+        })
     }
 
     /// Adds one to the count of a live session and returns the new count. One Redis command.
@@ -134,15 +164,15 @@ impl CurrentSession {
     }
 
     /// Runs a store operation on the request's live session (its handle and how long it may
-    /// still live), which answers the count or `None` when the session is gone; then seals a
-    /// credential from an older key again. Not logged in, or gone: [`ApiError::NotLoggedIn`].
-    async fn on_live_session<'a, F, Fut>(
+    /// still live), which answers or `None` when the session is gone; then seals a credential
+    /// from an older key again. Not logged in, or gone: [`ApiError::NotLoggedIn`].
+    async fn on_live_session<'a, T, F, Fut>(
         &'a self,
         operation: F,
-    ) -> Result<(&'a Credential, i64), ApiError>
+    ) -> Result<(&'a Credential, T), ApiError>
     where
         F: FnOnce(&'a RedisStore, &'a SessionHandle, Duration) -> Fut,
-        Fut: Future<Output = Result<Option<i64>, StoreError>>,
+        Fut: Future<Output = Result<Option<T>, StoreError>>,
     {
         let credential = self.credential.as_ref().ok_or(ApiError::NotLoggedIn)?;
         let lifetime = self
@@ -158,9 +188,23 @@ impl CurrentSession {
 
     /// Logs in: always a new session id (the pre-login cookie is dead afterwards), never an id
     /// sent by the client. A live session of the same user is replaced and keeps its count; a
-    /// live session of another user is ended.
-    pub async fn login(&self, who: LoginAs, transport: Transport) -> Result<LoggedIn, ApiError> {
-        self.refuse_cross_site(Action::Login)?;
+    /// live session of another user is ended. The session keeps `device` (where it started)
+    /// and what `who` says of the user.
+    pub async fn login(
+        &self,
+        who: LoginAs,
+        transport: Transport,
+        device: &Device,
+    ) -> Result<LoggedIn, ApiError> {
+        if !matches!(who, LoginAs::FromProvider(..)) {
+            self.refuse_cross_site(Action::Login)?;
+        }
+        let tail = match &who {
+            LoginAs::CurrentOrNew => identity::encode_tail(&Identity::demo(), device),
+            LoginAs::User(_, identity) | LoginAs::FromProvider(_, identity) => {
+                identity::encode_tail(identity, device)
+            }
+        };
         let previous = self
             .credential
             .as_ref()
@@ -168,13 +212,10 @@ impl CurrentSession {
             .filter(|previous| self.sessions.lifetime(previous).is_some());
 
         if let Some(previous) = previous {
-            let same_user = match &who {
-                LoginAs::CurrentOrNew => true,
-                LoginAs::User(user) => user == previous.user(),
-            };
+            let same_user = who.user().is_none_or(|user| user == previous.user());
             if !same_user {
                 self.sessions.store().logout(previous).await?;
-            } else if let Some(renewed) = self.renew(previous, transport).await? {
+            } else if let Some(renewed) = self.renew(previous, transport, &tail).await? {
                 return Ok(renewed);
             }
             // Otherwise the previous session ended meanwhile: this is a fresh login.
@@ -182,9 +223,9 @@ impl CurrentSession {
 
         let user = match who {
             LoginAs::CurrentOrNew => UserId::random(),
-            LoginAs::User(user) => user,
+            LoginAs::User(user, _) | LoginAs::FromProvider(user, _) => user,
         };
-        self.start(user, transport).await
+        self.start(user, transport, &tail).await
     }
 
     /// Replaces `previous` with a new session of the same user that keeps its count; `None`
@@ -193,13 +234,14 @@ impl CurrentSession {
         &self,
         previous: &SessionHandle,
         transport: Transport,
+        tail: &str,
     ) -> Result<Option<LoggedIn>, ApiError> {
         let (handle, lifetime) = self.sessions.new_session(previous.user().clone());
         let max_per_user = self.sessions.max_per_user();
         let renewed = self
             .sessions
             .store()
-            .login(&handle, lifetime, max_per_user, Some(previous))
+            .login(&handle, lifetime, max_per_user, Some(previous), tail)
             .await?;
         renewed
             .map(|count| self.logged_in(&handle, count, true, transport))
@@ -207,13 +249,18 @@ impl CurrentSession {
     }
 
     /// A fresh session of `user`.
-    async fn start(&self, user: UserId, transport: Transport) -> Result<LoggedIn, ApiError> {
+    async fn start(
+        &self,
+        user: UserId,
+        transport: Transport,
+        tail: &str,
+    ) -> Result<LoggedIn, ApiError> {
         let (handle, lifetime) = self.sessions.new_session(user);
         let max_per_user = self.sessions.max_per_user();
         let count = self
             .sessions
             .store()
-            .login(&handle, lifetime, max_per_user, None)
+            .login(&handle, lifetime, max_per_user, None, tail)
             .await?
             .unwrap_or(0);
         self.logged_in(&handle, count, false, transport)
@@ -416,7 +463,9 @@ mod tests {
             );
         };
         refused(linked.increment().await.map(drop), Action::Increment, true);
-        let login = linked.login(LoginAs::CurrentOrNew, Transport::Cookie).await;
+        let login = linked
+            .login(LoginAs::CurrentOrNew, Transport::Cookie, &Device::default())
+            .await;
         refused(login.map(drop), Action::Login, true);
         let logout = linked.logout(true).await;
         refused(logout.map(drop), Action::Logout { everywhere: true }, true);

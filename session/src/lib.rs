@@ -6,6 +6,7 @@
 //! - [`config`]: typed settings read from the environment and validated at start;
 //! - [`keys`]: the keyring built from `SESSION_SECRET` (several secrets = rotation);
 //! - [`handle`]: what the cookie carries (an encrypted, opaque session handle);
+//! - [`identity`]: what a session knows of its user and where it started;
 //! - [`store`]: the Redis layout and the atomic operations on it;
 //! - [`sessions`]: [`Sessions`], the per-worker store handle and the rules both services follow;
 //! - [`middleware`]: the actix-session wiring (cookie and request lifecycle);
@@ -16,6 +17,7 @@
 //! - [`audience`]: whether a request is answered with a page or with JSON;
 //! - [`error`]: the JSON error type every endpoint answers with;
 //! - [`pages`]: the small HTML pages browsers get instead of JSON;
+//! - [`pending`]: single-use values, such as a sign-in waiting for an identity provider;
 //! - [`throttle`]: failed-login counters in Redis (per user name and per address);
 //! - [`service`]: what both HTTP services share (request ids, health checks, the server loop).
 
@@ -27,9 +29,11 @@ pub mod cross_site;
 pub mod current;
 pub mod error;
 pub mod handle;
+pub mod identity;
 pub mod keys;
 pub mod middleware;
 pub mod pages;
+pub mod pending;
 pub mod service;
 pub mod sessions;
 pub mod store;
@@ -37,9 +41,10 @@ pub mod throttle;
 
 pub use config::SessionConfig;
 pub use cross_site::TrustedOrigins;
-pub use current::{CurrentSession, LoggedIn, LoginAs, Logout, Transport};
+pub use current::{CurrentSession, LiveSession, LoggedIn, LoginAs, Logout, Transport};
 pub use error::ApiError;
 pub use handle::{SessionHandle, UserId};
+pub use identity::{Device, Identity, Method};
 pub use keys::Keyring;
 pub use sessions::Sessions;
 pub use store::{RedisStore, StoreError};

@@ -74,19 +74,27 @@ fn render(mut response: HttpResponseBuilder, title: &str, content: &str) -> Http
         .body(body)
 }
 
-/// Who you are and your count, with the buttons to increment and to log out.
-pub fn session(user: &UserId, count: i64, heading: &str) -> HttpResponse {
+/// Who you are (by name, when an identity provider told it) and your count, with the buttons
+/// to increment and to log out.
+pub fn session(user: &UserId, name: Option<&str>, count: i64, heading: &str) -> HttpResponse {
+    let who = match name {
+        Some(name) => format!(
+            "<span id=\"name\">{}</span> (<code id=\"user\">{}</code>)",
+            escape(name),
+            escape(user.as_str())
+        ),
+        None => format!("<code id=\"user\">{}</code>", escape(user.as_str())),
+    };
     page(
         StatusCode::OK,
         heading,
         &format!(
             "<h1>{heading}</h1>\n\
-             <p>You are <code id=\"user\">{user}</code></p>\n\
+             <p>You are {who}</p>\n\
              <p class=\"count\">Count: <span id=\"count\">{count}</span></p>\n\
              <form method=\"post\" action=\"/increment\"><button id=\"increment\" type=\"submit\">Increment</button></form>\n\
              <form method=\"post\" action=\"/logout\"><button id=\"logout\" class=\"secondary\" type=\"submit\">Log out</button></form>",
             heading = escape(heading),
-            user = escape(user.as_str()),
         ),
     )
 }
@@ -115,18 +123,64 @@ pub fn logged_out(response: HttpResponseBuilder) -> HttpResponse {
 
 /// The login form (credentials mode), with an error after a failed attempt.
 pub fn login_form(status: StatusCode, error: Option<&str>) -> HttpResponse {
-    let error = error
-        .map(|error| format!("<p class=\"error\" id=\"error\">{}</p>\n", escape(error)))
-        .unwrap_or_default();
-    page(
-        status,
-        "Log in",
-        &format!(
-            "<h1>Log in</h1>\n{error}\
-             <form method=\"post\" action=\"/login\">\n\
+    login_page(status, error, true, &[])
+}
+
+/// An identity provider's button on the login page.
+#[derive(Debug, Clone)]
+pub struct ProviderButton {
+    /// The provider's name, as in `/login/<name>`.
+    pub name: String,
+    pub label: String,
+    /// False while the provider could not be reached: the button says so instead of leading
+    /// to an error.
+    pub available: bool,
+}
+
+/// The login page: a button per identity provider, and the password form when `password`;
+/// with an error after a failed attempt.
+pub fn login_page(
+    status: StatusCode,
+    error: Option<&str>,
+    password: bool,
+    providers: &[ProviderButton],
+) -> HttpResponse {
+    let mut content = String::from("<h1>Log in</h1>\n");
+    if let Some(error) = error {
+        content.push_str(&format!(
+            "<p class=\"error\" id=\"error\">{}</p>\n",
+            escape(error)
+        ));
+    }
+    for provider in providers {
+        let (id, label) = (escape(&provider.name), escape(&provider.label));
+        content.push_str(&if provider.available {
+            format!("<p><a class=\"button\" id=\"provider-{id}\" href=\"/login/{id}\">{label}</a></p>\n")
+        } else {
+            format!("<p class=\"error\" id=\"provider-{id}\">{label}: unavailable right now, try again in a minute</p>\n")
+        });
+    }
+    if password {
+        content.push_str(
+            "<form method=\"post\" action=\"/login\">\n\
              <label>Username <input name=\"username\" autocomplete=\"username\" required></label>\n\
              <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\n\
-             <p><button id=\"submit\" type=\"submit\">Log in</button></p>\n</form>"
+             <p><button id=\"submit\" type=\"submit\">Log in</button></p>\n</form>",
+        );
+    }
+    page(status, "Log in", &content)
+}
+
+/// A sign-in with an identity provider that did not work: why, and the way back.
+pub fn sign_in_failed(status: StatusCode, message: &str) -> HttpResponse {
+    page(
+        status,
+        "Sign-in failed",
+        &format!(
+            "<h1>Sign-in failed</h1>\n\
+             <p class=\"error\" id=\"error\">{}</p>\n\
+             <p><a id=\"login\" class=\"button\" href=\"/login\">Back to log in</a></p>",
+            escape(message)
         ),
     )
 }

@@ -14,6 +14,7 @@ use crate::{
     cross_site::TrustedOrigins,
     handle::{SessionHandle, UserId, now_ms},
     keys::Keyring,
+    pending::Pending,
     store::{RedisStore, StoreError},
     throttle::LoginThrottle,
 };
@@ -81,6 +82,11 @@ impl Sessions {
         &self.store
     }
 
+    /// Single-use values, kept in the same Redis (see [`crate::pending`]).
+    pub fn pending(&self) -> Pending {
+        Pending::new(self.store.clone())
+    }
+
     /// The failed-login counters, kept in the same Redis.
     pub fn login_throttle(&self) -> LoginThrottle {
         LoginThrottle::new(self.store.clone())
@@ -131,6 +137,28 @@ impl Sessions {
     /// an older key sealed it. `None` for anything we did not seal.
     pub(crate) fn open(&self, sealed: &str) -> Option<(SessionHandle, bool)> {
         SessionHandle::open(&self.rules.keyring, &self.rules.cookie.name, sealed)
+    }
+
+    /// A cookie that travels beside the session cookie: named `<session cookie>-<suffix>`, as
+    /// `Secure` as it, `HttpOnly`, path `/`, and `SameSite=Lax` whatever the session cookie's,
+    /// so that it comes back on a navigation from another site (an identity provider sending
+    /// the browser back).
+    pub fn side_cookie(&self, suffix: &str, value: String, max_age: Duration) -> Cookie<'static> {
+        let cookie = &self.rules.cookie;
+        Cookie::build(format!("{}-{suffix}", cookie.name), value)
+            .path("/")
+            .http_only(true)
+            .secure(cookie.secure)
+            .same_site(actix_web::cookie::SameSite::Lax)
+            .max_age(actix_web::cookie::time::Duration::seconds(
+                i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
+            ))
+            .finish()
+    }
+
+    /// The name of the side cookie `suffix` (see [`Self::side_cookie`]).
+    pub fn side_cookie_name(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.rules.cookie.name)
     }
 
     /// A `Set-Cookie` that expires the session cookie, with the attributes it was set with.

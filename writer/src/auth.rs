@@ -60,6 +60,12 @@ impl Users {
         for (name, user) in raw.users {
             let id = UserId::parse(&name)
                 .map_err(|reason| error(format!("user name {name:?} {reason}")))?;
+            if name.starts_with(crate::oidc::provider::USER_PREFIX) {
+                return Err(error(format!(
+                    "user name {name:?}: names starting with {:?} belong to identity provider users",
+                    crate::oidc::provider::USER_PREFIX
+                )));
+            }
             let parsed = PasswordHash::new(&user.password_hash).map_err(|err| {
                 error(format!(
                     "user {name:?}: password_hash is not a PHC hash string ({err})"

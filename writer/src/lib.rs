@@ -14,16 +14,22 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod hash_password;
+pub mod oidc;
 mod routes;
 
-use std::{future::Future, io, net::SocketAddr};
+use std::{future::Future, io, net::SocketAddr, sync::Arc};
 
 pub use config::WriterConfig;
+use oidc::Providers;
 use session::service::{self, BoundService};
 
 /// The writer, bound to its address and ready to run.
 #[derive(Debug)]
-pub struct Application(BoundService);
+pub struct Application {
+    service: BoundService,
+    /// Discovered in the background once the writer runs.
+    providers: Option<Arc<Providers>>,
+}
 
 impl Application {
     /// Binds the listen address (port 0 picks a free one); does not touch Redis yet.
@@ -31,6 +37,7 @@ impl Application {
         let max_per_user = config.max_per_user;
         let trusted_origins = config.trusted_origins;
         let users = config.users;
+        let providers = config.providers.clone();
         let gateways = config.trusted_gateways;
         service::bind(
             "writer",
@@ -42,24 +49,33 @@ impl Application {
                     .with_trusted_origins(trusted_origins.clone())
             },
             move |service: &mut actix_web::web::ServiceConfig| {
-                routes::configure(service, users.clone(), gateways.clone())
+                routes::configure(service, users.clone(), providers.clone(), gateways.clone())
             },
         )
-        .map(Self)
+        .map(|service| Self {
+            service,
+            providers: config.providers,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.0.local_addr()
+        self.service.local_addr()
     }
 
     /// Serves until `shutdown` resolves.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
-        self.0.run_until(shutdown).await
+        let service: BoundService = self.into();
+        service.run_until(shutdown).await
     }
 }
 
 impl From<Application> for BoundService {
+    /// Starts discovering the identity providers (a task on the running system) and hands the
+    /// bound service over.
     fn from(app: Application) -> Self {
-        app.0
+        if let Some(providers) = app.providers {
+            actix_web::rt::spawn(providers.discover());
+        }
+        app.service
     }
 }

@@ -14,6 +14,10 @@ use writer::{Application, WriterConfig};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Validate the settings (environment, .env, AUTH_USERS_FILE, AUTH_PROVIDERS_FILE) and exit:
+    /// 0 when they are valid, 2 with the first mistake.
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -26,7 +30,8 @@ enum Command {
 
 #[actix_web::main]
 async fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    match cli.command {
         Some(Command::HashPassword) => return writer::hash_password::run(),
         Some(Command::Healthcheck) => {
             return common::probe::healthcheck(
@@ -42,9 +47,13 @@ async fn main() -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    if config.users.is_none() {
+    if cli.check {
+        println!("writer: the settings are valid");
+        return ExitCode::SUCCESS;
+    }
+    if config.users.is_none() && config.providers.is_none() {
         tracing::warn!(
-            "open demo login: GET or POST /login logs anyone in as a new user (set AUTH_USERS_FILE for real credentials)"
+            "open demo login: GET or POST /login logs anyone in as a new user (set AUTH_USERS_FILE or AUTH_PROVIDERS_FILE for real sign-ins)"
         );
     }
     let listen = ("WRITER_ADDR", config.addr);

@@ -11,29 +11,35 @@ use actix_web::{
 use serde::Deserialize;
 use serde_json::json;
 use session::{
-    ApiError, CurrentSession, LoggedIn, LoginAs, Sessions, Transport, UserId, action::Action,
-    audience::Audience, pages, service::resource,
+    ApiError, CurrentSession, Device, Identity, LoggedIn, LoginAs, Sessions, Transport, UserId,
+    action::Action, audience::Audience, pages, service::resource,
 };
 
-use crate::{auth::Users, client::TrustedGateways};
+use crate::{auth::Users, client::TrustedGateways, oidc::Providers};
 
 /// Registers the endpoints; with `users`, `/login` takes credentials (see [`crate::auth`]),
 /// and failures are throttled per client address (as `gateways` tell it, see
-/// [`crate::client`]).
+/// [`crate::client`]); with `providers`, the login page has a button for each and
+/// `/login/<name>` signs in with it (see [`crate::oidc`]). Neither: the open demo login.
 pub fn configure(
     config: &mut web::ServiceConfig,
     users: Option<Arc<Users>>,
+    providers: Option<Arc<Providers>>,
     gateways: TrustedGateways,
 ) {
-    let login = match users {
-        None => resource("/login").get(open_login).post(open_login),
-        Some(users) => resource("/login")
+    let login = match (users, &providers) {
+        (None, None) => resource("/login").get(open_login).post(open_login),
+        (Some(users), _) => resource("/login")
             .app_data(web::Data::from(users))
-            .app_data(web::Data::new(gateways))
             .get(login_form)
             .post(password_login),
+        (None, Some(_)) => resource("/login").get(login_form).post(no_password_login),
     };
+    if let Some(providers) = providers {
+        config.configure(|config| crate::oidc::configure(config, providers));
+    }
     config
+        .app_data(web::Data::new(gateways))
         .service(login)
         .service(resource("/increment").get(increment).post(increment))
         .service(resource("/logout").get(logout).post(logout));
@@ -66,7 +72,7 @@ fn logged_in(audience: Audience, logged_in: &LoggedIn) -> HttpResponse {
         Audience::Api => {}
         Audience::FormPost => return pages::see_other("/").finish(),
         Audience::Page => {
-            return pages::session(&logged_in.user, logged_in.count, "You are logged in");
+            return pages::session(&logged_in.user, None, logged_in.count, "You are logged in");
         }
     }
     let mut body = json!({
@@ -83,10 +89,13 @@ fn logged_in(audience: Audience, logged_in: &LoggedIn) -> HttpResponse {
 async fn open_login(
     audience: Audience,
     current: CurrentSession,
+    request: HttpRequest,
     query: web::Query<LoginQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let transport = query.transport(&current);
-    let login = current.login(LoginAs::CurrentOrNew, transport).await?;
+    let login = current
+        .login(LoginAs::CurrentOrNew, transport, &device(&request))
+        .await?;
     Ok(logged_in(audience, &login))
 }
 
@@ -113,7 +122,7 @@ async fn password_login(
         Err(err @ (ApiError::InvalidCredentials | ApiError::TooManyAttempts { .. }))
             if audience.is_browser() =>
         {
-            let mut page = pages::login_form(err.status_code(), Some(&err.to_string()));
+            let mut page = login_page(&request, err.status_code(), Some(&err.to_string()));
             if let ApiError::TooManyAttempts { retry_after } = err {
                 page.headers_mut()
                     .insert(header::RETRY_AFTER, retry_after.as_secs().max(1).into());
@@ -124,7 +133,8 @@ async fn password_login(
         // would let it log the browser in as its own user); the person gets this site's form.
         Err(ApiError::CrossSite {
             navigation: true, ..
-        }) => Ok(pages::login_form(
+        }) => Ok(login_page(
+            &request,
             StatusCode::FORBIDDEN,
             Some("Another site sent you here: log in with this form."),
         )),
@@ -143,10 +153,7 @@ async fn verify_and_login(
     // Before the password is checked or a failed attempt counted.
     current.refuse_cross_site(Action::Login)?;
     let credentials = parse_credentials(request, body)?;
-    let address = match request.app_data::<web::Data<TrustedGateways>>() {
-        Some(gateways) => gateways.client_address(request),
-        None => TrustedGateways::default().client_address(request),
-    };
+    let address = client_address(request);
     let claimed = UserId::parse(&credentials.username).ok();
     let throttle = sessions.login_throttle();
     throttle.check(claimed.as_ref(), address).await?;
@@ -162,8 +169,29 @@ async fn verify_and_login(
     };
     throttle.succeeded(&user).await?;
     current
-        .login(LoginAs::User(user), query.transport(current))
+        .login(
+            LoginAs::User(user, Identity::password()),
+            query.transport(current),
+            &device(request),
+        )
         .await
+}
+
+/// The client's address, as the trusted gateways tell it (see [`crate::client`]).
+pub(crate) fn client_address(request: &HttpRequest) -> std::net::IpAddr {
+    match request.app_data::<web::Data<TrustedGateways>>() {
+        Some(gateways) => gateways.client_address(request),
+        None => TrustedGateways::default().client_address(request),
+    }
+}
+
+/// Where a login comes from: the browser and the client's address, kept with the session.
+pub(crate) fn device(request: &HttpRequest) -> Device {
+    let agent = request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|agent| agent.to_str().ok());
+    Device::new(agent, Some(client_address(request).to_string()))
 }
 
 fn parse_credentials(request: &HttpRequest, body: &[u8]) -> Result<Credentials, ApiError> {
@@ -183,9 +211,26 @@ fn parse_credentials(request: &HttpRequest, body: &[u8]) -> Result<Credentials, 
     parsed.map_err(|reason| ApiError::BadRequest(format!("invalid login: {reason}")))
 }
 
-/// `GET /login` with credentials configured: the form.
-async fn login_form() -> HttpResponse {
-    pages::login_form(StatusCode::OK, None)
+/// `GET /login` with credentials or providers configured: the form and a button per provider.
+async fn login_form(request: HttpRequest) -> HttpResponse {
+    login_page(&request, StatusCode::OK, None)
+}
+
+/// The login page: the password form when users are configured, the providers' buttons.
+fn login_page(request: &HttpRequest, status: StatusCode, error: Option<&str>) -> HttpResponse {
+    let password = request.app_data::<web::Data<Users>>().is_some();
+    let buttons = request
+        .app_data::<web::Data<Providers>>()
+        .map(|providers| providers.buttons())
+        .unwrap_or_default();
+    pages::login_page(status, error, password, &buttons)
+}
+
+/// `POST /login` when only identity providers are configured.
+async fn no_password_login() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::BadRequest(
+        "there are no passwords here: sign in with an identity provider (GET /login)".into(),
+    ))
 }
 
 async fn increment(audience: Audience, current: CurrentSession) -> Result<HttpResponse, ApiError> {
@@ -196,7 +241,7 @@ async fn increment(audience: Audience, current: CurrentSession) -> Result<HttpRe
     };
     match (audience, current.claimed_user()) {
         (Audience::FormPost, _) => Ok(pages::see_other("/").finish()),
-        (Audience::Page, Some(user)) => Ok(pages::session(user, count, "Incremented")),
+        (Audience::Page, Some(user)) => Ok(pages::session(user, None, count, "Incremented")),
         _ => Ok(HttpResponse::Ok().json(Incremented {
             message: "Incremented Count",
             count,

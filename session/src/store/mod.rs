@@ -1,8 +1,9 @@
 //! The Redis layout of sessions and the atomic operations on it.
 //!
 //! ```text
-//! session:{<user>}:<session id>   STRING  the count ("0" at login)      PX: idle timeout,
-//!                                                                        capped by the deadline
+//! session:{<user>}:<session id>   STRING  the count ("0" at login), then PX: idle timeout,
+//!                                           the identity and the device  capped by the deadline
+//!                                           (see crate::identity)
 //! user:{<user>}:sessions          ZSET    session id -> issued (ms)      PX: at least as long as
 //!                                                                        its longest session
 //! ```
@@ -280,8 +281,9 @@ impl RedisStore {
         }
     }
 
-    /// Reads the count of a live session and restarts its idle timeout: one `GETEX`.
-    /// `None` when the session does not exist (never logged in, logged out, expired).
+    /// Reads the value of a live session (its count, identity and device: see
+    /// [`crate::identity`]) and restarts its idle timeout: one `GETEX`. `None` when the session
+    /// does not exist (never logged in, logged out, expired).
     ///
     /// Only for a session kept alive by reads for longer than the idle timeout does a read also
     /// extend the user's index (see the module docs), at most once per idle timeout.
@@ -289,9 +291,9 @@ impl RedisStore {
         &self,
         handle: &SessionHandle,
         lifetime: Duration,
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         let key = Self::session_key(handle);
-        let count: Option<String> = self
+        let value: Option<String> = self
             .run(Retry::Idempotent, |mut connection| {
                 let key = &key;
                 async move {
@@ -301,11 +303,10 @@ impl RedisStore {
                 }
             })
             .await?;
-        let Some(count) = count else {
-            return Ok(None);
-        };
-        self.keep_index_alive(handle, lifetime).await;
-        Ok(count.parse().ok())
+        if value.is_some() {
+            self.keep_index_alive(handle, lifetime).await;
+        }
+        Ok(value)
     }
 
     /// Extends the user's index when the session, just extended to `now + lifetime`, could
@@ -376,7 +377,8 @@ impl RedisStore {
             .await
     }
 
-    /// Stores the session of a login. With `previous`, the previous session (same user) is
+    /// Stores the session of a login, its count followed by `tail` (the identity and the
+    /// device, see [`crate::identity`]). With `previous`, the previous session (same user) is
     /// replaced and its count carried over; `None` means it no longer exists and nothing was
     /// written. `cap` limits the user's live sessions; the oldest end first.
     pub async fn login(
@@ -385,6 +387,7 @@ impl RedisStore {
         lifetime: Duration,
         cap: Option<u32>,
         previous: Option<&SessionHandle>,
+        tail: &str,
     ) -> Result<Option<i64>, StoreError> {
         debug_assert!(previous.is_none_or(|previous| previous.user() == new.user()));
         let user = new.user();
@@ -404,6 +407,7 @@ impl RedisStore {
                 .arg(cap.unwrap_or(0))
                 .arg(px(lifetime + self.index_slack))
                 .arg(previous.map_or("", |previous| previous.id().as_str()))
+                .arg(tail)
                 .arg(listed);
             call
         })

@@ -24,23 +24,32 @@ pub(super) const STALE_ATTEMPTS: usize = 5;
 /// newest it is never among the oldest the cap ends; only if it were (clocks of two writers far
 /// apart) does the script answer STALE.
 ///
+/// The new session's value is the count followed by what the login knows of the user and the
+/// device (`\n<identity>\n<device>`, see [`crate::identity`]).
+///
 /// KEYS: 1 index, 2 new session, 2+i the session of listed id i (i = 1..n), [3+n previous]
 /// ARGV: 1 new id, 2 lifetime ms, 3 issued ms, 4 cap (0 = none), 5 index lifetime ms,
-///       6 previous id ('' = none), 6+i listed id i
+///       6 previous id ('' = none), 7 what follows the count, 7+i listed id i
 /// Returns the count of the new session, nil when the previous session is gone, or STALE.
 /// Run again, it finds the new session (its id is random and new) and answers its count.
 pub(super) const LOGIN: &str = r#"
+local function count_of(value)
+  local cut = string.find(value, '\n', 1, true)
+  if cut then return string.sub(value, 1, cut - 1) end
+  return value
+end
 local again = redis.call('GET', KEYS[2])
-if again then return tonumber(again) end
-local n = #ARGV - 6
+if again then return tonumber(count_of(again)) end
+local n = #ARGV - 7
 local key_of = {}
-for i = 1, n do key_of[ARGV[6 + i]] = KEYS[2 + i] end
+for i = 1, n do key_of[ARGV[7 + i]] = KEYS[2 + i] end
 local count = '0'
 local previous = ARGV[6]
 if previous ~= '' then
   local previous_key = KEYS[3 + n]
-  count = redis.call('GET', previous_key)
-  if not count then return nil end
+  local previous_value = redis.call('GET', previous_key)
+  if not previous_value then return nil end
+  count = count_of(previous_value)
   redis.call('DEL', previous_key)
   redis.call('ZREM', KEYS[1], previous)
 end
@@ -55,7 +64,7 @@ if cap > 0 then
   end
 end
 local lifetime = tonumber(ARGV[2])
-redis.call('SET', KEYS[2], count, 'PX', lifetime)
+redis.call('SET', KEYS[2], count .. ARGV[7], 'PX', lifetime)
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 for id, key in pairs(key_of) do
   if id ~= previous and redis.call('EXISTS', key) == 0 then redis.call('ZREM', KEYS[1], id) end
@@ -76,7 +85,8 @@ return tonumber(count)
 "#;
 
 /// Increment: only an existing session is changed; its idle timeout restarts, and the index is
-/// kept alive at least as long.
+/// kept alive at least as long. Only the count, the value's first line, changes; a value of the
+/// older layout (the count alone) is a plain `INCR`.
 ///
 /// KEYS: 1 session, 2 index, [3 operation key].
 /// ARGV: 1 lifetime ms, 2 index lifetime ms, [3 operation memory ms].
@@ -93,7 +103,15 @@ if operation then
 end
 if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 0 then return nil end
 redis.call('PEXPIRE', KEYS[2], ARGV[2], 'GT')
-local count = redis.call('INCR', KEYS[1])
+local value = redis.call('GET', KEYS[1])
+local cut = string.find(value, '\n', 1, true)
+local count
+if cut then
+  count = tonumber(string.sub(value, 1, cut - 1)) + 1
+  redis.call('SET', KEYS[1], string.format('%d', count) .. string.sub(value, cut), 'KEEPTTL')
+else
+  count = redis.call('INCR', KEYS[1])
+end
 if operation then redis.call('SET', operation, count, 'PX', ARGV[3]) end
 return count
 "#;
