@@ -1,4 +1,5 @@
-//! What a request that changes a session asks for: logging in, incrementing or logging out.
+//! What a request that changes a session asks for: logging in, incrementing, logging out or
+//! ending sessions from the list of one's sessions.
 //! A refused cross-site request names it (see [`crate::cross_site`]), and so does the page that
 //! asks the person to confirm it.
 //!
@@ -11,7 +12,13 @@ use std::fmt;
 pub enum Action {
     Login,
     Increment,
-    Logout { everywhere: bool },
+    Logout {
+        everywhere: bool,
+    },
+    /// Ending one session from the list of one's sessions.
+    EndSession,
+    /// Ending every session but the current one.
+    EndOthers,
 }
 
 impl Action {
@@ -22,6 +29,8 @@ impl Action {
             Self::Increment => "increment your count",
             Self::Logout { everywhere: false } => "log out",
             Self::Logout { everywhere: true } => "log out on every device",
+            Self::EndSession => "end one of your sessions",
+            Self::EndOthers => "end all your other sessions",
         }
     }
 
@@ -31,6 +40,8 @@ impl Action {
             Self::Login => "Log in",
             Self::Increment => "Increment",
             Self::Logout { .. } => "Log out",
+            Self::EndSession => "End the session",
+            Self::EndOthers => "End the other sessions",
         }
     }
 }

@@ -38,10 +38,10 @@ pub struct RefreshedToken(pub String);
 /// docs).
 #[derive(Clone)]
 pub struct CurrentSession {
-    sessions: Sessions,
+    pub(crate) sessions: Sessions,
     actix: Session,
     request: HttpRequest,
-    credential: Option<Credential>,
+    pub(crate) credential: Option<Credential>,
     /// A cookie with the session cookie's name was sent, valid or not.
     cookie_sent: bool,
 }

@@ -13,6 +13,7 @@
 //! - `credential`: which credential a request carries (session header or cookie);
 //! - [`current`]: [`CurrentSession`], the extractor handlers use;
 //! - [`cross_site`]: why requests from other sites never change a session;
+//! - [`devices`]: the list of one's sessions, and ending some of them;
 //! - [`action`]: what a request that changes a session asks for;
 //! - [`audience`]: whether a request is answered with a page or with JSON;
 //! - [`error`]: the JSON error type every endpoint answers with;
@@ -27,6 +28,7 @@ pub mod config;
 mod credential;
 pub mod cross_site;
 pub mod current;
+pub mod devices;
 pub mod error;
 pub mod handle;
 pub mod identity;

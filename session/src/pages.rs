@@ -16,7 +16,7 @@ use actix_web::{
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use crate::{action::Action, handle::UserId};
+use crate::{action::Action, devices::SessionSummary, handle::UserId};
 
 const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1c1e21}\
 main{max-width:26rem;margin:4rem auto;padding:2rem;background:#fff;border-radius:12px;\
@@ -169,6 +169,46 @@ pub fn login_page(
         );
     }
     page(status, "Log in", &content)
+}
+
+/// The list of one's sessions, each with a button that ends it, and one that ends all others.
+pub fn sessions(sessions: &[SessionSummary]) -> HttpResponse {
+    let mut rows = String::new();
+    for session in sessions {
+        let handle = escape(&session.handle);
+        let end = if session.current {
+            "<strong>this session</strong>".to_owned()
+        } else {
+            format!(
+                "<form method=\"post\" action=\"/sessions/{handle}/end\"><button class=\"secondary\" type=\"submit\">End</button></form>"
+            )
+        };
+        rows.push_str(&format!(
+            "<li id=\"session-{handle}\"><p><code>{handle}</code> · {with} · {agent} · {address}<br>\n\
+             began {started} · last used {used}</p>\n{end}</li>\n",
+            with = escape(&session.signed_in_with),
+            agent = escape(session.agent.as_deref().unwrap_or("unknown browser")),
+            address = escape(session.address.as_deref().unwrap_or("unknown address")),
+            started = time(session.started_ms),
+            used = time(session.last_used_ms),
+        ));
+    }
+    page(
+        StatusCode::OK,
+        "Your sessions",
+        &format!(
+            "<h1>Your sessions</h1>\n<ul id=\"sessions\">\n{rows}</ul>\n\
+             <form method=\"post\" action=\"/sessions/others/end\"><button id=\"end-others\" type=\"submit\">End all other sessions</button></form>\n\
+             <a class=\"button secondary\" href=\"/\">Back</a>"
+        ),
+    )
+}
+
+/// Unix milliseconds as `2026-12-06 14:03:07 UTC`.
+fn time(ms: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    let text = humantime::format_rfc3339_seconds(at).to_string();
+    format!("{} UTC", text.trim_end_matches('Z').replace('T', " "))
 }
 
 /// A sign-in with an identity provider that did not work: why, and the way back.

@@ -112,6 +112,11 @@ impl Sessions {
         &self.rules.cookie.name
     }
 
+    /// The idle timeout.
+    pub(crate) fn ttl(&self) -> Duration {
+        self.rules.ttl
+    }
+
     /// How long a session may live from now: `None` once its absolute deadline has passed.
     pub(crate) fn lifetime(&self, handle: &SessionHandle) -> Option<Duration> {
         handle.lifetime_from(now_ms(), self.rules.ttl)

@@ -27,7 +27,7 @@ impl Routes {
         Self::default()
     }
 
-    /// The stack's routing, as shipped: `/login`, `/increment` and `/logout` to the writers
+    /// The stack's routing, as shipped: `/login`, `/increment`, `/logout` and `/sessions` to the writers
     /// (`idempotent = false`: a written `GET /increment` is never sent again), everything else
     /// to the readers.
     pub fn stack(writers: &[SocketAddr], readers: &[SocketAddr]) -> Self {
@@ -37,7 +37,7 @@ impl Routes {
         let mut routes = Self::new()
             .upstream("writer", urls(writers))
             .upstream("reader", urls(readers));
-        for path in ["/login", "/increment", "/logout"] {
+        for path in ["/login", "/increment", "/logout", "/sessions"] {
             routes = routes.route_with(path, "writer", "idempotent = false");
         }
         routes.route("/", "reader")

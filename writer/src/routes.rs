@@ -42,7 +42,10 @@ pub fn configure(
         .app_data(web::Data::new(gateways))
         .service(login)
         .service(resource("/increment").get(increment).post(increment))
-        .service(resource("/logout").get(logout).post(logout));
+        .service(resource("/logout").get(logout).post(logout))
+        .service(resource("/sessions").get(list_sessions))
+        .service(resource("/sessions/others/end").post(end_other_sessions))
+        .service(resource("/sessions/{handle}/end").post(end_session));
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -279,4 +282,43 @@ async fn logout(
         Audience::Page => pages::logged_out(response),
         Audience::Api => response.json(json!({ "message": "logged out : count reset" })),
     })
+}
+
+/// `GET /sessions`: the user's live sessions (a page, or `{"sessions":[…]}`).
+async fn list_sessions(
+    audience: Audience,
+    current: CurrentSession,
+) -> Result<HttpResponse, ApiError> {
+    match current.sessions().await {
+        Ok(sessions) if audience.is_browser() => Ok(pages::sessions(&sessions)),
+        Ok(sessions) => Ok(HttpResponse::Ok().json(json!({ "sessions": sessions }))),
+        Err(ApiError::NotLoggedIn) if audience.is_browser() => Ok(pages::login_prompt()),
+        Err(err) => Err(err),
+    }
+}
+
+/// `POST /sessions/<handle>/end`: ends one of the user's sessions.
+async fn end_session(
+    audience: Audience,
+    current: CurrentSession,
+    handle: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let ended = current.end_session(&handle).await?;
+    match audience {
+        Audience::FormPost => Ok(pages::see_other("/sessions").finish()),
+        _ if !ended => Err(ApiError::NotFound),
+        _ => Ok(HttpResponse::Ok().json(json!({ "message": "session ended" }))),
+    }
+}
+
+/// `POST /sessions/others/end`: ends every session of the user but this one.
+async fn end_other_sessions(
+    audience: Audience,
+    current: CurrentSession,
+) -> Result<HttpResponse, ApiError> {
+    let ended = current.end_other_sessions().await?;
+    match audience {
+        Audience::FormPost => Ok(pages::see_other("/sessions").finish()),
+        _ => Ok(HttpResponse::Ok().json(json!({ "ended": ended }))),
+    }
 }

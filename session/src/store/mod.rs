@@ -49,7 +49,8 @@ pub use self::url::RedisUrl;
 use self::{
     connection::Connection,
     scripts::{
-        INCREMENT, LOGIN, LOGOUT, LOGOUT_EVERYWHERE, OPERATION_MEMORY_MS, STALE, STALE_ATTEMPTS,
+        END, INCREMENT, LIST, LOGIN, LOGOUT, LOGOUT_EVERYWHERE, OPERATION_MEMORY_MS, STALE,
+        STALE_ATTEMPTS,
     },
 };
 use crate::handle::{SessionHandle, UserId};
@@ -136,6 +137,8 @@ struct Scripts {
     increment: Script,
     logout: Script,
     logout_everywhere: Script,
+    end: Script,
+    list: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -182,6 +185,8 @@ impl RedisStore {
                 increment: Script::new(INCREMENT),
                 logout: Script::new(LOGOUT),
                 logout_everywhere: Script::new(LOGOUT_EVERYWHERE),
+                end: Script::new(END),
+                list: Script::new(LIST),
             }),
             index_slack: ttl,
             index_extended: Arc::default(),
@@ -443,6 +448,62 @@ impl RedisStore {
         Ok(ended.map_or(0, |ended| u64::try_from(ended).unwrap_or(0)))
     }
 
+    /// The live sessions of `user`, oldest first: for the sessions page and a back-channel
+    /// logout. Not atomic (the index, then the sessions), which a listing does not need: a
+    /// session that ended in between is left out.
+    pub async fn list(&self, user: &UserId) -> Result<Vec<Listed>, StoreError> {
+        let index = Self::index_key(user);
+        let listed: Vec<(String, f64)> = self
+            .run(Retry::Idempotent, |mut connection| {
+                let index = &index;
+                async move { connection.zrange_withscores(index, 0, -1).await }
+            })
+            .await?;
+        if listed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut call = self.scripts.list.prepare_invoke();
+        for (id, _) in &listed {
+            call.key(Self::listed_session_key(user, id));
+        }
+        // Reads only: safe to send twice.
+        let found: Vec<(Option<String>, i64)> = self
+            .run(Retry::Idempotent, |mut connection| {
+                let call = &call;
+                async move { call.invoke_async(&mut connection).await }
+            })
+            .await?;
+        Ok(listed
+            .into_iter()
+            .zip(found)
+            .filter_map(|((id, issued), (value, ttl_ms))| {
+                Some(Listed {
+                    id,
+                    // Scores are whole milliseconds, far below 2^53.
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    issued_ms: issued as u64,
+                    value: value?,
+                    ttl_ms: u64::try_from(ttl_ms).unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
+    /// Ends the sessions `ids` of `user` (idempotent). Returns how many still existed.
+    pub async fn end(&self, user: &UserId, ids: &[&str]) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let index = Self::index_key(user);
+        let mut call = self.scripts.end.key(&index);
+        for id in ids {
+            call.key(Self::listed_session_key(user, id));
+        }
+        call.arg(ids);
+        let ended: i64 = self.invoke_write(&call, &index).await?;
+        Ok(u64::try_from(ended).unwrap_or(0))
+    }
+
     /// Runs a script built by `call` from the session ids the user's index lists now, and reads
     /// the index again as long as the script answers [`STALE`] (a login of the user came in
     /// between and must be taken into account), at most [`STALE_ATTEMPTS`] times.
@@ -524,6 +585,19 @@ impl RedisStore {
         }
         Ok(())
     }
+}
+
+/// One session of a user, as [`RedisStore::list`] finds it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The session id (never shown: see [`crate::devices`]).
+    pub id: String,
+    /// When it began (Unix ms).
+    pub issued_ms: u64,
+    /// Its value: count, identity, device (see [`crate::identity`]).
+    pub value: String,
+    /// How long until it expires unless used (ms).
+    pub ttl_ms: u64,
 }
 
 /// When a failed command may be sent a second time.

@@ -128,6 +128,30 @@ if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('DEL', KEYS[2]) end
 return 1
 "#;
 
+/// Ends listed sessions of one user (the sessions page, a back-channel logout).
+/// KEYS: 1 index, 1+i the session of id i.  ARGV: the ids.
+/// Returns how many of them still existed.
+pub(super) const END: &str = r#"
+local ended = 0
+for i = 1, #ARGV do
+  ended = ended + redis.call('DEL', KEYS[1 + i])
+  redis.call('ZREM', KEYS[1], ARGV[i])
+end
+if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
+return ended
+"#;
+
+/// What the sessions page shows of listed sessions: each one's value and remaining
+/// lifetime (ms), or false and -2 when it has ended.
+/// KEYS: the sessions.
+pub(super) const LIST: &str = r#"
+local found = {}
+for i = 1, #KEYS do
+  found[i] = {redis.call('GET', KEYS[i]), redis.call('PTTL', KEYS[i])}
+end
+return found
+"#;
+
 /// Logout of every session of a user. KEYS: 1 index, 2 current session, 2+i the session of
 /// listed id i. ARGV: the listed ids, as the caller read them (see LOGIN).
 /// Returns how many sessions ended, or STALE when the index lists a session not passed (a login

@@ -3,11 +3,13 @@
 //! - `config`: the providers file, validated at start;
 //! - `provider`: discovery, keys, the token exchange and the ID token's checks;
 //! - `flow`: `GET /login/<name>` and its callback;
+//! - `backchannel`: `POST /logout/<name>/backchannel`, the provider logging a user out;
 //! - `error`: why a sign-in failed, as a page.
 //!
 //! A provider's user is `oidc.` + a hash of (issuer, subject) (see [`provider::user_id`]);
 //! their name, email and groups are kept with the session (see [`session::identity`]).
 
+mod backchannel;
 pub mod config;
 mod error;
 mod flow;
@@ -73,10 +75,11 @@ impl Providers {
     }
 }
 
-/// `GET /login/<name>` and `GET /login/<name>/callback`.
+/// `GET /login/<name>`, `GET /login/<name>/callback` and `POST /logout/<name>/backchannel`.
 pub fn configure(config: &mut web::ServiceConfig, providers: Arc<Providers>) {
     config
         .app_data(web::Data::from(providers))
         .service(resource("/login/{provider}").get(flow::start))
-        .service(resource("/login/{provider}/callback").get(flow::callback));
+        .service(resource("/login/{provider}/callback").get(flow::callback))
+        .service(resource("/logout/{provider}/backchannel").post(backchannel::logout));
 }
