@@ -6,6 +6,7 @@
 //! - [`http`]: clients, [`json`] answers, sending and reading cookies;
 //! - [`routes`]: [`Routes`], the one routes.toml builder;
 //! - [`tls`]: [`TestCa`], a certificate authority of the test's own;
+//! - [`fake_idp`]: [`FakeIdp`], an OpenID Provider the test controls (spoiled tokens, rotation);
 //! - [`logs`]: reading what a process logged;
 //! - [`skip`]: [`can_run`], for what a machine may lack (a visible skip, a failure in CI);
 //! - [`services`], [`store`], [`stack`]: the end-to-end harness, [`TestStack`]: a Redis and the
@@ -14,6 +15,7 @@
 //!
 //! The most used items are re-exported here, so a suite can `use testkit::{TestStack, json}`.
 
+pub mod fake_idp;
 pub mod http;
 pub mod logs;
 pub mod routes;
@@ -25,6 +27,7 @@ pub mod tls;
 pub mod wait;
 
 pub use ::stack::net::RefusingPort;
+pub use fake_idp::{FakeIdp, Person, Tamper};
 pub use http::{browser, client, json, session_cookie, set_cookies, with_cookie};
 pub use routes::Routes;
 pub use services::{SECRET, bin, service_spec, spawn_listening, spawn_ready};

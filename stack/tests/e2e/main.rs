@@ -24,4 +24,5 @@ mod https;
 mod launcher;
 mod ports;
 mod rules;
+mod sign_in;
 mod topology;

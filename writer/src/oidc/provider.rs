@@ -176,7 +176,8 @@ impl Provider {
         let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
             .await
             .map_err(|err| error_chain(&err))?;
-        *self.keys_fetched.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        // Not counted as a key fetch: the first unknown key id after discovery may fetch again
+        // at once (a rotation right after start).
         self.metadata.store(Some(Arc::new(metadata)));
         Ok(())
     }
@@ -246,6 +247,8 @@ impl Provider {
                     .cloned()
             })
             .await?;
+        // Built again: the verification may have fetched new keys.
+        let (client, _) = self.client()?;
         check_access_token(&client, id_token, &claims, tokens.access_token())?;
         self.signed_in(&claims)
     }
