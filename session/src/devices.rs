@@ -184,19 +184,19 @@ mod tests {
             ttl_ms: 60_000,
         };
         let now = 500_000;
-        let summary = summary(&listed, "x", Duration::from_secs(100), now);
-        assert!(summary.current);
-        assert_eq!(summary.last_used_ms, now - 40_000);
-        assert_eq!(summary.agent.as_deref(), Some("Firefox"));
-        assert_eq!(summary.address.as_deref(), Some("192.0.2.7"));
-        assert_eq!(summary.signed_in_with, "password");
+        let first = summary(&listed, "x", Duration::from_secs(100), now);
+        assert!(first.current);
+        assert_eq!(first.last_used_ms, now - 40_000);
+        assert_eq!(first.agent.as_deref(), Some("Firefox"));
+        assert_eq!(first.address.as_deref(), Some("192.0.2.7"));
+        assert_eq!(first.signed_in_with, "password");
 
         let older = Listed {
             value: "5".into(),
             ..listed
         };
-        let summary = summary(&older, "y", Duration::from_secs(100), now);
-        assert!(!summary.current);
-        assert_eq!(summary.signed_in_with, "unknown");
+        let second = summary(&older, "y", Duration::from_secs(100), now);
+        assert!(!second.current);
+        assert_eq!(second.signed_in_with, "unknown");
     }
 }

@@ -19,6 +19,7 @@
 //! - [`error`]: the JSON error type every endpoint answers with;
 //! - [`pages`]: the small HTML pages browsers get instead of JSON;
 //! - [`pending`]: single-use values, such as a sign-in waiting for an identity provider;
+//! - [`metrics`]: what the admin listener's `/metrics` counts;
 //! - [`throttle`]: failed-login counters in Redis (per user name and per address);
 //! - [`service`]: what both HTTP services share (request ids, health checks, the server loop).
 
@@ -33,6 +34,7 @@ pub mod error;
 pub mod handle;
 pub mod identity;
 pub mod keys;
+pub mod metrics;
 pub mod middleware;
 pub mod pages;
 pub mod pending;
