@@ -21,6 +21,18 @@ pub fn browser() -> reqwest::Client {
         .expect("client")
 }
 
+/// A client with its own cookie jar that does not follow redirects, like one browser whose
+/// every step the test sees: a sign-in goes from a service to a provider and back in 302s,
+/// each setting cookies, and the test checks each (see [`crate::oidc::OidcProvider::sign_in`]).
+pub fn browser_no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
 /// Status and JSON body of a response; panics, showing the body, when it is not JSON.
 pub async fn json(response: Response) -> (u16, serde_json::Value) {
     let status = response.status().as_u16();

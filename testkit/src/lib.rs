@@ -9,6 +9,7 @@
 //! - [`fake_idp`]: [`FakeIdp`], an OpenID Provider the test controls (spoiled tokens, rotation);
 //! - [`logs`]: reading what a process logged;
 //! - [`skip`]: [`can_run`], for what a machine may lack (a visible skip, a failure in CI);
+//! - [`oidc`]: [`OidcProvider`], a real OpenID Provider (node's `oidc-provider`) on loopback;
 //! - [`services`], [`store`], [`stack`]: the end-to-end harness, [`TestStack`]: a Redis and the
 //!   real writer, reader and gateway binaries for one test, on ports nobody picked in advance
 //!   (each service binds port 0 and says where it listens), stopped by PID on drop.
@@ -18,6 +19,7 @@
 pub mod fake_idp;
 pub mod http;
 pub mod logs;
+pub mod oidc;
 pub mod routes;
 pub mod services;
 pub mod skip;
@@ -29,6 +31,7 @@ pub mod wait;
 pub use ::stack::net::RefusingPort;
 pub use fake_idp::{FakeIdp, Person, Tamper};
 pub use http::{browser, client, json, session_cookie, set_cookies, with_cookie};
+pub use oidc::OidcProvider;
 pub use routes::Routes;
 pub use services::{SECRET, bin, service_spec, spawn_listening, spawn_ready};
 pub use skip::{can_run, report_skip};
