@@ -1,4 +1,4 @@
-//! The reader's settings: the shared session settings and its listen address.
+//! The reader's settings: the shared session settings, its listen and admin addresses.
 
 use std::net::SocketAddr;
 
@@ -11,6 +11,8 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:8091";
 #[derive(Debug, Clone)]
 pub struct ReaderConfig {
     pub addr: SocketAddr,
+    /// `READER_ADMIN_ADDR`: where `/metrics` is served (none when unset).
+    pub admin_addr: Option<SocketAddr>,
     pub session: SessionConfig,
 }
 
@@ -18,6 +20,10 @@ impl ReaderConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             addr: env::socket_addr("READER_ADDR", DEFAULT_ADDR)?,
+            admin_addr: env::parse_optional(
+                "READER_ADMIN_ADDR",
+                "an address such as 127.0.0.1:9191",
+            )?,
             session: SessionConfig::from_env()?,
         })
     }

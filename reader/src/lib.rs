@@ -28,7 +28,10 @@ impl Application {
     pub fn build(config: ReaderConfig) -> io::Result<Self> {
         service::bind(
             "reader",
-            config.addr,
+            service::Listen {
+                addr: config.addr,
+                admin: config.admin_addr,
+            },
             config.session,
             |sessions| sessions,
             configure,

@@ -19,7 +19,8 @@ use crate::{
     cross_site::{self, Verdict},
     error::ApiError,
     handle::{SessionHandle, UserId},
-    identity::{self, Device, Identity, Value},
+    identity::{self, Device, Identity, Method, Value},
+    metrics::{EndReason, LoginResult, metrics},
     middleware::HANDLE_ENTRY,
     sessions::Sessions,
     store::{RedisStore, StoreError},
@@ -199,12 +200,29 @@ impl CurrentSession {
         if !matches!(who, LoginAs::FromProvider(..)) {
             self.refuse_cross_site(Action::Login)?;
         }
-        let tail = match &who {
-            LoginAs::CurrentOrNew => identity::encode_tail(&Identity::demo(), device),
+        let (tail, method) = match &who {
+            LoginAs::CurrentOrNew => (
+                identity::encode_tail(&Identity::demo(), device),
+                Method::Demo,
+            ),
             LoginAs::User(_, identity) | LoginAs::FromProvider(_, identity) => {
-                identity::encode_tail(identity, device)
+                (identity::encode_tail(identity, device), identity.method)
             }
         };
+        let logged_in = self.login_with(who, transport, &tail).await;
+        if logged_in.is_ok() {
+            metrics().login(method, LoginResult::Success);
+        }
+        logged_in
+    }
+
+    /// [`Self::login`] once the session's value (after the count) is known.
+    async fn login_with(
+        &self,
+        who: LoginAs,
+        transport: Transport,
+        tail: &str,
+    ) -> Result<LoggedIn, ApiError> {
         let previous = self
             .credential
             .as_ref()
@@ -215,7 +233,7 @@ impl CurrentSession {
             let same_user = who.user().is_none_or(|user| user == previous.user());
             if !same_user {
                 self.sessions.store().logout(previous).await?;
-            } else if let Some(renewed) = self.renew(previous, transport, &tail).await? {
+            } else if let Some(renewed) = self.renew(previous, transport, tail).await? {
                 return Ok(renewed);
             }
             // Otherwise the previous session ended meanwhile: this is a fresh login.
@@ -225,7 +243,7 @@ impl CurrentSession {
             LoginAs::CurrentOrNew => UserId::random(),
             LoginAs::User(user, _) | LoginAs::FromProvider(user, _) => user,
         };
-        self.start(user, transport, &tail).await
+        self.start(user, transport, tail).await
     }
 
     /// Replaces `previous` with a new session of the same user that keeps its count; `None`
@@ -295,8 +313,10 @@ impl CurrentSession {
                     .logout_everywhere(&credential.handle)
                     .await?;
                 tracing::info!(user = %credential.handle.user(), ended, "logged out everywhere");
+                metrics().ended(EndReason::Everywhere, ended);
             } else {
                 self.sessions.store().logout(&credential.handle).await?;
+                metrics().ended(EndReason::Logout, 1);
             }
         }
         // actix-session expires the cookie itself only when it could verify it.

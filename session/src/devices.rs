@@ -18,6 +18,7 @@ use crate::{
     error::ApiError,
     handle::{UserId, now_ms},
     identity::{Method, Value},
+    metrics::{EndReason, metrics},
     sessions::Sessions,
     store::{Listed, StoreError},
 };
@@ -77,6 +78,7 @@ impl CurrentSession {
         };
         let ended = self.sessions.store().end(&user, &[&target.id]).await?;
         tracing::info!(%user, handle, "session ended from the sessions page");
+        metrics().ended(EndReason::Revoked, ended);
         Ok(ended > 0)
     }
 
@@ -92,6 +94,7 @@ impl CurrentSession {
             .collect();
         let ended = self.sessions.store().end(&user, &others).await?;
         tracing::info!(%user, ended, "other sessions ended");
+        metrics().ended(EndReason::Revoked, ended);
         Ok(ended)
     }
 
@@ -130,7 +133,9 @@ impl Sessions {
             })
             .map(|listed| listed.id.as_str())
             .collect();
-        self.store().end(user, &ids).await
+        let ended = self.store().end(user, &ids).await?;
+        metrics().ended(EndReason::Backchannel, ended);
+        Ok(ended)
     }
 }
 

@@ -81,6 +81,7 @@ impl ResponseError for ApiError {
             Self::NotLoggedIn => json!({ "message": NOT_LOGGED_IN_MESSAGE, "login": "/login" }),
             Self::StoreUnavailable(cause) => {
                 tracing::warn!(error = %cause, "session store unavailable");
+                crate::metrics::metrics().unavailable();
                 json!({ "error": self.to_string() })
             }
             Self::Unexpected(cause) => {

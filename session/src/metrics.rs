@@ -127,7 +127,9 @@ impl Metrics {
             EndReason::Revoked => "revoked",
             EndReason::ExpiredCap => "expired_cap",
         };
-        self.ended.get_or_create(&EndLabels { reason }).inc_by(sessions);
+        self.ended
+            .get_or_create(&EndLabels { reason })
+            .inc_by(sessions);
     }
 
     pub fn store_command(&self, took: Duration) {
@@ -161,10 +163,22 @@ mod tests {
         metrics.unavailable();
         metrics.store_command(Duration::from_millis(2));
         let text = metrics.encode();
-        assert!(text.contains("session_logins_total{method=\"provider\",result=\"failure\"} 1"), "{text}");
-        assert!(text.contains("session_ended_total{reason=\"backchannel\"} 3"), "{text}");
+        assert!(
+            text.contains("session_logins_total{method=\"provider\",result=\"failure\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("session_ended_total{reason=\"backchannel\"} 3"),
+            "{text}"
+        );
         assert!(!text.contains("reason=\"logout\""), "{text}");
-        assert!(text.contains("session_unavailable_responses_total 1"), "{text}");
-        assert!(text.contains("session_store_command_seconds_count 1"), "{text}");
+        assert!(
+            text.contains("session_unavailable_responses_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("session_store_command_seconds_count 1"),
+            "{text}"
+        );
     }
 }

@@ -39,7 +39,7 @@ pub fn output(dir: &Path, name: &str) -> Output {
 }
 
 /// Variables a developer's shell could leak into the services.
-const LEAKY: [&str; 22] = [
+const LEAKY: [&str; 26] = [
     "REDIS_URL",
     "SESSION_SECRET",
     "SESSION_COOKIE_NAME",
@@ -50,6 +50,10 @@ const LEAKY: [&str; 22] = [
     "SESSION_MAX_PER_USER",
     "SESSION_TRUSTED_ORIGINS",
     "AUTH_USERS_FILE",
+    "AUTH_PROVIDERS_FILE",
+    "PUBLIC_URL",
+    "WRITER_ADMIN_ADDR",
+    "READER_ADMIN_ADDR",
     "TRUSTED_GATEWAYS",
     "WRITER_ADDR",
     "READER_ADDR",

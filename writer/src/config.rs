@@ -17,6 +17,8 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:8090";
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
     pub addr: SocketAddr,
+    /// `WRITER_ADMIN_ADDR`: where `/metrics` is served (none when unset).
+    pub admin_addr: Option<SocketAddr>,
     pub session: SessionConfig,
     /// `SESSION_MAX_PER_USER`: live sessions per user; a login beyond it ends the oldest.
     pub max_per_user: Option<u32>,
@@ -58,6 +60,10 @@ impl WriterConfig {
         .map_err(|reason| ConfigError::new("TRUSTED_GATEWAYS", reason))?;
         Ok(Self {
             addr: env::socket_addr("WRITER_ADDR", DEFAULT_ADDR)?,
+            admin_addr: env::parse_optional(
+                "WRITER_ADMIN_ADDR",
+                "an address such as 127.0.0.1:9190",
+            )?,
             session: SessionConfig::from_env()?,
             max_per_user,
             users,

@@ -41,7 +41,10 @@ impl Application {
         let gateways = config.trusted_gateways;
         service::bind(
             "writer",
-            config.addr,
+            service::Listen {
+                addr: config.addr,
+                admin: config.admin_addr,
+            },
             config.session,
             move |sessions| {
                 sessions

@@ -11,8 +11,13 @@ use actix_web::{
 use serde::Deserialize;
 use serde_json::json;
 use session::{
-    ApiError, CurrentSession, Device, Identity, LoggedIn, LoginAs, Sessions, Transport, UserId,
-    action::Action, audience::Audience, pages, service::resource,
+    ApiError, CurrentSession, Device, Identity, LoggedIn, LoginAs, Method, Sessions, Transport,
+    UserId,
+    action::Action,
+    audience::Audience,
+    metrics::{LoginResult, metrics},
+    pages,
+    service::resource,
 };
 
 use crate::{auth::Users, client::TrustedGateways, oidc::Providers};
@@ -159,7 +164,12 @@ async fn verify_and_login(
     let address = client_address(request);
     let claimed = UserId::parse(&credentials.username).ok();
     let throttle = sessions.login_throttle();
-    throttle.check(claimed.as_ref(), address).await?;
+    if let Err(err) = throttle.check(claimed.as_ref(), address).await {
+        if matches!(err, ApiError::TooManyAttempts { .. }) {
+            metrics().login(Method::Password, LoginResult::Throttled);
+        }
+        return Err(err);
+    }
 
     let users = users.clone().into_inner();
     let verified = web::block(move || users.verify(&credentials.username, &credentials.password))
@@ -168,6 +178,7 @@ async fn verify_and_login(
     let Some(user) = verified else {
         throttle.failed(claimed.as_ref(), address).await?;
         tracing::warn!(%address, "failed login");
+        metrics().login(Method::Password, LoginResult::Failure);
         return Err(ApiError::InvalidCredentials);
     };
     throttle.succeeded(&user).await?;

@@ -28,11 +28,20 @@ use crate::{
     config::SessionConfig, error::ApiError, middleware::session_middleware, sessions::Sessions,
 };
 
-/// A service bound to its port, not yet running.
+/// A service bound to its port (and its admin port, if any), not yet running.
 pub struct BoundService {
     name: &'static str,
     addr: SocketAddr,
     server: Server,
+    admin: Option<(SocketAddr, Server)>,
+}
+
+/// Where a service listens: its public address, and the admin address that serves
+/// `/metrics` (never on the public port; none when not set).
+#[derive(Debug, Clone, Copy)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
 }
 
 /// Binds a writer or reader: `routes` adds the service's own endpoints; `/healthz`, `/readyz`,
@@ -41,7 +50,7 @@ pub struct BoundService {
 /// `prepare` adjusts the per-worker [`Sessions`] (for example the writer's per-user cap).
 pub fn bind<R, P>(
     name: &'static str,
-    listen: SocketAddr,
+    listen: Listen,
     config: SessionConfig,
     prepare: P,
     routes: R,
@@ -50,7 +59,8 @@ where
     R: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
     P: Fn(Sessions) -> Sessions + Clone + Send + 'static,
 {
-    let listener = std::net::TcpListener::bind(listen)?;
+    let admin = listen.admin.map(bind_admin).transpose()?;
+    let listener = std::net::TcpListener::bind(listen.addr)?;
     let addr = listener.local_addr()?;
     let server = HttpServer::new(move || {
         // One lazily connected Redis connection per worker: each worker is a single-threaded
@@ -84,7 +94,37 @@ where
     .disable_signals()
     .shutdown_timeout(10)
     .run();
-    Ok(BoundService { name, addr, server })
+    Ok(BoundService {
+        name,
+        addr,
+        server,
+        admin,
+    })
+}
+
+/// The admin listener: `GET /metrics` (Prometheus text) and `/healthz`, one worker.
+fn bind_admin(addr: SocketAddr) -> io::Result<(SocketAddr, Server)> {
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|err| io::Error::new(err.kind(), format!("admin address {addr}: {err}")))?;
+    let addr = listener.local_addr()?;
+    let server = HttpServer::new(|| {
+        App::new()
+            .service(resource("/metrics").get(metrics))
+            .service(resource("/healthz").get(healthz))
+            .default_service(web::to(not_found))
+    })
+    .listen(listener)?
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .run();
+    Ok((addr, server))
+}
+
+async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(crate::metrics::metrics().encode())
 }
 
 impl std::fmt::Debug for BoundService {
@@ -102,15 +142,42 @@ impl BoundService {
         self.addr
     }
 
+    /// The admin listener's address, when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(addr, _)| *addr)
+    }
+
+    /// What `LISTEN_ADDR_FILE` announces: `addr`, and `admin` when there is one.
+    fn listeners(&self) -> Vec<(&'static str, SocketAddr)> {
+        let mut listeners = vec![("addr", self.addr)];
+        listeners.extend(self.admin_addr().map(|admin| ("admin", admin)));
+        listeners
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
-        tracing::info!(service = self.name, addr = %self.addr, "listening");
-        let handle = self.server.handle();
+        tracing::info!(service = self.name, addr = %self.addr, admin = ?self.admin_addr(), "listening");
+        if let Some((_, admin)) = self.admin {
+            let stop = admin.handle();
+            actix_web::rt::spawn(admin);
+            let result = Self::serve(self.name, self.server, shutdown).await;
+            stop.stop(false).await;
+            return result;
+        }
+        Self::serve(self.name, self.server, shutdown).await
+    }
+
+    async fn serve(
+        name: &'static str,
+        server: Server,
+        shutdown: impl Future<Output = ()>,
+    ) -> io::Result<()> {
+        let handle = server.handle();
         tokio::select! {
-            result = self.server => result,
+            result = server => result,
             () = shutdown => {
                 handle.stop(true).await;
-                tracing::info!(service = self.name, "stopped");
+                tracing::info!(service = name, "stopped");
                 Ok(())
             }
         }
@@ -141,7 +208,7 @@ pub async fn serve(
     bound: io::Result<impl Into<BoundService>>,
 ) -> ExitCode {
     let result = match bound.map(Into::into) {
-        Ok(service) => match common::listening::announce(&[("addr", service.local_addr())]) {
+        Ok(service) => match common::listening::announce(&service.listeners()) {
             Ok(()) => service.run_until(common::shutdown::signal()).await,
             Err(err) => Err(io::Error::other(err.to_string())),
         },

@@ -53,7 +53,10 @@ use self::{
         STALE_ATTEMPTS,
     },
 };
-use crate::handle::{SessionHandle, UserId};
+use crate::{
+    handle::{SessionHandle, UserId},
+    metrics::{EndReason, metrics},
+};
 
 /// Upper bound on any single store operation, connection included.
 pub const OP_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -258,7 +261,10 @@ impl RedisStore {
             }
             Self::with_retry(retry, || operation(self.connection.clone())).await
         };
-        let result = match tokio::time::timeout(OP_TIMEOUT, attempts).await {
+        let started = std::time::Instant::now();
+        let outcome = tokio::time::timeout(OP_TIMEOUT, attempts).await;
+        metrics().store_command(started.elapsed());
+        let result = match outcome {
             Ok(result) => result.map_err(StoreError::from),
             Err(_) => Err(StoreError::Unavailable(format!(
                 "no answer within {} ms",
@@ -397,26 +403,36 @@ impl RedisStore {
         debug_assert!(previous.is_none_or(|previous| previous.user() == new.user()));
         let user = new.user();
         let index = Self::index_key(user);
-        self.until_fresh(user, |listed| {
-            let mut call = self.scripts.login.key(&index);
-            call.key(Self::session_key(new));
-            for id in listed {
-                call.key(Self::listed_session_key(user, id));
+        let answer = self
+            .until_fresh(user, |listed| {
+                let mut call = self.scripts.login.key(&index);
+                call.key(Self::session_key(new));
+                for id in listed {
+                    call.key(Self::listed_session_key(user, id));
+                }
+                if let Some(previous) = previous {
+                    call.key(Self::session_key(previous));
+                }
+                call.arg(new.id().as_str())
+                    .arg(px(lifetime))
+                    .arg(new.issued_at_ms())
+                    .arg(cap.unwrap_or(0))
+                    .arg(px(lifetime + self.index_slack))
+                    .arg(previous.map_or("", |previous| previous.id().as_str()))
+                    .arg(tail)
+                    .arg(listed);
+                call
+            })
+            .await?;
+        match answer {
+            redis::Value::Nil => Ok(None),
+            answer => {
+                let (count, capped): (i64, u64) =
+                    redis::from_redis_value(answer).map_err(redis::RedisError::from)?;
+                metrics().ended(EndReason::ExpiredCap, capped);
+                Ok(Some(count))
             }
-            if let Some(previous) = previous {
-                call.key(Self::session_key(previous));
-            }
-            call.arg(new.id().as_str())
-                .arg(px(lifetime))
-                .arg(new.issued_at_ms())
-                .arg(cap.unwrap_or(0))
-                .arg(px(lifetime + self.index_slack))
-                .arg(previous.map_or("", |previous| previous.id().as_str()))
-                .arg(tail)
-                .arg(listed);
-            call
-        })
-        .await
+        }
     }
 
     /// Ends one session (idempotent).
@@ -434,7 +450,7 @@ impl RedisStore {
     pub async fn logout_everywhere(&self, handle: &SessionHandle) -> Result<u64, StoreError> {
         let user = handle.user();
         let index = Self::index_key(user);
-        let ended: Option<i64> = self
+        let ended = self
             .until_fresh(user, |listed| {
                 let mut call = self.scripts.logout_everywhere.key(&index);
                 call.key(Self::session_key(handle));
@@ -445,7 +461,8 @@ impl RedisStore {
                 call
             })
             .await?;
-        Ok(ended.map_or(0, |ended| u64::try_from(ended).unwrap_or(0)))
+        let ended: i64 = redis::from_redis_value(ended).map_err(redis::RedisError::from)?;
+        Ok(u64::try_from(ended).unwrap_or(0))
     }
 
     /// The live sessions of `user`, oldest first: for the sessions page and a back-channel
@@ -507,7 +524,11 @@ impl RedisStore {
     /// Runs a script built by `call` from the session ids the user's index lists now, and reads
     /// the index again as long as the script answers [`STALE`] (a login of the user came in
     /// between and must be taken into account), at most [`STALE_ATTEMPTS`] times.
-    async fn until_fresh<'a, F>(&'a self, user: &UserId, call: F) -> Result<Option<i64>, StoreError>
+    async fn until_fresh<'a, F>(
+        &'a self,
+        user: &UserId,
+        call: F,
+    ) -> Result<redis::Value, StoreError>
     where
         F: Fn(&[String]) -> redis::ScriptInvocation<'a>,
     {
@@ -519,8 +540,8 @@ impl RedisStore {
                     async move { connection.zrange(index, 0, -1).await }
                 })
                 .await?;
-            let answer: Option<i64> = self.invoke(&call(&listed)).await?;
-            if answer != Some(STALE) {
+            let answer: redis::Value = self.invoke(&call(&listed)).await?;
+            if answer != redis::Value::Int(STALE) {
                 self.confirm_replicated(&index).await?;
                 return Ok(answer);
             }

@@ -30,8 +30,9 @@ pub(super) const STALE_ATTEMPTS: usize = 5;
 /// KEYS: 1 index, 2 new session, 2+i the session of listed id i (i = 1..n), [3+n previous]
 /// ARGV: 1 new id, 2 lifetime ms, 3 issued ms, 4 cap (0 = none), 5 index lifetime ms,
 ///       6 previous id ('' = none), 7 what follows the count, 7+i listed id i
-/// Returns the count of the new session, nil when the previous session is gone, or STALE.
-/// Run again, it finds the new session (its id is random and new) and answers its count.
+/// Returns {the count of the new session, how many sessions the cap ended}, nil when the
+/// previous session is gone, or STALE. Run again, it finds the new session (its id is random
+/// and new) and answers its count (and 0: what the cap ended was counted the first time).
 pub(super) const LOGIN: &str = r#"
 local function count_of(value)
   local cut = string.find(value, '\n', 1, true)
@@ -39,7 +40,7 @@ local function count_of(value)
   return value
 end
 local again = redis.call('GET', KEYS[2])
-if again then return tonumber(count_of(again)) end
+if again then return {tonumber(count_of(again)), 0} end
 local n = #ARGV - 7
 local key_of = {}
 for i = 1, n do key_of[ARGV[7 + i]] = KEYS[2 + i] end
@@ -69,19 +70,20 @@ redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 for id, key in pairs(key_of) do
   if id ~= previous and redis.call('EXISTS', key) == 0 then redis.call('ZREM', KEYS[1], id) end
 end
+local capped = 0
 if cap > 0 then
   local excess = redis.call('ZCARD', KEYS[1]) - cap
   if excess > 0 then
     -- The oldest first; the new session is the newest, so it is never among them.
     for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do
-      if key_of[id] then redis.call('DEL', key_of[id]) end
+      if key_of[id] then capped = capped + redis.call('DEL', key_of[id]) end
     end
     redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
   end
 end
 local index_lifetime = tonumber(ARGV[5])
 if redis.call('PTTL', KEYS[1]) < index_lifetime then redis.call('PEXPIRE', KEYS[1], index_lifetime) end
-return tonumber(count)
+return {tonumber(count), capped}
 "#;
 
 /// Increment: only an existing session is changed; its idle timeout restarts, and the index is

@@ -276,7 +276,7 @@ fn gateway_refuses_an_invalid_routes_file_with_file_line_and_reason() {
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    assert!(String::from_utf8_lossy(&check.stdout).contains("OK (4 routes, 2 upstreams)"));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("OK (5 routes, 2 upstreams)"));
 
     // The number of workers is checked like every other setting.
     for workers in ["0", "many"] {

@@ -24,6 +24,14 @@ struct Flow {
 
 impl Flow {
     fn start(store: StoreKind, providers: &[(&str, String, &str)]) -> Self {
+        Self::start_with(store, providers, &[])
+    }
+
+    fn start_with(
+        store: StoreKind,
+        providers: &[(&str, String, &str)],
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let file = dir.path().join("providers.toml");
         let mut text = String::new();
@@ -35,13 +43,15 @@ impl Flow {
             ));
         }
         std::fs::write(&file, text).expect("providers file");
-        let stack = TestStack::start_with(
-            Options::default()
-                .store(store)
-                .env("AUTH_PROVIDERS_FILE", file.to_str().expect("utf-8"))
-                .env("PUBLIC_URL", PUBLIC_URL)
-                .env("IDP_SECRET", "a-test-client-secret"),
-        );
+        let mut options = Options::default()
+            .store(store)
+            .env("AUTH_PROVIDERS_FILE", file.to_str().expect("utf-8"))
+            .env("PUBLIC_URL", PUBLIC_URL)
+            .env("IDP_SECRET", "a-test-client-secret");
+        for (name, value) in env {
+            options = options.env(name, value);
+        }
+        let stack = TestStack::start_with(options);
         Self { stack, _dir: dir }
     }
 
@@ -581,6 +591,82 @@ async fn the_sessions_page_lists_and_ends_sessions() {
         "the current session stays"
     );
     assert_eq!(list(browser()).await.0, 401, "not logged in: 401");
+}
+
+/// The admin listener of the process whose `LISTEN_ADDR_FILE` is `<dir>/<label>.addr`.
+fn admin_of(flow: &Flow, label: &str) -> std::net::SocketAddr {
+    let path = flow.stack.dir.path().join(format!("{label}.addr"));
+    common::listening::Listeners::read(&path)
+        .expect("the listeners file")
+        .and_then(|listeners| listeners.get("admin"))
+        .unwrap_or_else(|| panic!("{label} announces no admin listener"))
+}
+
+async fn metrics(addr: std::net::SocketAddr) -> String {
+    let response = browser()
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(response.status(), StatusCode::OK);
+    response.text().await.expect("text")
+}
+
+#[tokio::test]
+async fn writer_and_reader_export_metrics_on_their_admin_address_only() {
+    let idp = FakeIdp::start(CLIENT_ID, ann()).await;
+    let any = "127.0.0.1:0";
+    let flow = Flow::start_with(
+        StoreKind::Single,
+        &[("corp", idp.issuer(), "")],
+        &[("WRITER_ADMIN_ADDR", any), ("READER_ADMIN_ADDR", any)],
+    );
+    flow.until_available("corp").await;
+    let (writer, reader) = (admin_of(&flow, "writer"), admin_of(&flow, "reader"));
+
+    let (one, two) = (browser(), browser());
+    flow.sign_in(&one, "corp").await;
+    flow.sign_in(&two, "corp").await;
+    idp.tamper(Tamper::WrongNonce);
+    flow.sign_in(&browser(), "corp").await;
+    assert_eq!(whoami(&flow, &one).await.0, 200);
+    one.post(flow.stack.url("/logout"))
+        .send()
+        .await
+        .expect("logout");
+    let token = idp.logout_token(false, None, Tamper::None);
+    browser()
+        .post(flow.stack.url("/logout/corp/backchannel"))
+        .form(&[("logout_token", token)])
+        .send()
+        .await
+        .expect("backchannel");
+
+    let text = metrics(writer).await;
+    for line in [
+        r#"session_logins_total{method="provider",result="success"} 2"#,
+        r#"session_logins_total{method="provider",result="failure"} 1"#,
+        r#"session_ended_total{reason="logout"} 1"#,
+        r#"session_ended_total{reason="backchannel"} 1"#,
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+    let text = metrics(reader).await;
+    assert!(
+        text.contains("session_store_command_seconds_count"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("session_logins_total{"),
+        "the reader logs nobody in: {text}"
+    );
+    // Never on the public port.
+    let public = browser()
+        .get(format!("http://{}/metrics", flow.stack.writer_addrs[0]))
+        .send()
+        .await
+        .expect("public");
+    assert_eq!(public.status(), StatusCode::NOT_FOUND);
 }
 
 on_every_store!(

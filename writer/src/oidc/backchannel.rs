@@ -55,6 +55,7 @@ pub(super) async fn logout(
         }
         Err(err) => {
             tracing::warn!(error = %err, "back-channel logout: session store unavailable");
+            session::metrics::metrics().unavailable();
             answer(
                 HttpResponse::ServiceUnavailable(),
                 "session store unavailable",

@@ -17,7 +17,10 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use session::{CurrentSession, LoginAs, Sessions, Transport};
+use session::{
+    CurrentSession, LoginAs, Method, Sessions, Transport,
+    metrics::{LoginResult, metrics},
+};
 use sha2::{Digest, Sha256};
 
 use super::{Providers, error::SignInError};
@@ -96,6 +99,22 @@ pub(super) struct CallbackQuery {
 
 /// `GET /login/<name>/callback`.
 pub(super) async fn callback(
+    request: HttpRequest,
+    name: web::Path<String>,
+    query: web::Query<CallbackQuery>,
+    providers: web::Data<Providers>,
+    sessions: web::Data<Sessions>,
+    current: CurrentSession,
+) -> Result<HttpResponse, SignInError> {
+    let finished = finish(request, name, query, providers, sessions, current).await;
+    if finished.is_err() {
+        metrics().login(Method::Provider, LoginResult::Failure);
+    }
+    finished
+}
+
+/// The callback's work; any error is a failed sign-in.
+async fn finish(
     request: HttpRequest,
     name: web::Path<String>,
     query: web::Query<CallbackQuery>,
