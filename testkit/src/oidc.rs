@@ -13,10 +13,11 @@
 //! name ports that are known only once the services listen. The provider reads the file on
 //! every client lookup, so a later `set_clients` takes effect at once.
 //!
-//! A client with a [`Client::backchannel_logout_uri`] is registered with
-//! `backchannel_logout_session_required`: its ID tokens carry `sid`, and the logout tokens the
-//! provider POSTs there (on [`OidcProvider::sign_out`]) carry the same `sid` and the `sub`.
-//! Without that URI, ID tokens have no `sid`. The provider waits 2.5 s for an answer, which
+//! A client with a [`Client::backchannel_logout_uri`] gets logout tokens POSTed there (on
+//! [`OidcProvider::sign_out`]) naming the `sub`; with
+//! [`Client::backchannel_logout_session_required`] its ID tokens carry `sid` and its logout
+//! tokens the same `sid` (one provider session), without it they name the user only (every
+//! session). Without that URI, ID tokens have no `sid`. The provider waits 2.5 s for an answer, which
 //! must be 200 or 204; it sends to loopback, which oidc-provider refuses by default (see
 //! provider.mjs).
 //!
@@ -95,8 +96,11 @@ pub struct Client {
     pub client_id: String,
     pub client_secret: String,
     pub redirect_uris: Vec<String>,
-    /// Where the provider POSTs logout tokens; with it, ID tokens carry `sid`.
+    /// Where the provider POSTs logout tokens.
     pub backchannel_logout_uri: Option<String>,
+    /// With a back-channel logout URI: ID and logout tokens carry `sid`, so a logout names
+    /// one provider session; without, a logout token names only the user.
+    pub backchannel_logout_session_required: bool,
     pub post_logout_redirect_uris: Vec<String>,
 }
 
@@ -114,7 +118,8 @@ impl Client {
         if let Some(uri) = &self.backchannel_logout_uri {
             metadata["backchannel_logout_uri"] = json!(uri);
             // oidc-provider puts `sid` into ID and logout tokens only with this set.
-            metadata["backchannel_logout_session_required"] = json!(true);
+            metadata["backchannel_logout_session_required"] =
+                json!(self.backchannel_logout_session_required);
         }
         metadata
     }

@@ -55,6 +55,7 @@ impl BackChannel {
             client_secret: SECRET.to_owned(),
             redirect_uris: vec![format!("{}/cb", self.base)],
             backchannel_logout_uri: Some(format!("{}/backchannel", self.base)),
+            backchannel_logout_session_required: true,
             post_logout_redirect_uris: vec![format!("{}/", self.base)],
         }
     }

@@ -164,7 +164,7 @@ impl Browser {
     }
 
     /// Clicks the element with this id.
-    async fn click(&self, id: &str) {
+    pub(crate) async fn click(&self, id: &str) {
         self.client
             .find(Locator::Id(id))
             .await

@@ -23,6 +23,7 @@ mod flow;
 mod https;
 mod launcher;
 mod ports;
+mod provider;
 mod rules;
 mod sign_in;
 mod topology;

@@ -13,17 +13,18 @@ use serde_json::Value;
 
 use crate::helpers::{FakeIdp, Options, Person, StoreKind, Tamper, TestStack, json, wait};
 
-const PUBLIC_URL: &str = "http://one-origin.test";
-const CLIENT_ID: &str = "one-origin";
+pub(crate) const PUBLIC_URL: &str = "http://one-origin.test";
+pub(crate) const CLIENT_ID: &str = "one-origin";
+pub(crate) const CLIENT_SECRET: &str = "a-test-client-secret";
 
 /// A stack whose writer signs in with `providers` (name, issuer, extra lines).
-struct Flow {
-    stack: TestStack,
+pub(crate) struct Flow {
+    pub(crate) stack: TestStack,
     _dir: tempfile::TempDir,
 }
 
 impl Flow {
-    fn start(store: StoreKind, providers: &[(&str, String, &str)]) -> Self {
+    pub(crate) fn start(store: StoreKind, providers: &[(&str, String, &str)]) -> Self {
         Self::start_with(store, providers, &[])
     }
 
@@ -47,7 +48,7 @@ impl Flow {
             .store(store)
             .env("AUTH_PROVIDERS_FILE", file.to_str().expect("utf-8"))
             .env("PUBLIC_URL", PUBLIC_URL)
-            .env("IDP_SECRET", "a-test-client-secret");
+            .env("IDP_SECRET", CLIENT_SECRET);
         for (name, value) in env {
             options = options.env(name, value);
         }
@@ -56,7 +57,7 @@ impl Flow {
     }
 
     /// `url` with the public origin replaced by the gateway's.
-    fn at_gateway(&self, url: &str) -> String {
+    pub(crate) fn at_gateway(&self, url: &str) -> String {
         match url.strip_prefix(PUBLIC_URL) {
             Some(path) => self.stack.url(path),
             None => url.to_owned(),
@@ -64,7 +65,7 @@ impl Flow {
     }
 
     /// Waits until the login page offers `provider`'s button (discovery happened).
-    async fn until_available(&self, provider: &str) {
+    pub(crate) async fn until_available(&self, provider: &str) {
         let button = format!("href=\"/login/{provider}\"");
         wait::until("the provider's button", Duration::from_secs(20), || async {
             page(&browser(), &self.stack.url("/login"))
@@ -119,7 +120,7 @@ fn browser() -> reqwest::Client {
         .expect("client")
 }
 
-fn location(response: &reqwest::Response) -> String {
+pub(crate) fn location(response: &reqwest::Response) -> String {
     response
         .headers()
         .get(header::LOCATION)
@@ -139,7 +140,7 @@ async fn page(client: &reqwest::Client, url: &str) -> (StatusCode, String) {
     (response.status(), response.text().await.expect("body"))
 }
 
-async fn whoami(flow: &Flow, client: &reqwest::Client) -> (u16, Value) {
+pub(crate) async fn whoami(flow: &Flow, client: &reqwest::Client) -> (u16, Value) {
     json(
         client
             .get(flow.stack.url("/"))
