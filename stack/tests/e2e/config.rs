@@ -290,3 +290,82 @@ fn gateway_refuses_an_invalid_routes_file_with_file_line_and_reason() {
         );
     }
 }
+
+/// `writer --check` with `env` (and nothing from the test's own environment): exit code, output.
+fn writer_check(env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let output = std::process::Command::new(crate::helpers::bin("writer"))
+        .arg("--check")
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .expect("run writer --check");
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.code(), text)
+}
+
+#[test]
+fn the_writer_refuses_a_bad_providers_file_with_file_line_and_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("providers.toml");
+    let path = file.to_str().expect("utf-8").to_owned();
+    let good = "[providers.corp]\n\
+                issuer = \"https://id.example.com\"\n\
+                client_id = \"one-origin\"\n\
+                client_secret = \"${CORP_SECRET}\"\n\
+                label = \"Sign in with Corp\"\n";
+    let base = [
+        ("REDIS_URL", "redis://127.0.0.1:1/0"),
+        ("SESSION_SECRET", SECRET),
+        ("AUTH_PROVIDERS_FILE", path.as_str()),
+        ("CORP_SECRET", "a-client-secret"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut env = base.to_vec();
+        env.extend_from_slice(extra);
+        env
+    };
+    let public = ("PUBLIC_URL", "https://app.example.com");
+
+    std::fs::write(&file, good).expect("write");
+    let (code, out) = writer_check(&with(&[public]));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("writer: the settings are valid"), "{out}");
+    // The validation is the start's: the service itself refuses what --check refuses.
+    let (code, out) = writer_check(&with(&[]));
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.starts_with("writer: PUBLIC_URL: is required"), "{out}");
+    let (code, out) = run("writer", &with(&[("PUBLIC_URL", "https://app.example.com/app")]));
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.starts_with("writer: PUBLIC_URL: "), "{out}");
+
+    for (text, expected) in [
+        (
+            good.replace("\"${CORP_SECRET}\"", "\"hunter2\""),
+            format!("writer: AUTH_PROVIDERS_FILE: {path}:4: providers.corp.client_secret: write ${{NAME}}"),
+        ),
+        (
+            good.replace("https://id.example.com", "http://id.example.com"),
+            format!("writer: AUTH_PROVIDERS_FILE: {path}:2: providers.corp.issuer: must be an https:// URL"),
+        ),
+        (
+            good.replace("label =", "lable ="),
+            format!("writer: AUTH_PROVIDERS_FILE: {path}:5: unknown field `lable`"),
+        ),
+        (
+            good.replace("CORP_SECRET", "UNSET_SECRET"),
+            format!("writer: AUTH_PROVIDERS_FILE: {path}:4: providers.corp.client_secret: the variable UNSET_SECRET is not set"),
+        ),
+    ] {
+        std::fs::write(&file, &text).expect("write");
+        let (code, out) = writer_check(&with(&[public]));
+        assert_eq!(code, Some(2), "{out}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 1, "one line: {out}");
+        assert!(lines[0].starts_with(&expected), "{out}\nwanted {expected}");
+        // And the writer does not start on it.
+        let (code, log) = run("writer", &with(&[public]));
+        assert_eq!(code, Some(2), "{log}");
+        assert!(log.contains(&expected), "{log}");
+    }
+}
