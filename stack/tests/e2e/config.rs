@@ -335,18 +335,25 @@ fn the_writer_refuses_a_bad_providers_file_with_file_line_and_key() {
     let (code, out) = writer_check(&with(&[]));
     assert_eq!(code, Some(2), "{out}");
     assert!(out.starts_with("writer: PUBLIC_URL: is required"), "{out}");
-    let (code, out) = run("writer", &with(&[("PUBLIC_URL", "https://app.example.com/app")]));
+    let (code, out) = run(
+        "writer",
+        &with(&[("PUBLIC_URL", "https://app.example.com/app")]),
+    );
     assert_eq!(code, Some(2), "{out}");
     assert!(out.starts_with("writer: PUBLIC_URL: "), "{out}");
 
     for (text, expected) in [
         (
             good.replace("\"${CORP_SECRET}\"", "\"hunter2\""),
-            format!("writer: AUTH_PROVIDERS_FILE: {path}:4: providers.corp.client_secret: write ${{NAME}}"),
+            format!(
+                "writer: AUTH_PROVIDERS_FILE: {path}:4: providers.corp.client_secret: write ${{NAME}}"
+            ),
         ),
         (
             good.replace("https://id.example.com", "http://id.example.com"),
-            format!("writer: AUTH_PROVIDERS_FILE: {path}:2: providers.corp.issuer: must be an https:// URL"),
+            format!(
+                "writer: AUTH_PROVIDERS_FILE: {path}:2: providers.corp.issuer: must be an https:// URL"
+            ),
         ),
         (
             good.replace("label =", "lable ="),
@@ -354,7 +361,9 @@ fn the_writer_refuses_a_bad_providers_file_with_file_line_and_key() {
         ),
         (
             good.replace("CORP_SECRET", "UNSET_SECRET"),
-            format!("writer: AUTH_PROVIDERS_FILE: {path}:4: providers.corp.client_secret: the variable UNSET_SECRET is not set"),
+            format!(
+                "writer: AUTH_PROVIDERS_FILE: {path}:4: providers.corp.client_secret: the variable UNSET_SECRET is not set"
+            ),
         ),
     ] {
         std::fs::write(&file, &text).expect("write");

@@ -11,7 +11,9 @@ use std::time::Duration;
 use reqwest::{StatusCode, header};
 use serde_json::Value;
 
-use crate::helpers::{FakeIdp, Options, Person, StoreKind, Tamper, TestStack, json, wait};
+use crate::helpers::{
+    FakeIdp, Options, Person, StoreKind, Tamper, TestStack, command_calls, json, wait,
+};
 
 pub(crate) const PUBLIC_URL: &str = "http://one-origin.test";
 pub(crate) const CLIENT_ID: &str = "one-origin";
@@ -223,6 +225,21 @@ async fn a_provider_sign_in_starts_a_session_that_knows_the_person(store: StoreK
             .expect("callback");
         assert_eq!(location(&done), expected, "next={next}");
     }
+
+    // Knowing the person costs the reads nothing: a read of `/` is still one GETEX.
+    const N: u64 = 5;
+    whoami(&flow, &phone).await;
+    let before = command_calls(&flow.stack).await;
+    for _ in 0..N {
+        assert_eq!(whoami(&flow, &phone).await.0, 200);
+    }
+    let after = command_calls(&flow.stack).await;
+    let spent: Vec<(String, u64)> = after
+        .iter()
+        .map(|(name, n)| (name.clone(), n - before.get(name).copied().unwrap_or(0)))
+        .filter(|(name, n)| *n > 0 && !matches!(name.as_str(), "info" | "hello" | "client|setinfo"))
+        .collect();
+    assert_eq!(spent, vec![("getex".to_owned(), N)], "one GETEX per read");
 }
 
 async fn a_callback_that_this_browser_did_not_start_is_400_and_stores_nothing(store: StoreKind) {
