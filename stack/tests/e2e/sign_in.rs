@@ -13,17 +13,18 @@ use serde_json::Value;
 
 use crate::helpers::{FakeIdp, Options, Person, StoreKind, Tamper, TestStack, json, wait};
 
-const PUBLIC_URL: &str = "http://one-origin.test";
-const CLIENT_ID: &str = "one-origin";
+pub(crate) const PUBLIC_URL: &str = "http://one-origin.test";
+pub(crate) const CLIENT_ID: &str = "one-origin";
 
-/// A stack whose writer signs in with `providers` (name, issuer, extra lines).
-struct Flow {
-    stack: TestStack,
+/// A stack whose writer signs in with `providers` (name, issuer, extra lines); `door.rs` signs
+/// its users in with it too.
+pub(crate) struct Flow {
+    pub(crate) stack: TestStack,
     _dir: tempfile::TempDir,
 }
 
 impl Flow {
-    fn start(store: StoreKind, providers: &[(&str, String, &str)]) -> Self {
+    pub(crate) fn start(store: StoreKind, providers: &[(&str, String, &str)]) -> Self {
         Self::start_with(store, providers, &[])
     }
 
@@ -64,7 +65,7 @@ impl Flow {
     }
 
     /// Waits until the login page offers `provider`'s button (discovery happened).
-    async fn until_available(&self, provider: &str) {
+    pub(crate) async fn until_available(&self, provider: &str) {
         let button = format!("href=\"/login/{provider}\"");
         wait::until("the provider's button", Duration::from_secs(20), || async {
             page(&browser(), &self.stack.url("/login"))
@@ -93,7 +94,11 @@ impl Flow {
     }
 
     /// A whole sign-in: the callback's answer.
-    async fn sign_in(&self, client: &reqwest::Client, provider: &str) -> reqwest::Response {
+    pub(crate) async fn sign_in(
+        &self,
+        client: &reqwest::Client,
+        provider: &str,
+    ) -> reqwest::Response {
         let callback = self.to_callback(client, provider).await;
         client.get(callback).send().await.expect("callback")
     }
@@ -110,7 +115,7 @@ impl Flow {
 }
 
 /// One browser: its own cookies, redirects not followed (the test follows them).
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
