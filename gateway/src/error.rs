@@ -39,6 +39,10 @@ pub enum GatewayError {
         target: String,
         after: Duration,
     },
+    /// A route's door check vouched for the user, who is in none of the route's
+    /// `allow_groups`: the request is not forwarded.
+    #[error("forbidden")]
+    Forbidden,
     /// A route's door check could not be asked (its upstream is down or too slow): the request
     /// is not forwarded, since nobody could say whose it is.
     #[error("session check unavailable")]
@@ -58,6 +62,7 @@ impl GatewayError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamUnavailable { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::CheckUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -1,5 +1,6 @@
 //! Prometheus metrics for the admin listener's `/metrics`: requests by route and status,
-//! latency by route, upstream address health and load, reloads and the routing generation.
+//! latency by route, requests a door check kept out, upstream address health and load, reloads
+//! and the routing generation.
 //!
 //! Requests are tallied per worker ([`RequestStats`]) and summed when scraped, so the hot path
 //! touches no counter or lock another core writes (prometheus-client's own histogram takes a
@@ -51,6 +52,33 @@ struct RouteLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DoorLabels {
+    route: String,
+    reason: &'static str,
+}
+
+/// Why a door check kept a request from its route's upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DoorRefusal {
+    /// The check answered something else than 2xx (a 401): that answer went to the client.
+    Denied,
+    /// The check passed, but the user is in none of the route's `allow_groups`: 403.
+    Forbidden,
+    /// The check could not be asked (its upstream down or too slow): 503.
+    Unavailable,
+}
+
+impl DoorRefusal {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Denied => "denied",
+            Self::Forbidden => "forbidden",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabels {
     result: String,
 }
@@ -67,6 +95,7 @@ struct AddressLabels {
 pub struct Metrics {
     registry: Registry,
     requests: Arc<RequestStats>,
+    door_refusals: Family<DoorLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
     tls_reloads: Family<ReloadLabels, Counter>,
     generation: Gauge,
@@ -91,6 +120,13 @@ impl Metrics {
         });
         registry.register_collector(Box::new(Arc::clone(&requests)));
         let r = &mut registry;
+        let door_refusals = registered(
+            r,
+            "door_refusals",
+            "Requests a door check kept from their route's upstream, by route and reason: denied \
+             (the check's own answer, a 401), forbidden (in none of the route's allow_groups: \
+             403), unavailable (the check could not be asked: 503)",
+        );
         let reloads = registered(r, "reloads", "routes.toml reloads, by result");
         let tls_reloads = registered(
             r,
@@ -130,6 +166,7 @@ impl Metrics {
         Self {
             registry,
             requests,
+            door_refusals,
             reloads,
             tls_reloads,
             generation,
@@ -165,6 +202,17 @@ impl Metrics {
             tally.observe(status, seconds);
             shard.insert(route.to_owned(), tally);
         }
+    }
+
+    /// Records a request on `route` that its door check kept out, and why. Refusals only: a
+    /// request let through touches no counter here.
+    pub fn door_refused(&self, route: &str, why: DoorRefusal) {
+        self.door_refusals
+            .get_or_create(&DoorLabels {
+                route: route.to_owned(),
+                reason: why.label(),
+            })
+            .inc();
     }
 
     /// Records an attempt to load changed certificate files.

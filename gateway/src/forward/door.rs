@@ -8,13 +8,16 @@
 //! `-Proto` are among the rewritten headers already). A 2xx answer lets the request through with
 //! the answer's named headers (`X-User-Id`) set on it; any other answer, a 401 or the session
 //! store's 503, goes back to the client as it is. The gateway itself knows no session format,
-//! and caches nothing: a logout takes effect at the door with the next request.
+//! and caches nothing: a logout takes effect at the door with the next request. A route with
+//! `allow_groups` also wants one of its groups among those the passing answer names in
+//! `X-User-Groups`; without one the request is forbidden (403) and goes nowhere.
 //!
-//! What the client sent under a vouched name never gets through, however it is spelled: CGI,
-//! WSGI, PHP and Rack turn `X-User-Id`, `x-user-id` and `X_User_Id` into the one variable
-//! `HTTP_X_USER_ID`, so every spelling is removed, from the headers and from the trailers of
-//! the body. And the route's upstream does not get the session itself (the cookie, a session
-//! header), a credential for the whole origin, unless the check says `pass_session = true`.
+//! What the client sent under a vouched name, or under any `x-user-` name, never gets through,
+//! however it is spelled: CGI, WSGI, PHP and Rack turn `X-User-Id`, `x-user-id` and `X_User_Id`
+//! into the one variable `HTTP_X_USER_ID`, so every spelling is removed, from the headers and
+//! from the trailers of the body. And the route's upstream does not get the session itself (the
+//! cookie, a session header), a credential for the whole origin, unless the check says
+//! `pass_session = true`.
 
 use std::{
     pin::Pin,
@@ -47,6 +50,13 @@ pub static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-ur
 /// The most of a passing answer's body the gateway reads (and drops) to keep its connection.
 const PASSING_BODY_LIMIT: usize = 64 * 1024;
 
+/// Where the groups of a passing answer are: comma-separated, as the reader writes them.
+static X_USER_GROUPS: HeaderName = HeaderName::from_static("x-user-groups");
+
+/// The names every door check keeps for itself, whatever its `headers`: identity headers are
+/// named so, and an upstream behind the door may read any of them (`X-User-Admin`) as vouched.
+const USER_PREFIX: &[u8] = b"x-user-";
+
 /// The check's verdict on one request.
 #[derive(Debug)]
 pub enum Verdict {
@@ -54,10 +64,13 @@ pub enum Verdict {
     Pass,
     /// Answer the client with the check's own answer.
     Refuse(Sent),
+    /// The check passed, but the user is in none of the route's `allow_groups`.
+    Forbidden,
 }
 
 /// Asks `check` about the request in `outgoing` (whose target as the client sent it is
-/// `client_target`), and on a pass sets the check's headers on it.
+/// `client_target`), and on a pass, when the route lets the user's groups in, sets the check's
+/// headers on it.
 pub async fn check(
     worker: usize,
     generation: &Generation,
@@ -81,13 +94,46 @@ pub async fn check(
     if !sent.response.status().is_success() {
         return Ok(Verdict::Refuse(sent));
     }
-    let_through(outgoing, check, sent).await;
-    Ok(Verdict::Pass)
+    let Sent {
+        response,
+        connection,
+        in_flight,
+    } = sent;
+    let (parts, body) = response.into_parts();
+    let verdict = match &outgoing.route.allow_groups {
+        Some(allowed) if !in_any_group(&parts.headers, allowed) => Verdict::Forbidden,
+        _ => {
+            let_through(outgoing, check, &parts.headers);
+            Verdict::Pass
+        }
+    };
+    // Read the (normally empty) body to its end, so that the connection goes back to the pool.
+    let body = Limited::new(
+        Streamed::new(body, connection, in_flight),
+        PASSING_BODY_LIMIT,
+    );
+    if let Err(err) = body.collect().await {
+        tracing::debug!(check = %check.name, error = %err, "a passing check's body was not read to its end");
+    }
+    Ok(verdict)
 }
 
-/// Whatever the client sent under the names the check vouches for, in any spelling, is
-/// never believed, pass or not: neither the check nor the upstream sees it. Removes them from
-/// the headers, from the trailers `Trailer` announces, and from the trailers of the body.
+/// Whether the groups a passing answer names in `X-User-Groups` (comma-separated, each
+/// trimmed; absent: none) include one of `allowed`. Compared as bytes, without copying: a
+/// provider's group names may be any UTF-8, which a header value carries as it is.
+fn in_any_group(answer: &HeaderMap, allowed: &[String]) -> bool {
+    answer
+        .get_all(&X_USER_GROUPS)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|group| allowed.iter().any(|name| name.as_bytes() == group))
+}
+
+/// Whatever the client sent under the names the check vouches for, or under any `x-user-`
+/// name, in any spelling, is never believed, pass or not: neither the check nor the upstream
+/// sees it. Removes them from the headers, from the trailers `Trailer` announces, and from the
+/// trailers of the body.
 fn scrub(outgoing: &mut Outgoing<'_>, check: &DoorCheck, underscores: bool) {
     remove_spellings(&mut outgoing.headers, &check.headers);
     announce_no_vouched_trailers(&mut outgoing.headers, &check.headers);
@@ -128,30 +174,16 @@ fn asking<'a>(
     })
 }
 
-/// A pass: the check's named headers go onto the request, and the session comes off it unless
-/// the check passes it on.
-async fn let_through(outgoing: &mut Outgoing<'_>, check: &DoorCheck, sent: Sent) {
-    let Sent {
-        response,
-        connection,
-        in_flight,
-    } = sent;
-    let (parts, body) = response.into_parts();
+/// A pass: the check's named headers (from its `answer`) go onto the request, and the session
+/// comes off it unless the check passes it on.
+fn let_through(outgoing: &mut Outgoing<'_>, check: &DoorCheck, answer: &HeaderMap) {
     for name in check.headers.iter() {
-        for value in parts.headers.get_all(name) {
+        for value in answer.get_all(name) {
             outgoing.headers.append(name.clone(), value.clone());
         }
     }
     if !check.pass_session {
         withhold_session(&mut outgoing.headers, &check.session_cookie);
-    }
-    // Read the (normally empty) body to its end, so that the connection goes back to the pool.
-    let body = Limited::new(
-        Streamed::new(body, connection, in_flight),
-        PASSING_BODY_LIMIT,
-    );
-    if let Err(err) = body.collect().await {
-        tracing::debug!(check = %check.name, error = %err, "a passing check's body was not read to its end");
     }
 }
 
@@ -172,11 +204,26 @@ fn spells(name: &str, vouched: &HeaderName) -> bool {
             .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
 }
 
-fn is_vouched(name: &str, vouched: &[HeaderName]) -> bool {
-    vouched.iter().any(|vouched| spells(name, vouched))
+/// Whether the field name `name` starts with `x-user-` as CGI-style servers read it (`_` for
+/// `-`; names are lower case already).
+fn is_user_field(name: &str) -> bool {
+    name.as_bytes()
+        .get(..USER_PREFIX.len())
+        .is_some_and(|start| {
+            start
+                .iter()
+                .zip(USER_PREFIX)
+                .all(|(&a, &b)| a == b || (a == b'_' && b == b'-'))
+        })
 }
 
-/// Removes every field whose name spells one of `vouched`.
+/// Whether a field named `name` is the check's to set: an `x-user-` name, or a spelling of
+/// one of `vouched`.
+fn is_vouched(name: &str, vouched: &[HeaderName]) -> bool {
+    is_user_field(name) || vouched.iter().any(|vouched| spells(name, vouched))
+}
+
+/// Removes every field whose name is an `x-user-` name or spells one of `vouched`.
 fn remove_spellings(headers: &mut HeaderMap, vouched: &[HeaderName]) {
     let spelled: Vec<HeaderName> = headers
         .keys()
@@ -188,8 +235,8 @@ fn remove_spellings(headers: &mut HeaderMap, vouched: &[HeaderName]) {
     }
 }
 
-/// `Trailer` announces the trailer fields to come (RFC 9110 §6.6.2): vouched names are taken
-/// out of it, as they are out of the trailers themselves.
+/// `Trailer` announces the trailer fields to come (RFC 9110 §6.6.2): vouched and `x-user-`
+/// names are taken out of it, as they are out of the trailers themselves.
 fn announce_no_vouched_trailers(headers: &mut HeaderMap, vouched: &[HeaderName]) {
     if !headers.contains_key(header::TRAILER) {
         return;
@@ -241,8 +288,8 @@ fn withhold_session(headers: &mut HeaderMap, cookie: &str) {
 
 static X_SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
 
-/// A request body whose trailers lose every spelling of the vouched names (and, unless
-/// `underscores`, every name with `_`), as the headers did.
+/// A request body whose trailers lose every spelling of the vouched and `x-user-` names (and,
+/// unless `underscores`, every name with `_`), as the headers did.
 struct ScrubbedTrailers {
     body: Body,
     vouched: Arc<[HeaderName]>,
@@ -308,29 +355,111 @@ mod tests {
 
     #[test]
     fn every_spelling_of_a_vouched_name_is_removed() {
-        let vouched = [HeaderName::from_static("x-user-id")];
+        let vouched = [
+            HeaderName::from_static("x-user-id"),
+            HeaderName::from_static("x-auth-role"),
+        ];
         let mut headers = map(&[
             ("x-user-id", "a"),
             ("X_User_Id", "b"),
             ("x_user-id", "c"),
-            ("x-user-idx", "kept"),
+            ("x-auth-role", "d"),
+            ("X_Auth_Role", "e"),
+            ("x-auth-rolex", "kept"),
             ("x-user", "kept"),
+            ("x-username", "kept"),
         ]);
         remove_spellings(&mut headers, &vouched);
         let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
-        assert_eq!(left, ["x-user", "x-user-idx"]);
+        assert_eq!(left, ["x-auth-rolex", "x-user", "x-username"]);
+    }
+
+    /// Every `x-user-` name is the check's, in its `headers` or not: an upstream may trust
+    /// `X-User-Admin` as much as `X-User-Id`.
+    #[test]
+    fn every_x_user_name_is_removed_whatever_the_check_vouches_for() {
+        let vouched = [HeaderName::from_static("x-user-id")];
+        let mut headers = map(&[
+            ("X-User-Groups", "admins"),
+            ("X-User-Admin", "true"),
+            ("x_user_email", "boss@example.com"),
+            ("x-user_name", "Boss"),
+            ("X_USER-", "odd"),
+            ("x-user", "kept"),
+            ("x-userx-id", "kept"),
+            ("x-users-id", "kept"),
+            ("accept", "kept"),
+        ]);
+        remove_spellings(&mut headers, &vouched);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x-user", "x-users-id", "x-userx-id"]);
     }
 
     #[test]
     fn vouched_names_are_not_announced_as_trailers() {
         let vouched = [HeaderName::from_static("x-user-id")];
-        let mut headers = map(&[("trailer", "X-User-Id, x-checksum, X_USER_ID")]);
+        let mut headers = map(&[(
+            "trailer",
+            "X-User-Id, x-checksum, X_USER_ID, X-User-Groups, x_user_admin",
+        )]);
         announce_no_vouched_trailers(&mut headers, &vouched);
         assert_eq!(headers["trailer"], "x-checksum");
         let mut only = map(&[("trailer", "x-user-id")]);
         announce_no_vouched_trailers(&mut only, &vouched);
         assert!(!only.contains_key("trailer"));
+    }
+
+    /// The trailers of a body lose the same names as the headers.
+    #[tokio::test]
+    async fn vouched_and_x_user_trailers_are_removed_from_the_body() {
+        let trailers = map(&[
+            ("x-user-groups", "admins"),
+            ("x_user_id", "forged"),
+            ("x-checksum", "1"),
+        ]);
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter([
+            Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"body"))),
+            Ok(Frame::trailers(trailers)),
+        ]));
+        let scrubbed = ScrubbedTrailers {
+            body: body.boxed(),
+            vouched: Arc::from([HeaderName::from_static("x-user-id")]),
+            underscores: true,
+        };
+        let collected = scrubbed.collect().await.expect("body");
+        let left = collected.trailers().expect("trailers");
+        assert_eq!(
+            left.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
+            ["x-checksum"]
+        );
+    }
+
+    #[test]
+    fn groups_are_read_from_a_comma_separated_answer() {
+        let allowed = ["admins".to_owned(), "Domain Admins".to_owned()];
+        for (groups, member) in [
+            (&[][..], false),
+            (&["staff"][..], false),
+            (&["staff,admins"][..], true),
+            (&[" staff , admins "][..], true),
+            (&["staff", "admins"][..], true),
+            (&["Domain Admins"][..], true),
+            (&["admin,sadmins,admins2"][..], false),
+            (&["Admins"][..], false),
+            (&[""][..], false),
+        ] {
+            let answer: Vec<(&str, &str)> = groups
+                .iter()
+                .map(|group| ("x-user-groups", *group))
+                .collect();
+            assert_eq!(in_any_group(&map(&answer), &allowed), member, "{groups:?}");
+        }
+        let utf8 = HeaderValue::from_bytes("staff,Équipe".as_bytes()).expect("obs-text");
+        let mut answer = HeaderMap::new();
+        answer.insert(&X_USER_GROUPS, utf8);
+        assert!(in_any_group(&answer, &["Équipe".to_owned()]));
     }
 
     #[test]

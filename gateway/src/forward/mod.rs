@@ -48,7 +48,7 @@ use crate::{
     listen::{
         Accepted, ConnectionSettings, Handler, OpenRequest, Remote, clients::ClientConnections,
     },
-    metrics::Metrics,
+    metrics::{DoorRefusal, Metrics},
     routes::{Route, RouteTable},
     upstream::pool::Registry,
 };
@@ -203,9 +203,23 @@ impl Proxy {
         served.route = Some(route);
         served.client = Some(client);
         if let (Some(check), Some(target)) = (&route.auth, &client_target) {
-            let verdict = door::check(worker, generation, check, &mut outgoing, target).await?;
-            if let door::Verdict::Refuse(answer) = verdict {
-                return Ok(respond::respond(self, answer, returning, request_id));
+            let verdict = door::check(worker, generation, check, &mut outgoing, target)
+                .await
+                .inspect_err(|_| {
+                    self.metrics
+                        .door_refused(&route.path, DoorRefusal::Unavailable)
+                })?;
+            match verdict {
+                door::Verdict::Pass => {}
+                door::Verdict::Refuse(answer) => {
+                    self.metrics.door_refused(&route.path, DoorRefusal::Denied);
+                    return Ok(respond::respond(self, answer, returning, request_id));
+                }
+                door::Verdict::Forbidden => {
+                    self.metrics
+                        .door_refused(&route.path, DoorRefusal::Forbidden);
+                    return Err(GatewayError::Forbidden);
+                }
             }
         }
         let sent = send::send(worker, generation, outgoing, served).await?;

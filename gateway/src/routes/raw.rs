@@ -168,6 +168,7 @@ pub(super) struct RawEject {
 /// One route: requests whose path is `path` or below it go to `upstream`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("dependencies" = { "allow_groups": ["auth"] }))]
 pub(super) struct RawRoute {
     /// The path prefix, "/login": matches /login and /login/..., never /loginx. Starts with /,
     /// no query, empty or dot segments; each path is routed once. "/" catches everything else.
@@ -196,6 +197,12 @@ pub(super) struct RawRoute {
     /// 2xx, else the check's answer (401) goes back to the client. Default: no check.
     #[schemars(with = "Option<String>")]
     pub auth: Option<Spanned<String>>,
+    /// Only with `auth`: the groups let through ("admins"). After the check passed, its answer's
+    /// X-User-Groups (comma-separated) must name at least one of them, else 403
+    /// {"error":"forbidden"} and the upstream never sees the request. Default: every user the
+    /// check vouched for.
+    #[schemars(with = "Option<Vec<String>>", length(min = 1))]
+    pub allow_groups: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// A door check: `GET path` on `upstream` with the request's headers (cookie, session header),
@@ -208,8 +215,9 @@ pub(super) struct RawCheck {
     pub upstream: Spanned<String>,
     /// The path asked with GET ("/session"): 2xx lets the request through.
     pub path: Text<PathPrefix>,
-    /// Headers of a passing answer set on the forwarded request, replacing any the client sent
-    /// under those names. Default ["x-user-id"].
+    /// Headers of a passing answer set on the forwarded request. Whatever the client sent
+    /// under these names, and under any name starting with x-user-, is removed first. Default
+    /// ["x-user-id", "x-user-name", "x-user-email", "x-user-groups"].
     #[schemars(with = "Option<Vec<String>>")]
     pub headers: Option<Vec<Spanned<String>>>,
     /// How long the check may take, then 503 and nothing forwarded. Default "2s".

@@ -255,6 +255,10 @@ pub struct Route {
     /// The door check every request must pass before it is forwarded (`auth = "<name>"`).
     #[serde(serialize_with = "check_name")]
     pub auth: Option<Arc<DoorCheck>>,
+    /// With `auth`: the groups a user must be in (any one of them) for a passing check to let
+    /// the request through, as the check's answer names them in `X-User-Groups`; else 403.
+    /// `None`: every user the check vouched for.
+    pub allow_groups: Option<Box<[String]>>,
 }
 
 fn check_name<S: serde::Serializer>(
@@ -279,7 +283,8 @@ pub struct DoorCheck {
     /// it, and for the access log).
     #[serde(flatten)]
     pub route: Route,
-    /// Copied from a passing answer onto the forwarded request.
+    /// Copied from a passing answer onto the forwarded request. What the client sent under
+    /// these names, or under any `x-user-` name, never reaches the upstream.
     #[serde(serialize_with = "header_names")]
     pub headers: Arc<[http::HeaderName]>,
     /// The check's request target (its path), made once when the file is read.
@@ -407,6 +412,7 @@ mod tests {
                     forward_as: None,
                     idempotent: true,
                     auth: None,
+                    allow_groups: None,
                 }
             })
             .collect();

@@ -1,6 +1,7 @@
 //! Requests an attacker sends, on raw sockets where a client library would tidy them up (issue:
 //! hostile clients, findings 3 to 5 and what was seen beside them): vouched identity headers
-//! under other spellings and in trailers, the session passed to door-checked upstreams, Host
+//! under other spellings and in trailers, `x-user-` headers the check does not vouch for, a
+//! user outside a route's `allow_groups`, the session passed to door-checked upstreams, Host
 //! games, `Upgrade: h2c`, broken chunked framing, transfer codings, split HTTP/2 cookies, and a
 //! claimed client address.
 
@@ -16,8 +17,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::helpers::{Probe, TestGateway, raw, received};
 
-/// A door check's upstream: 204 with `X-User-Id: real-user` for a request carrying the session
-/// `ok` (cookie `sid=ok` or `Authorization: Session ok`), else 401.
+/// A door check's upstream: 204 with `X-User-Id: real-user` and `X-User-Groups: staff` for a
+/// request carrying the session `ok` (cookie `sid=ok` or `Authorization: Session ok`), with
+/// `X-User-Id: boss` and `X-User-Groups: staff, admins` for the session `admin`, with
+/// `X-User-Id: loner` and no groups for `nobody`; else 401.
 async fn voucher() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -34,13 +37,25 @@ async fn voucher() -> SocketAddr {
                             .collect::<Vec<_>>()
                             .join(";")
                     };
-                    let has_session = text("cookie").split(';').any(|c| c.trim() == "sid=ok")
-                        || text("authorization") == "Session ok";
-                    let response = if has_session {
-                        Response::builder()
-                            .status(204)
-                            .header("x-user-id", "real-user")
-                            .body(Full::new(Bytes::new()))
+                    let session = |id: &str| {
+                        text("cookie")
+                            .split(';')
+                            .any(|c| c.trim().strip_prefix("sid=") == Some(id))
+                            || text("authorization") == format!("Session {id}")
+                    };
+                    let user = [
+                        ("ok", "real-user", Some("staff")),
+                        ("admin", "boss", Some("staff, admins")),
+                        ("nobody", "loner", None),
+                    ]
+                    .into_iter()
+                    .find(|(id, _, _)| session(id));
+                    let response = if let Some((_, user, groups)) = user {
+                        let mut answer = Response::builder().status(204).header("x-user-id", user);
+                        if let Some(groups) = groups {
+                            answer = answer.header("x-user-groups", groups);
+                        }
+                        answer.body(Full::new(Bytes::new()))
                     } else {
                         Response::builder()
                             .status(401)
@@ -57,15 +72,37 @@ async fn voucher() -> SocketAddr {
     addr
 }
 
-/// Routes: `/` to the probe; `/app` to the probe behind a door check answered by `voucher`.
+/// Routes: `/` to the probe; `/app` to the probe behind a door check answered by `voucher`;
+/// `/admin` behind the same check, for the group `admins` only.
 fn door_routes(probe: &Probe, voucher: SocketAddr, settings: &str, check: &str) -> String {
     format!(
         "[settings]\n{settings}\n\n[upstreams]\nprobe = [\"{}\"]\nvoucher = [\"http://{voucher}\"]\n\n\
          [auth.session]\nupstream = \"voucher\"\npath = \"/session\"\n{check}\n\n\
          [[routes]]\npath = \"/\"\nupstream = \"probe\"\n\n\
-         [[routes]]\npath = \"/app\"\nupstream = \"probe\"\nauth = \"session\"\n",
+         [[routes]]\npath = \"/app\"\nupstream = \"probe\"\nauth = \"session\"\n\n\
+         [[routes]]\npath = \"/admin\"\nupstream = \"probe\"\nauth = \"session\"\nallow_groups = [\"admins\"]\n",
         probe.url()
     )
+}
+
+/// Every field the probe received (headers and trailers) named `x-user-…` in any spelling.
+fn user_fields(echo: &Value) -> Vec<(&str, &str)> {
+    ["headers", "trailers"]
+        .iter()
+        .flat_map(|part| echo[part].as_array().into_iter().flatten())
+        .map(|pair| {
+            (
+                pair[0].as_str().expect("name"),
+                pair[1].as_str().expect("value"),
+            )
+        })
+        .filter(|(field, _)| {
+            field
+                .replace('_', "-")
+                .to_ascii_lowercase()
+                .starts_with("x-user-")
+        })
+        .collect()
 }
 
 /// The status line and the JSON body of a raw answer.
@@ -118,6 +155,111 @@ async fn no_spelling_of_a_vouched_header_reaches_the_upstream_in_headers_or_trai
             "{settings}: other trailers pass: {echo}"
         );
     }
+}
+
+/// Every `x-user-` header is the check's, whether its `headers` name it or not: a client's
+/// `X-User-Groups`, `X-User-Admin` or `x_user_email`, as headers or trailers, never arrives;
+/// only what the check vouched for (among `headers`) does.
+#[tokio::test]
+async fn no_x_user_header_of_the_clients_reaches_the_upstream() {
+    let probe = Probe::start().await;
+    let voucher = voucher().await;
+    for settings in ["", "underscores_in_headers = true"] {
+        let gateway = TestGateway::start(&door_routes(&probe, voucher, settings, "")).await;
+        let forged = "POST /app HTTP/1.1\r\nHost: h\r\nCookie: sid=ok\r\nConnection: close\r\n\
+             X-User-Groups: admins\r\nX-User-Admin: true\r\nx_user_email: boss@example.com\r\n\
+             X_USER_NAME: Boss\r\nX-User: kept\r\n\
+             Trailer: X-User-Admin, x_user_groups, X-Checksum\r\nTransfer-Encoding: chunked\r\n\r\n\
+             4\r\nbody\r\n0\r\nX-User-Admin: true\r\nx_user_groups: admins\r\nX-Checksum: 1\r\n\r\n";
+        let (status, echo) = answer(&raw(gateway.addr, forged.as_bytes()).await);
+        assert!(status.ends_with("200 OK"), "{settings}: {status}");
+        let mut fields = user_fields(&echo);
+        fields.sort_unstable();
+        assert_eq!(
+            fields,
+            [("x-user-groups", "staff"), ("x-user-id", "real-user")],
+            "{settings}: only what the check vouched for: {echo}"
+        );
+        assert_eq!(
+            received(&echo, "x-user"),
+            ["kept"],
+            "{settings}: not an x-user- name"
+        );
+        assert_eq!(received(&echo, "trailer"), ["x-checksum"], "{settings}");
+    }
+    // A check that vouches for the id alone: the client's groups are still removed, and the
+    // check's are not passed on.
+    let only_the_id = door_routes(&probe, voucher, "", "headers = [\"x-user-id\"]");
+    let gateway = TestGateway::start(&only_the_id).await;
+    let request = "GET /app HTTP/1.1\r\nHost: h\r\nCookie: sid=ok\r\nConnection: close\r\n\
+         X-User-Groups: admins\r\nX-User-Admin: true\r\n\r\n";
+    let (status, echo) = answer(&raw(gateway.addr, request.as_bytes()).await);
+    assert!(status.ends_with("200 OK"), "{status}");
+    assert_eq!(user_fields(&echo), [("x-user-id", "real-user")], "{echo}");
+}
+
+/// `allow_groups`: a user the check vouched for, in none of the route's groups, gets 403 JSON
+/// and the upstream never sees the request (the probe would answer 200); a member is let
+/// through, whatever the client claimed; each refusal is counted.
+#[tokio::test]
+async fn a_route_with_allow_groups_forbids_users_of_other_groups() {
+    let probe = Probe::start().await;
+    let voucher = voucher().await;
+    // The check vouches for the id alone: groups are read from its answer all the same.
+    let gateway = TestGateway::start(&door_routes(
+        &probe,
+        voucher,
+        "",
+        "headers = [\"x-user-id\"]",
+    ))
+    .await;
+    let request = |session: &str, extra: &str| {
+        format!(
+            "GET /admin/panel HTTP/1.1\r\nHost: h\r\nCookie: sid={session}\r\n{extra}Connection: close\r\n\r\n"
+        )
+    };
+    for (session, claim) in [
+        ("ok", ""),
+        ("ok", "X-User-Groups: admins\r\n"),
+        ("nobody", "X-User-Groups: admins\r\n"),
+    ] {
+        let raw_answer = raw(gateway.addr, request(session, claim).as_bytes()).await;
+        let (status, body) = answer(&raw_answer);
+        assert!(
+            status.starts_with("HTTP/1.1 403"),
+            "{session} {claim:?}: {raw_answer}"
+        );
+        assert_eq!(body["error"], "forbidden", "{raw_answer}");
+        assert!(
+            raw_answer
+                .to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{raw_answer}"
+        );
+    }
+    let (status, echo) = answer(&raw(gateway.addr, request("admin", "").as_bytes()).await);
+    assert!(status.ends_with("200 OK"), "a member: {status}");
+    assert_eq!(echo["path"], "/admin/panel");
+    assert_eq!(user_fields(&echo), [("x-user-id", "boss")], "{echo}");
+    // Not logged in: the check's own 401, before any group is looked at.
+    let (status, _) = answer(&raw(gateway.addr, request("stolen", "").as_bytes()).await);
+    assert!(status.starts_with("HTTP/1.1 401"), "{status}");
+    // A route without allow_groups lets every checked user through.
+    let open = "GET /app HTTP/1.1\r\nHost: h\r\nCookie: sid=nobody\r\nConnection: close\r\n\r\n";
+    let (status, _) = answer(&raw(gateway.addr, open.as_bytes()).await);
+    assert!(status.ends_with("200 OK"), "{status}");
+
+    let metrics = gateway.metrics().await;
+    for expected in [
+        "gateway_door_refusals_total{route=\"/admin\",reason=\"forbidden\"} 3",
+        "gateway_door_refusals_total{route=\"/admin\",reason=\"denied\"} 1",
+    ] {
+        assert!(metrics.contains(expected), "{expected} in:\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("gateway_door_refusals_total{route=\"/app\""),
+        "passes are not refusals:\n{metrics}"
+    );
 }
 
 #[tokio::test]

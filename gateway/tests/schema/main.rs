@@ -203,6 +203,11 @@ fn upstream_table(lines: &str) -> String {
     format!("[upstreams.u]\n{lines}\n[[routes]]\npath = \"/\"\nupstream = \"u\"\n")
 }
 
+/// Lines for [`route`]: `auth = "s"`, then `extra`, then the check `[auth.s]` on upstream `w`.
+fn checked(extra: &str) -> String {
+    format!("auth = \"s\"\n{extra}\n[auth.s]\nupstream = \"w\"\npath = \"/session\"")
+}
+
 /// [`route`] with a `[cors]` of `extra` lines.
 fn cors(extra: &str) -> String {
     format!("{}[cors]\n{extra}\n", route(""))
@@ -274,6 +279,11 @@ fn the_schema_refuses_what_the_parser_refuses() {
         (upstream("eject = { failures = 2 }"), Valid),
         (upstream("health_check = { path = \"healthz\" }"), Invalid),
         (upstream("health_check = { interval = \"5s\" }"), Invalid),
+        // Groups are a door check's: only on a route with `auth`, and at least one.
+        (route("allow_groups = [\"admins\"]"), Invalid),
+        (route(&checked("allow_groups = [\"admins\"]")), Valid),
+        (route(&checked("allow_groups = []")), Invalid),
+        (route(&checked("allow_groups = \"admins\"")), Invalid),
         (cors("origins = [\"*\"]"), Invalid),
         (cors("origins = \"https://a.test\""), Invalid),
         (cors("origins = [\"HTTPS://App.Test:8443\"]"), Valid),
@@ -284,6 +294,10 @@ fn the_schema_refuses_what_the_parser_refuses() {
             OnlyTheParserRefuses,
         ),
         (route("strip_prefix = true"), OnlyTheParserRefuses),
+        (
+            route(&checked("allow_groups = [\"a,b\"]")),
+            OnlyTheParserRefuses,
+        ),
         (settings("max_header_bytes = 1024"), OnlyTheParserRefuses),
         (
             settings("trusted_proxies = [\"10.0.0.0/33\"]"),

@@ -259,6 +259,23 @@ fn gateway_refuses_an_invalid_routes_file_with_file_line_and_reason() {
         .expect("run --check");
     assert_eq!(check.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&check.stderr).contains(":6: upstream \"nobody\""));
+    // Groups are a door check's: `allow_groups` on a route without `auth` is refused too.
+    std::fs::write(
+        &routes,
+        "[upstreams]\nwriter = [\"http://127.0.0.1:1\"]\n\n[[routes]]\npath = \"/\"\nupstream = \"writer\"\n\
+         allow_groups = [\"admins\"]\n",
+    )
+    .expect("write");
+    let check = std::process::Command::new(crate::helpers::bin("gateway"))
+        .args(["--check", routes_str])
+        .output()
+        .expect("run --check");
+    assert_eq!(check.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&check.stderr)
+            .contains(&format!("{routes_str}:7: allow_groups needs auth")),
+        "{check:?}"
+    );
     let root = stack::binaries::workspace_root().expect("root");
     let shipped = root.join("routes/routes.toml");
     // `routes.toml` at the root, where users look for it, is a link to the same file.

@@ -19,7 +19,8 @@ pub(crate) const PUBLIC_URL: &str = "http://one-origin.test";
 pub(crate) const CLIENT_ID: &str = "one-origin";
 pub(crate) const CLIENT_SECRET: &str = "a-test-client-secret";
 
-/// A stack whose writer signs in with `providers` (name, issuer, extra lines).
+/// A stack whose writer signs in with `providers` (name, issuer, extra lines); `door.rs` signs
+/// its users in with it too.
 pub(crate) struct Flow {
     pub(crate) stack: TestStack,
     _dir: tempfile::TempDir,
@@ -96,7 +97,11 @@ impl Flow {
     }
 
     /// A whole sign-in: the callback's answer.
-    async fn sign_in(&self, client: &reqwest::Client, provider: &str) -> reqwest::Response {
+    pub(crate) async fn sign_in(
+        &self,
+        client: &reqwest::Client,
+        provider: &str,
+    ) -> reqwest::Response {
         let callback = self.to_callback(client, provider).await;
         client.get(callback).send().await.expect("callback")
     }
@@ -113,7 +118,7 @@ impl Flow {
 }
 
 /// One browser: its own cookies, redirects not followed (the test follows them).
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())

@@ -17,8 +17,10 @@ use super::{
     upstream::Upstreams,
 };
 
-/// What a door check copies from a passing answer unless it says otherwise.
-const DEFAULT_CHECK_HEADER: &str = "x-user-id";
+/// What a door check copies from a passing answer unless it says otherwise: who the user is,
+/// and what their identity provider said of them (the reader's `GET /session` answers these).
+const DEFAULT_CHECK_HEADERS: [&str; 4] =
+    ["x-user-id", "x-user-name", "x-user-email", "x-user-groups"];
 /// How long a door check may take unless it says otherwise: it is one Redis read.
 const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// The services' default `SESSION_COOKIE_NAME`.
@@ -51,6 +53,7 @@ impl CheckSpec {
                 forward_as: None,
                 idempotent: true,
                 auth: None,
+                allow_groups: None,
             },
             headers: self.headers,
             target: self.target,
@@ -84,7 +87,7 @@ impl Parser<'_> {
         let (path, target) = self.check_target(name, &check.path)?;
         let headers = match &check.headers {
             Some(names) => self.check_headers(names)?,
-            None => Arc::from([HeaderName::from_static(DEFAULT_CHECK_HEADER)]),
+            None => Arc::from(DEFAULT_CHECK_HEADERS.map(HeaderName::from_static)),
         };
         let timeout = self.duration_or(check.timeout.as_ref(), "timeout", DEFAULT_CHECK_TIMEOUT)?;
         let session_cookie = match &check.session_cookie {
@@ -169,7 +172,15 @@ mod tests {
             ("session", "/session")
         );
         assert_eq!(check.route.upstream.name, "reader");
-        assert_eq!(*check.headers, [http::HeaderName::from_static("x-user-id")]);
+        assert_eq!(
+            check
+                .headers
+                .iter()
+                .map(http::HeaderName::as_str)
+                .collect::<Vec<_>>(),
+            ["x-user-id", "x-user-name", "x-user-email", "x-user-groups"],
+            "who the user is, and what their identity provider says of them"
+        );
         assert_eq!(check.route.timeout, DEFAULT_CHECK_TIMEOUT);
         assert!(!check.pass_session, "the session is held back by default");
         assert_eq!(check.session_cookie, "sid");
@@ -184,6 +195,15 @@ mod tests {
             .expect("checked");
         assert!(check.pass_session);
         assert_eq!(check.session_cookie, "__Host-sid");
+        let only_the_id = format!(
+            "{base}[auth.session]\nupstream = \"reader\"\npath = \"/session\"\nheaders = [\"X-User-Id\"]\n"
+        );
+        let table = parse(Path::new("routes.toml"), &only_the_id, no_env).expect("valid");
+        let check = table
+            .route("/greet")
+            .and_then(|route| route.auth.as_ref())
+            .expect("checked");
+        assert_eq!(*check.headers, [http::HeaderName::from_static("x-user-id")]);
         let bad = format!(
             "{base}[auth.session]\nupstream = \"reader\"\npath = \"/session\"\nsession_cookie = \"s id\"\n"
         );
@@ -225,6 +245,46 @@ mod tests {
             let err = parse_err(&format!("{base}{check}"));
             assert!(err.reason.contains(expected), "{check:?}: {err}");
             assert_eq!(err.line, Some(line), "{check:?}: {err}");
+        }
+    }
+
+    const CHECK: &str = "[auth.session]\nupstream = \"reader\"\npath = \"/session\"\n";
+
+    #[test]
+    fn allowed_groups_belong_to_a_checked_route() {
+        let base = BASE;
+        let text = format!("{base}allow_groups = [\"admins\", \"Domain Admins\"]\n{CHECK}");
+        let table = parse(Path::new("routes.toml"), &text, no_env).expect("valid");
+        let greet = table.route("/greet").expect("routed");
+        assert_eq!(
+            greet.allow_groups.as_deref(),
+            Some(&["admins".to_owned(), "Domain Admins".to_owned()][..])
+        );
+        assert!(
+            table
+                .route("/")
+                .is_some_and(|route| route.allow_groups.is_none())
+        );
+
+        // On a route without `auth`: the line of `allow_groups`, as `gateway --check` says it.
+        let unchecked = format!(
+            "[upstreams]\nreader = [\"http://x:1\"]\n[[routes]]\npath = \"/\"\nupstream = \"reader\"\n\
+             allow_groups = [\"admins\"]\n{CHECK}"
+        );
+        let err = parse_err(&unchecked);
+        assert_eq!(err.line, Some(6), "{err}");
+        assert!(err.reason.contains("allow_groups needs auth"), "{err}");
+        assert!(err.to_string().starts_with("routes.toml:6: "), "{err}");
+
+        for (groups, expected) in [
+            ("[]", "allow_groups is empty"),
+            ("[\"admins\", \"\"]", "\"\" can never match"),
+            ("[\"a,b\"]", "\"a,b\" can never match"),
+            ("[\" admins\"]", "\" admins\" can never match"),
+        ] {
+            let err = parse_err(&format!("{base}allow_groups = {groups}\n{CHECK}"));
+            assert!(err.reason.contains(expected), "{groups}: {err}");
+            assert_eq!(err.line, Some(11), "{groups}: {err}");
         }
     }
 }

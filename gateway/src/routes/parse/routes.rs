@@ -1,5 +1,6 @@
 //! `[[routes]]`: each path prefix once, the upstream it goes to, its timeout and body limit,
-//! what replaces its prefix when forwarded, and the door check it asks.
+//! what replaces its prefix when forwarded, the door check it asks and the groups that check
+//! must name.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -31,6 +32,7 @@ pub(super) struct RouteSpec {
     forward_as: Option<String>,
     idempotent: bool,
     pub auth: Option<Named>,
+    allow_groups: Option<Box<[String]>>,
 }
 
 impl RouteSpec {
@@ -44,6 +46,7 @@ impl RouteSpec {
             forward_as: self.forward_as,
             idempotent: self.idempotent,
             auth,
+            allow_groups: self.allow_groups,
         }
     }
 }
@@ -102,6 +105,7 @@ impl Parser<'_> {
             }
             None => None,
         };
+        let allow_groups = self.allow_groups(raw)?;
         Ok(RouteSpec {
             path,
             upstream,
@@ -110,7 +114,45 @@ impl Parser<'_> {
             forward_as,
             idempotent: raw.idempotent.unwrap_or(true),
             auth,
+            allow_groups,
         })
+    }
+
+    /// `allow_groups = ["admins", …]`: only on a route with `auth` (the groups come from its
+    /// check), at least one group, each a name a comma-separated `X-User-Groups` can hold.
+    fn allow_groups(&self, route: &RawRoute) -> Result<Option<Box<[String]>>, RoutesError> {
+        let Some(groups) = &route.allow_groups else {
+            return Ok(None);
+        };
+        if route.auth.is_none() {
+            return Err(self.error(
+                Some(groups.span()),
+                "allow_groups needs auth: a user's groups are known only from a door check",
+            ));
+        }
+        if groups.get_ref().is_empty() {
+            return Err(self.error(
+                Some(groups.span()),
+                "allow_groups is empty: nobody could pass (leave it out to let every checked user through)",
+            ));
+        }
+        let names = groups
+            .get_ref()
+            .iter()
+            .map(|group| {
+                let name = self.string(group)?;
+                if name.is_empty() || name.trim() != name || name.contains(',') {
+                    return Err(self.error(
+                        Some(group.span()),
+                        format!(
+                            "allow_groups: {name:?} can never match (X-User-Groups is split at commas and trimmed)"
+                        ),
+                    ));
+                }
+                Ok(name)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Some(names))
     }
 
     /// `strip_prefix = true` or `rewrite = "/prefix"`: what replaces the matched prefix.
