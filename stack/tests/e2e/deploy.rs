@@ -121,7 +121,7 @@ fn crates_of(binary: &str) -> &'static [&'static str] {
 }
 
 /// The text of every Rust source file under `<crate>/src` for each of `crates`.
-fn rust_sources(crates: &[&str]) -> Vec<String> {
+pub(crate) fn rust_sources(crates: &[&str]) -> Vec<String> {
     fn walk(dir: &Path, found: &mut Vec<String>) {
         for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
             let path = entry.path();
@@ -305,7 +305,7 @@ fn the_dockerfile_builds_and_copies_exactly_the_service_binaries() {
 
 /// Every environment variable the code reads as a setting, from the sources: the first string
 /// literal after each `env::` call.
-fn settings_read_by_the_code() -> BTreeSet<String> {
+pub(crate) fn settings_read_by_the_code() -> BTreeSet<String> {
     /// Read by the code, but not settings of the stack.
     const NOT_SETTINGS: [&str; 4] = ["PATH", "CARGO", "CI", "TEST_LOG"];
     let sources = rust_sources(&["common", "session", "writer", "reader", "gateway", "stack"]);

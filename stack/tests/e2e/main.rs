@@ -13,6 +13,7 @@ extern crate testkit;
 use testkit as helpers;
 
 mod accounts;
+mod book;
 mod browser;
 mod config;
 mod containers;
