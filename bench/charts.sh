@@ -25,7 +25,7 @@ die() {
 }
 
 [[ $# -eq 1 ]] || {
-  sed -n '2,17p' "$0" >&2
+  sed -n '2,18p' "$0" >&2
   exit 2
 }
 RUN_DIR=${1%/}
@@ -60,7 +60,7 @@ PEER_COLOR='#6c8ebf'    # the other proxies, the reference
 DIRECT_COLOR='#b8c2cc'  # no proxy at all
 preamble() { # preamble OUT
   cat <<EOF
-set terminal svg size 800,450 dynamic enhanced font "Helvetica,13" background rgb "white"
+set terminal svg size 800,450 fixed enhanced font "Helvetica,13" background rgb "white"
 set output "$1"
 set encoding utf8
 set border 3 lc rgb "#555555"
@@ -82,11 +82,12 @@ footnote() {
 }
 SETUP="wrk -t${M[meta.threads]:-?} -c${M[meta.connections]:-?}, ${M[meta.round_duration_s]:-?} s per run, ${M[meta.rounds]:-?} round(s), ${M[meta.nproc]:-?} cores shared by all; run $RUN_NAME"
 
-# draw NAME SCRIPT : run gnuplot on SCRIPT, writing RUN_DIR/NAME.svg; on a gnuplot error or
-# warning the script is kept beside the chart (NAME.gp) for a look
+# draw NAME TITLE SCRIPT : run gnuplot on SCRIPT, writing RUN_DIR/NAME.svg (TITLE: its <title>,
+# what a screen reader or a hover shows); on a gnuplot error or warning the script is kept
+# beside the chart (NAME.gp) for a look
 WROTE=()
 draw() {
-  local name=$1 script=$2 out=$RUN_DIR/$1.svg err
+  local name=$1 title=$2 script=$3 out=$RUN_DIR/$1.svg err
   rm -f "$RUN_DIR/$name.gp"
   if ! err=$(gnuplot 2>&1 >/dev/null <<<"$script"); then
     printf '%s\n' "$script" >"$RUN_DIR/$name.gp"
@@ -99,7 +100,8 @@ draw() {
     say "$name.svg: gnuplot warned (script in $RUN_DIR/$name.gp): $err"
   fi
   # gnuplot names one font family; let viewers without Helvetica fall back to a sans-serif
-  sed -i 's/font-family="Helvetica"/font-family="Helvetica, Arial, DejaVu Sans, sans-serif"/g' "$out"
+  sed -i -e 's/font-family="Helvetica"/font-family="Helvetica, Arial, DejaVu Sans, sans-serif"/g' \
+    -e "s|<title>Gnuplot</title>|<title>${title//|/-} ($RUN_NAME)</title>|" "$out"
   WROTE+=("$out")
 }
 
@@ -156,9 +158,9 @@ chart_reads() {
   fi
   ((${#missing[@]} == 0)) || note="not measured in this run: ${missing[*]}"
   # shellcheck disable=SC2016 # a gnuplot datablock, not a shell variable
-  local ebar='$d using 1:2:3:4 with yerrorbars ps 0 lw 1.5 lc rgb "#333333", '
+  local ebar='$d using 1:3:(0):($4-$3) with vectors heads size screen 0.012,90 lw 1.5 lc rgb "#333333", '
   ((one_round == 0)) || ebar=""
-  draw reads "$(
+  draw reads "Session reads per second through each proxy" "$(
     preamble "$RUN_DIR/reads.svg"
     cat <<EOF
 set title "Session reads (GET / with a cookie) through each proxy\n{/=11 $sub}"
@@ -209,7 +211,7 @@ chart_cpu() {
   # segment labels only where the segment is tall enough to hold one
   local minseg
   minseg=$(awk -v y="$ytop" 'BEGIN{print y * 0.06}')
-  draw cpu "$(
+  draw cpu "CPU time per session read, by process" "$(
     preamble "$RUN_DIR/cpu.svg"
     cat <<EOF
 set title "CPU time per session read, by process\n{/=11 utime + stime of each process tree over the measured runs, divided by the reads served}"
@@ -268,6 +270,9 @@ chart_increments() {
         shown_lost=$lost
         if awk -v l="$lost" 'BEGIN{exit !(l < 0)}'; then shown_lost=0 negative=1; fi
         lost_label="$(thousands "$shown_lost")${ok:+ of $(thousands "$ok")}"
+        if [[ -n $ok ]] && awk -v l="$shown_lost" -v n="$ok" 'BEGIN{exit !(l > 0 && n > 0)}'; then
+          lost_label+=" ($(awk -v l="$shown_lost" -v n="$ok" 'BEGIN{printf "%.0f", 100 * l / n}') %)"
+        fi
       else
         shown_lost=0 lost_label="not counted"
       fi
@@ -289,7 +294,7 @@ chart_increments() {
   ((negative == 0)) || note="a negative count (increments in flight when wrk stopped, landed after it) is shown as 0"
   local absent=""
   [[ $ref_state == ran ]] || absent="set label 1 \"$ref_state\" at 1, graph 0.3 center font \"Helvetica,12\" textcolor rgb \"#777777\""
-  draw increments "$(
+  draw increments "Increments per second and lost updates" "$(
     preamble "$RUN_DIR/increments.svg"
     cat <<EOF
 set multiplot
