@@ -293,7 +293,8 @@ chart_increments() {
   fi
   ((negative == 0)) || note="a negative count (increments in flight when wrk stopped, landed after it) is shown as 0"
   local absent=""
-  [[ $ref_state == ran ]] || absent="set label 1 \"$ref_state\" at 1, graph 0.3 center font \"Helvetica,12\" textcolor rgb \"#777777\""
+  [[ $ref_state == ran ]] || absent="set style textbox opaque noborder
+set label 1 \"$ref_state\" at 1, graph 0.3 center boxed font \"Helvetica,12\" textcolor rgb \"#777777\""
   draw increments "Increments per second and lost updates" "$(
     preamble "$RUN_DIR/increments.svg"
     cat <<EOF
