@@ -221,7 +221,7 @@ set format y "%g"
 set xrange [-0.6:$((i - 1)).6]
 set yrange [0:$ytop]
 set xtics (${labels%, })
-set key top left horizontal reverse Left samplen 1.5 font "Helvetica,12" textcolor rgb "#333333"
+set key outside right top vertical invert reverse Left samplen 1.5 font "Helvetica,12" textcolor rgb "#333333"
 $band
 \$d << EOD
 $data
