@@ -14,8 +14,8 @@
 #                   did not run (PEER=0), which the chart then says
 # A figure the run did not make (a target not measured, a run stopped early) is left out of
 # its chart and named in it; a chart with nothing to draw is not written, and a line on stderr
-# says why. Exit status: 0 when at least one chart was written, 1 otherwise (or on a usage,
-# gnuplot or metrics.txt problem).
+# says why. Exit status: 0 when at least one chart was written; 1 when none was, or gnuplot or
+# metrics.txt is missing; 2 on a usage error.
 set -euo pipefail
 
 say() { printf 'charts.sh: %s\n' "$*" >&2; }
