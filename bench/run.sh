@@ -35,9 +35,13 @@
 #  11. A markdown table and summary lines, then every value as "name value" lines (stdout;
 #      progress on stderr). Metrics, per-round raw wrk values, configs and logs are kept in
 #      bench/runs/<run>/ (git-ignored).
+#  12. Charts beside the table, in the run directory (bench/charts.sh, gnuplot): reads.svg
+#      (reads/s by proxy, median and range of the rounds), cpu.svg (CPU µs per read by
+#      process) and increments.svg (increments/s and lost updates, ours and the reference's).
 #
 # env (defaults; QUICK=1 changes the ones marked q):
 #   BIN_DIR          prebuilt writer/reader/gateway; unset: cargo build --release into target/
+#                    (or CARGO_TARGET_DIR)
 #   SHARED_BENCH     ../shared/bench (lib.sh, load.sh, peer.sh, wrk_report.lua)
 #   ROUNDS=2 (q 1)   rounds of the read comparison
 #   ROUND_DURATION=5 (q 1)  seconds per measured wrk run (reads, increments, reject; and the
@@ -55,7 +59,7 @@
 #   GATEWAY_WORKERS  passed through to both gateways when set (default: the gateway's own)
 #   QUICK=0          1: the smoke-check defaults marked q above
 # Debian packages missing on the machine (nginx haproxy caddy wrk jq redis-tools redis-server
-# curl python3, valgrind if CALLGRIND, nodejs npm if PEER) are installed with apt-get.
+# curl python3 gnuplot-nox, valgrind if CALLGRIND, nodejs npm if PEER) are installed with apt-get.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/bench
@@ -97,7 +101,7 @@ source "$BENCH/procs.sh" # ensure_packages start stop stop_all tree_pids wait_ok
 # ---- Debian packages a fresh machine lacks ----
 pkgs=(nginx=nginx haproxy=haproxy caddy=caddy wrk=wrk jq=jq curl=curl redis-cli=redis-tools
   redis-benchmark=redis-tools redis-server=redis-server python3=python3 timeout=coreutils
-  ps=procps openssl=openssl)
+  ps=procps openssl=openssl gnuplot=gnuplot-nox)
 if [[ $CALLGRIND != 0 ]]; then pkgs+=(valgrind=valgrind callgrind_control=valgrind); fi
 if [[ $PEER != 0 ]]; then pkgs+=(node=nodejs npm=npm); fi
 ensure_packages "${pkgs[@]}"
@@ -207,7 +211,8 @@ if [[ -n ${BIN_DIR:-} ]]; then
 else
   log "building release binaries"
   (cd "$ROOT" && cargo build --release --quiet -p writer -p reader -p gateway)
-  BIN=$ROOT/target/release
+  # the target directory cargo used for this checkout (CARGO_TARGET_DIR is honoured)
+  BIN=$(cd "$ROOT" && cargo metadata --no-deps --format-version 1 | jq -r .target_directory)/release
 fi
 for b in writer reader gateway; do [[ -x $BIN/$b ]] || die "no executable $BIN/$b"; done
 log "run dir $RUN_DIR"
@@ -567,3 +572,6 @@ mb() { if [[ -n ${M[$1]:-} ]]; then fmt %.1f "$(calc 'k / 1024' k="${M[$1]}")"; 
   echo "=== name value ==="
   cat "$METRICS"
 } | tee "$RUN_DIR/report.md"
+
+# ---- 12. charts (SVG) beside the table; a chart that cannot be drawn is no failed run ----
+"$BENCH/charts.sh" "$RUN_DIR" || log "WARN charts: see the lines above (bench/charts.sh $RUN_DIR to retry)"
