@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # How many session operations Redis itself can serve on this machine, on one Redis and on a
-# Redis Cluster of three primaries, in the same run: the ceiling the scaling guide in the README
+# Redis Cluster of three primaries, in the same run: the ceiling the scaling guide in the book
 # compares the services' throughput against. Nothing but redis-server, redis-cli and
 # redis-benchmark (Debian's redis-server / redis-tools); everything on 127.0.0.1, free ports,
 # stopped on exit.
@@ -8,7 +8,7 @@
 #   bench/redis-ceiling.sh              200,000 requests per operation and topology
 #   REQUESTS=20000 bench/redis-ceiling.sh   (CI-sized smoke run)
 #
-# The operations are the ones a request costs (README, "Redis data layout"):
+# The operations are the ones a request costs (docs/src/sessions/redis-layout.md):
 #   read       GETEX session:{u}:id PX <ttl>                          (GET /)
 #   increment  EVAL of the store's increment script, two keys          (POST /increment)
 #              (EVAL, not EVALSHA: redis-benchmark cannot load a script first; Redis caches the

@@ -1,5 +1,5 @@
 //! Fuzzes cookie decoding, the trust boundary of every request:
-//! `cargo +nightly fuzz run cookie` (see README, "Fuzzing").
+//! `cargo +nightly fuzz run cookie` (see docs/src/testing.md, "Fuzzing").
 //!
 //! Two shapes of input per run: the bytes as a whole `Cookie` header / header token, and the
 //! bytes as edits of a genuine sealed value (so the fuzzer also works right next to valid

@@ -8,7 +8,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use gateway::{Gateway, GatewayConfig};
 
-/// Path-based reverse proxy driven by routes.toml (see README).
+/// Path-based reverse proxy driven by routes.toml (see docs/src/reference/routes.md).
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {

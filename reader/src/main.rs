@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use reader::{Application, ReaderConfig};
 use session::service;
 
-/// Reads the shared session: GET / answers who you are and your count (see README).
+/// Reads the shared session: GET / answers who you are and your count (see docs/src/reference/http.md).
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {

@@ -1,5 +1,5 @@
 //! `cargo run --release` in the repository: starts Redis, writer, reader and gateway, prints the
-//! URL to open, and stops everything on Ctrl-C. See README.md.
+//! URL to open, and stops everything on Ctrl-C. See docs/src/getting-started/quick-start.md.
 
 use std::{process::ExitCode, time::Duration};
 

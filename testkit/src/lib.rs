@@ -46,8 +46,9 @@ pub use tls::{Leaf, TestCa};
 /// The tests it makes have no `#[tokio::test]` of their own in the source: find them by the
 /// function names listed in each invocation (at the end of `flow.rs`, `rules.rs`,
 /// `accounts.rs` and `door.rs` in `stack/tests/e2e`), with
-/// `cargo test -p stack --test e2e -- --list`, or in the README's "Tests" section, which lists
-/// them (`deploy::the_readme_lists_every_test_that_runs_on_every_store` keeps that list true).
+/// `cargo test -p stack --test e2e -- --list`, or in the book's testing chapter (docs/src/testing.md), which
+/// lists them (`deploy::the_testing_chapter_lists_every_test_that_runs_on_every_store` keeps that
+/// list true).
 #[macro_export]
 macro_rules! on_every_store {
     ($($test:ident),* $(,)?) => {

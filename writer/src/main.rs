@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use session::service;
 use writer::{Application, WriterConfig};
 
-/// Creates, changes and destroys sessions: /login, /increment, /logout (see README).
+/// Creates, changes and destroys sessions: /login, /increment, /logout (see docs/src/reference/http.md).
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {

@@ -28,7 +28,7 @@
 //! ([`table`]), reading the values with the parsers of [`values`]. Every error carries the file,
 //! the line and a reason. A table, once built, never changes: a reload builds a new one and
 //! swaps it in whole. The same raw structs give the file's JSON Schema ([`schema`]), which
-//! editors use; the full schema is also in the README.
+//! editors use; the full schema is also in the book, docs/src/reference/routes.md.
 
 mod error;
 mod interpolate;

@@ -110,20 +110,42 @@ fn the_shipped_routes_validate() {
     );
 }
 
-/// Every ```toml block of the README's "## routes.toml" section whose top-level keys are all
-/// keys of routes.toml validates: a whole file as it is, a part of one (say, only `[cors]`)
-/// completed with a minimal `[upstreams]` and `[[routes]]`. A block with other top-level keys
-/// is a fragment (the keys of one table shown without its header) and is skipped.
+/// The book's routes.toml reference: one chapter, and a page per topic under `routes/` beside it.
+const ROUTES_REFERENCE: &str = "docs/src/reference/routes.md";
+const ROUTES_REFERENCE_PAGES: &str = "docs/src/reference/routes";
+
+/// The reference chapter, then each of its pages (sorted by name), as (path, text).
+fn routes_reference() -> Vec<(String, String)> {
+    let mut pages: Vec<String> = std::fs::read_dir(root().join(ROUTES_REFERENCE_PAGES))
+        .unwrap_or_else(|err| panic!("{ROUTES_REFERENCE_PAGES}: {err}"))
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".md"))
+        .map(|name| format!("{ROUTES_REFERENCE_PAGES}/{name}"))
+        .collect();
+    pages.sort();
+    std::iter::once(ROUTES_REFERENCE.to_owned())
+        .chain(pages)
+        .map(|path| {
+            let text = read(&path);
+            (path, text)
+        })
+        .collect()
+}
+
+/// Every ```toml block of the book's routes.toml reference (`docs/src/reference/routes.md` and
+/// every page under `docs/src/reference/routes/`) whose top-level keys are all keys of
+/// routes.toml validates: a whole file as it is, a part of one (say, only `[cors]`) completed
+/// with a minimal `[upstreams]` and `[[routes]]`. A block with other top-level keys is a
+/// fragment (the keys of one table shown without its header) and is skipped.
 #[test]
-fn the_readme_examples_validate() {
-    let readme = read("README.md");
-    let start = readme
-        .find("\n## routes.toml\n")
-        .expect("README: ## routes.toml");
-    let section = &readme[start + 1..];
-    let section = &section[..section[1..]
-        .find("\n## ")
-        .map_or(section.len(), |end| end + 1)];
+fn the_routes_reference_examples_validate() {
+    let pages = routes_reference();
     let schema = schema();
     let root_keys: BTreeSet<&str> = schema["properties"]
         .as_object()
@@ -133,9 +155,15 @@ fn the_readme_examples_validate() {
         .collect();
     let validator = validator();
     let (mut checked, mut skipped) = (0, Vec::new());
-    for (number, block) in section.split("```toml\n").skip(1).enumerate() {
+    let blocks = pages.iter().flat_map(|(path, text)| {
+        text.split("```toml\n")
+            .skip(1)
+            .enumerate()
+            .map(move |(number, block)| (path, number, block))
+    });
+    for (path, number, block) in blocks {
         let block = &block[..block.find("```").expect("closed block")];
-        let name = format!("README.md, routes.toml section, toml block {}", number + 1);
+        let name = format!("{path}, toml block {}", number + 1);
         let Ok(table) = toml::from_str::<toml::Table>(block) else {
             skipped.push(name);
             continue;
@@ -163,10 +191,12 @@ fn the_readme_examples_validate() {
         }
         checked += 1;
     }
-    eprintln!("{checked} README routes.toml examples validate; fragments skipped: {skipped:?}");
+    eprintln!(
+        "{checked} routes.toml examples of the book validate; fragments skipped: {skipped:?}"
+    );
     assert!(
-        checked >= 1,
-        "the README's routes.toml example was not found"
+        checked >= 1 && !skipped.contains(&format!("{ROUTES_REFERENCE}, toml block 1")),
+        "the full routes.toml example of {ROUTES_REFERENCE} was not found"
     );
 }
 

@@ -114,7 +114,7 @@ impl Deployment {
         ] {
             std::fs::copy(root().join(file), dir.path().join(file)).expect("copy");
         }
-        // `cp .env.example .env`, then the secret, as the README asks; the Redis stand-in, and
+        // `cp .env.example .env`, then the secret, as docs/src/deploying/docker.md asks; the Redis stand-in, and
         // port 0: podman publishes the gateway on a port it binds itself, read back with
         // `docker-compose port`.
         let example = std::fs::read_to_string(root().join(".env.example")).expect(".env.example");

@@ -41,7 +41,7 @@ fn docker_compose_config_accepts_the_compose_files() {
     let Some(docker_compose) = docker_compose() else {
         return;
     };
-    // A fresh clone plus the one step the README asks for: `cp .env.example .env`.
+    // A fresh clone plus the one step docs/src/deploying/docker.md asks for: `cp .env.example .env`.
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir(dir.path().join("routes")).expect("routes/");
     for file in [
@@ -326,10 +326,17 @@ pub(crate) fn settings_read_by_the_code() -> BTreeSet<String> {
     found
 }
 
+/// The book's page of settings: every one is named there in backticks, in its table.
+const CONFIGURATION_REFERENCE: &str = "docs/src/reference/configuration.md";
+
+/// The book's chapter on the tests, which lists the tests `on_every_store!` registers.
+const TESTING_CHAPTER: &str = "docs/src/testing.md";
+
 #[test]
-fn every_setting_is_in_env_example_and_the_readme() {
+fn every_setting_is_in_env_example_and_the_configuration_reference() {
     let example = std::fs::read_to_string(root().join(".env.example")).expect(".env.example");
-    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let reference = std::fs::read_to_string(root().join(CONFIGURATION_REFERENCE))
+        .expect(CONFIGURATION_REFERENCE);
     let settings = settings_read_by_the_code();
     assert!(
         settings.contains("SESSION_MAX_PER_USER") && settings.contains("REDIS_URL"),
@@ -343,8 +350,8 @@ fn every_setting_is_in_env_example_and_the_readme() {
             "{setting} is read by the code but missing from .env.example"
         );
         assert!(
-            readme.contains(&format!("`{setting}`")),
-            "{setting} is not in the README"
+            reference.contains(&format!("`{setting}`")),
+            "{setting} is not in {CONFIGURATION_REFERENCE}"
         );
     }
 }
@@ -556,9 +563,9 @@ fn the_kubernetes_example_keeps_the_deployment_rules() {
 }
 
 /// The tests `on_every_store!` registers have no `#[tokio::test]` of their own in the source:
-/// the README lists them, file by file, and this keeps the list true.
+/// the book's testing chapter lists them, file by file, and this keeps the list true.
 #[test]
-fn the_readme_lists_every_test_that_runs_on_every_store() {
+fn the_testing_chapter_lists_every_test_that_runs_on_every_store() {
     let e2e = root().join("stack/tests/e2e");
     let mut registered = BTreeSet::new();
     for entry in std::fs::read_dir(&e2e).expect("stack/tests/e2e") {
@@ -586,12 +593,12 @@ fn the_readme_lists_every_test_that_runs_on_every_store() {
         e2e.display()
     );
 
-    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
-    let block = readme
+    let chapter = std::fs::read_to_string(root().join(TESTING_CHAPTER)).expect(TESTING_CHAPTER);
+    let block = chapter
         .split("<!-- on_every_store: begin -->")
         .nth(1)
         .and_then(|rest| rest.split("<!-- on_every_store: end -->").next())
-        .expect("the README's list of on_every_store tests");
+        .expect("the testing chapter's list of on_every_store tests");
     let mut listed = BTreeSet::new();
     let mut file = String::new();
     for line in block.lines() {
@@ -609,6 +616,6 @@ fn the_readme_lists_every_test_that_runs_on_every_store() {
     }
     assert_eq!(
         listed, registered,
-        "the README's list (left) against the on_every_store! invocations (right)"
+        "the testing chapter's list (left) against the on_every_store! invocations (right)"
     );
 }

@@ -125,7 +125,7 @@ fn silent_upstreams_and_a_silent_redis_answer_within_their_configured_time() {
                 assert!(served.elapsed < SLACK, "attempt {attempt}: {served:?}");
             }
 
-            // A writer and a reader whose Redis is silent: 503 within the README's "about a
+            // A writer and a reader whose Redis is silent: 503 within the book's "about a
             // second" (with room for a loaded machine; a fixed figure, so a longer store timeout
             // is noticed), for several requests at once and again after them; /healthz answers
             // meanwhile.

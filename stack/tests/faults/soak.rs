@@ -205,7 +205,7 @@ async fn soak_mixed_traffic_keeps_memory_flat_and_answers_right() {
 
     let requests = tally.requests.load(Ordering::Relaxed);
     let unexpected = tally.unexpected.lock().expect("tally").clone();
-    // The figures, for the README (shown with --nocapture).
+    // The figures, for docs/src/operations/failures.md (shown with --nocapture).
     println!(
         "soak: {:.0} s, {requests} requests ({:.0}/s), {} staged 401s, {} unexpected answers",
         elapsed.as_secs_f64(),

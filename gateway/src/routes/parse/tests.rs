@@ -98,14 +98,15 @@ fn invalid_values_are_explained() {
     assert!(err.reason.contains("CIDR"), "{err}");
 }
 
-/// The README's full example must stay a valid file, with every key it shows.
+/// The full example of the book's routes.toml reference must stay a valid file, with every key
+/// it shows.
 #[test]
-fn the_readme_example_is_valid() {
-    let readme = include_str!("../../../../README.md");
-    let section = &readme[readme.find("## routes.toml").expect("section")..];
-    let start = section.find("```toml\n").expect("example") + "```toml\n".len();
-    let example = &section[start..start + section[start..].find("```").expect("end")];
-    let table = parse(Path::new("README.md"), example, no_env).expect("README example");
+fn the_reference_example_is_valid() {
+    let reference = include_str!("../../../../docs/src/reference/routes.md");
+    let start = reference.find("```toml\n").expect("example") + "```toml\n".len();
+    let example = &reference[start..start + reference[start..].find("```").expect("end")];
+    let table = parse(Path::new("docs/src/reference/routes.md"), example, no_env)
+        .expect("the reference's example");
     assert_eq!(table.settings.max_header_bytes, 16 * 1024);
     assert!(table.settings.forwarded);
     let reader = &table.upstreams["reader"];
