@@ -308,17 +308,64 @@ fn the_dockerfile_builds_and_copies_exactly_the_service_binaries() {
 pub(crate) fn settings_read_by_the_code() -> BTreeSet<String> {
     /// Read by the code, but not settings of the stack.
     const NOT_SETTINGS: [&str; 4] = ["PATH", "CARGO", "CI", "TEST_LOG"];
+    let is_name =
+        |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
     let sources = rust_sources(&["common", "session", "writer", "reader", "gateway", "stack"]);
+    // `const VARIABLE: &str = "AUTH_PROVIDERS_FILE";`: a name read through a constant.
+    let mut constants: std::collections::BTreeMap<String, Vec<String>> =
+        std::collections::BTreeMap::new();
+    for text in &sources {
+        for line in text.lines() {
+            let line = line
+                .trim()
+                .trim_start_matches("pub ")
+                .trim_start_matches("pub(crate) ");
+            let Some(rest) = line.strip_prefix("const ") else {
+                continue;
+            };
+            if let Some((ident, value)) = rest.split_once(": &str = \"") {
+                let value = value.trim_end_matches("\";");
+                if is_name(value) {
+                    constants
+                        .entry(ident.to_owned())
+                        .or_default()
+                        .push(value.to_owned());
+                }
+            }
+        }
+    }
     let mut found = BTreeSet::new();
     for text in &sources {
         for (at, _) in text.match_indices("env::") {
             let after = &text[at..(at + 160).min(text.len())];
+            // `env::var(NAME)`, `env::optional(oidc::config::VARIABLE)`: a constant's name.
+            let argument = after
+                .split_once('(')
+                .and_then(|(_, rest)| rest.split([',', ')']).next())
+                .map(str::trim)
+                .and_then(|path| path.rsplit("::").next())
+                .and_then(|ident| constants.get(ident));
+            // Constants of one name in several crates: each may be the one meant.
+            if let Some(names) = argument {
+                found.extend(
+                    names
+                        .iter()
+                        .filter(|name| !NOT_SETTINGS.contains(&name.as_str()))
+                        .cloned(),
+                );
+                continue;
+            }
             let Some(literal) = after.split('"').nth(1) else {
                 continue;
             };
-            let is_name =
-                !literal.is_empty() && literal.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
-            if is_name && !NOT_SETTINGS.contains(&literal) && after.find('"') < after.find(';') {
+            // The literal is an argument of this call, not of a later statement (a call in a
+            // struct literal may have no `;` within reach).
+            let in_this_statement = match (after.find('"'), after.find(';')) {
+                (Some(quote), Some(end)) => quote < end,
+                (quote, None) => quote.is_some(),
+                _ => false,
+            };
+            if is_name(literal) && !NOT_SETTINGS.contains(&literal) && in_this_statement {
                 found.insert(literal.to_owned());
             }
         }

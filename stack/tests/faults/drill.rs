@@ -163,12 +163,19 @@ async fn final_counts(cluster: &RedisCluster, users: &[User]) -> Vec<i64> {
             "user {} logged in once: {sessions:?}",
             user.id
         );
-        let count: Option<i64> = redis::cmd("GET")
+        let value: Option<String> = redis::cmd("GET")
             .arg(format!("session:{{{}}}:{}", user.id, sessions[0]))
             .query_async(&mut connection)
             .await
             .expect("GET of the user's session");
-        counts.push(count.expect("the user's session still exists"));
+        let value = value.expect("the user's session still exists");
+        // `<count>\n<identity>\n<device>` (session::identity), or the count alone.
+        let count = value.lines().next().unwrap_or_default();
+        counts.push(
+            count
+                .parse()
+                .unwrap_or_else(|_| panic!("a count first in the session value: {value:?}")),
+        );
     }
     counts
 }

@@ -107,11 +107,16 @@ pub async fn stored_count(redis_url: &str, user: &User) -> i64 {
         .await
         .expect("KEYS");
     assert_eq!(keys.len(), 1, "one session of {}: {keys:?}", user.id);
-    redis::cmd("GET")
+    let value: String = redis::cmd("GET")
         .arg(&keys[0])
         .query_async(&mut connection)
         .await
-        .expect("GET")
+        .expect("GET");
+    // `<count>\n<identity>\n<device>` (session::identity), or the count alone.
+    let count = value.lines().next().unwrap_or_default();
+    count
+        .parse()
+        .unwrap_or_else(|_| panic!("a count first in the session value: {value:?}"))
 }
 
 /// `p`-th percentile (0–100) of `samples` (sorted in place).
