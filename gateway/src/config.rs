@@ -4,7 +4,7 @@ use std::{net::SocketAddr, num::NonZeroUsize, path::PathBuf};
 
 use common::{ConfigError, env};
 
-use crate::tls::TlsFiles;
+use crate::{listen::clients::DEFAULT_MAX_CONNECTIONS, tls::TlsFiles};
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9090";
@@ -21,6 +21,9 @@ pub struct GatewayConfig {
     /// `GATEWAY_WORKERS`: threads serving the public port, each a single-threaded runtime with
     /// its own accept socket and upstream connections (default: one per core).
     pub workers: NonZeroUsize,
+    /// `GATEWAY_MAX_CONNECTIONS`: client connections open at once, every listener and worker
+    /// together (admin excepted); more are closed as they are accepted. Default 10000.
+    pub max_connections: NonZeroUsize,
     /// `GATEWAY_TLS_ADDR`, `GATEWAY_TLS_CERT`, `GATEWAY_TLS_KEY`, `GATEWAY_HTTPS_REDIRECT`: the
     /// HTTPS listener, when configured.
     pub tls: Option<TlsSettings>,
@@ -99,6 +102,11 @@ impl GatewayConfig {
                 "a number of threads above 0",
                 default_workers(),
             )?,
+            max_connections: env::parse_or(
+                "GATEWAY_MAX_CONNECTIONS",
+                "a number of connections above 0",
+                default_max_connections(),
+            )?,
             tls: TlsSettings::from_env()?,
         };
         if config.addr == config.admin_addr && config.addr.port() != 0 {
@@ -118,6 +126,11 @@ impl GatewayConfig {
         }
         Ok(config)
     }
+}
+
+/// [`DEFAULT_MAX_CONNECTIONS`], as the setting's type.
+pub fn default_max_connections() -> NonZeroUsize {
+    NonZeroUsize::new(DEFAULT_MAX_CONNECTIONS).unwrap_or(NonZeroUsize::MIN)
 }
 
 /// One worker per core the process may run on.

@@ -43,6 +43,10 @@ pub enum GatewayError {
     /// `allow_groups`: the request is not forwarded.
     #[error("forbidden")]
     Forbidden,
+    /// The route or the upstream already has `max_in_flight` requests in flight: refused before
+    /// anything was sent, with `Retry-After`, so the client backs off instead of queueing.
+    #[error("overloaded")]
+    Overloaded { capped: Capped },
     /// A route's door check could not be asked (its upstream is down or too slow): the request
     /// is not forwarded, since nobody could say whose it is.
     #[error("session check unavailable")]
@@ -63,20 +67,45 @@ impl GatewayError {
             Self::UpstreamUnavailable { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Forbidden => StatusCode::FORBIDDEN,
-            Self::CheckUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::CheckUnavailable { .. } | Self::Overloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
-    /// The JSON answer: `{"error": "...", "request_id": "..."}`.
+    /// The JSON answer: `{"error": "...", "request_id": "..."}`; an overload's says when to
+    /// try again (RFC 9110 §10.2.3): a second, about what a request in flight takes.
     pub fn into_response(self, request_id: &HeaderValue) -> Response<Body> {
-        json_response(
+        let mut response = json_response(
             self.status(),
             &serde_json::json!({
                 "error": self.to_string(),
                 "request_id": request_id.to_str().unwrap_or_default(),
             }),
             Some(request_id),
-        )
+        );
+        if matches!(self, Self::Overloaded { .. }) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// Which `max_in_flight` refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capped {
+    Route,
+    Upstream,
+}
+
+impl Capped {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Route => "route",
+            Self::Upstream => "upstream",
+        }
     }
 }
 

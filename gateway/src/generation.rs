@@ -21,8 +21,14 @@ pub struct Generation {
 }
 
 impl Generation {
-    /// Builds a generation: the upstreams' addresses, resolved.
-    pub async fn new(number: u64, table: RouteTable, registry: &Registry) -> Self {
+    /// Builds a generation: the upstreams' addresses, resolved, and the caps on requests in
+    /// flight counting with the previous generations' counts.
+    pub async fn new(number: u64, mut table: RouteTable, registry: &Registry) -> Self {
+        for route in &mut table.routes {
+            if let Some(cap) = &mut route.max_in_flight {
+                cap.share(registry.in_flight_count(format!("route {}", route.path)));
+            }
+        }
         let mut pools = BTreeMap::new();
         for (name, upstream) in &table.upstreams {
             let pool = Pool::new(Arc::clone(upstream), registry).await;

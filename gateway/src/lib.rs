@@ -16,12 +16,15 @@
 //!   follows its edits;
 //! - [`tls`]: both sides of TLS, the public HTTPS port's certificates and the connections to
 //!   `https://` upstreams;
+//! - [`capacity`]: the caps on requests in flight (`max_in_flight`) and the tickets a request
+//!   holds until its answer is sent (a leaf, like [`http_ext`]);
 //! - [`http_ext`]: the body type and the header names every layer shares (a leaf: it imports
 //!   nothing of the gateway);
 //! - [`admin`]: `/healthz`, `/readyz`, `/routes`, `/metrics` ([`metrics`]) on their own port;
 //! - [`startup`]: building and running the whole gateway.
 
 pub mod admin;
+pub mod capacity;
 pub mod config;
 pub mod error;
 pub mod forward;

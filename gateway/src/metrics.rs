@@ -1,6 +1,7 @@
 //! Prometheus metrics for the admin listener's `/metrics`: requests by route and status,
-//! latency by route, requests a door check kept out, upstream address health and load, reloads
-//! and the routing generation.
+//! latency by route, requests a door check kept out, requests shed by a `max_in_flight` cap,
+//! client connections open and refused, upstream address health and load, reloads and the
+//! routing generation.
 //!
 //! Requests are tallied per worker ([`RequestStats`]) and summed when scraped, so the hot path
 //! touches no counter or lock another core writes (prometheus-client's own histogram takes a
@@ -25,7 +26,7 @@ use prometheus_client::{
     registry::{Metric, Registry},
 };
 
-use crate::{generation::Generation, listen::clients::ClientConnections};
+use crate::{error::Capped, generation::Generation, listen::clients::ClientConnections};
 
 const BUCKETS: usize = 16;
 /// Upper bounds of the latency histogram, seconds: 0.5 ms, doubling, to ~16 s.
@@ -79,6 +80,13 @@ impl DoorRefusal {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OverloadLabels {
+    route: String,
+    /// Whose `max_in_flight` it was: `route` or `upstream`.
+    limit: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabels {
     result: String,
 }
@@ -96,6 +104,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Arc<RequestStats>,
     door_refusals: Family<DoorLabels, Counter>,
+    overloaded: Family<OverloadLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
     tls_reloads: Family<ReloadLabels, Counter>,
     generation: Gauge,
@@ -126,6 +135,12 @@ impl Metrics {
             "Requests a door check kept from their route's upstream, by route and reason: denied \
              (the check's own answer, a 401), forbidden (in none of the route's allow_groups: \
              403), unavailable (the check could not be asked: 503)",
+        );
+        let overloaded = registered(
+            r,
+            "overloaded",
+            "Requests refused with 503 overloaded before anything was sent, by route and by whose \
+             max_in_flight was reached (limit: route or upstream)",
         );
         let reloads = registered(r, "reloads", "routes.toml reloads, by result");
         let tls_reloads = registered(
@@ -161,12 +176,15 @@ impl Metrics {
         let connections_refused = registered(
             r,
             "connections_refused",
-            "Client connections closed as soon as they were accepted, by reason",
+            "Client connections closed as soon as they were accepted, by reason: \
+             max_connections_per_client (their client had that many open), max_connections \
+             (GATEWAY_MAX_CONNECTIONS were open)",
         );
         Self {
             registry,
             requests,
             door_refusals,
+            overloaded,
             reloads,
             tls_reloads,
             generation,
@@ -215,6 +233,17 @@ impl Metrics {
             .inc();
     }
 
+    /// Records a request on `route` refused because `capped`'s `max_in_flight` was reached.
+    /// Refusals only: a request let through touches no counter here.
+    pub fn overloaded(&self, route: &str, capped: Capped) {
+        self.overloaded
+            .get_or_create(&OverloadLabels {
+                route: route.to_owned(),
+                limit: capped.label(),
+            })
+            .inc();
+    }
+
     /// Records an attempt to load changed certificate files.
     pub fn tls_reloaded(&self, succeeded: bool) {
         let result = if succeeded { "success" } else { "failure" };
@@ -254,10 +283,15 @@ impl Metrics {
             .set(i64::try_from(generation.number).unwrap_or(i64::MAX));
         self.connections_open
             .set(i64::try_from(clients.open_count()).unwrap_or(i64::MAX));
-        let refused = self.connections_refused.get_or_create(&RefusedLabels {
-            reason: "max_connections_per_client",
-        });
-        refused.inc_by(clients.refused_count().saturating_sub(refused.get()));
+        for (reason, count) in [
+            ("max_connections_per_client", clients.refused_count()),
+            ("max_connections", clients.refused_over_total()),
+        ] {
+            let refused = self
+                .connections_refused
+                .get_or_create(&RefusedLabels { reason });
+            refused.inc_by(count.saturating_sub(refused.get()));
+        }
         self.address_up.clear();
         self.address_in_flight.clear();
         self.address_requests.clear();

@@ -88,7 +88,8 @@ impl Gateway {
             }
             None => None,
         };
-        let proxy = Proxy::new(table, Arc::new(Metrics::new(workers)), workers).await;
+        let metrics = Arc::new(Metrics::new(workers));
+        let proxy = Proxy::new(table, metrics, workers, config.max_connections.get()).await;
         Ok(Self {
             listeners,
             admin_listener,

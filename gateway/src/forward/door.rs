@@ -31,6 +31,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
 
 use crate::{
+    capacity::Tickets,
     error::GatewayError,
     forward::{
         Served,
@@ -109,7 +110,7 @@ pub async fn check(
     };
     // Read the (normally empty) body to its end, so that the connection goes back to the pool.
     let body = Limited::new(
-        Streamed::new(body, connection, in_flight),
+        Streamed::new(body, connection, in_flight, Tickets::default()),
         PASSING_BODY_LIMIT,
     );
     if let Err(err) = body.collect().await {

@@ -38,7 +38,8 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
 use crate::{
-    error::GatewayError,
+    capacity::Tickets,
+    error::{Capped, GatewayError},
     forward::admit::{Admission, Admitted},
     generation::Generation,
     http_ext::{
@@ -50,7 +51,7 @@ use crate::{
     },
     metrics::{DoorRefusal, Metrics},
     routes::{Route, RouteTable},
-    upstream::pool::Registry,
+    upstream::pool::{Pool, Registry},
 };
 
 /// The proxy: the current generation (swapped atomically on reload), the endpoint registry shared
@@ -60,7 +61,7 @@ pub struct Proxy {
     current: ArcSwap<Generation>,
     registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
-    /// Open client connections by client, for `max_connections_per_client`.
+    /// Open client connections, for `GATEWAY_MAX_CONNECTIONS` and `max_connections_per_client`.
     pub clients: Arc<ClientConnections>,
     tunnels: TaskTracker,
     close_tunnels: CancellationToken,
@@ -78,12 +79,18 @@ pub struct Served<'g> {
 }
 
 impl Proxy {
-    /// A proxy for `workers` workers, serving `table` as generation 1.
-    pub async fn new(table: RouteTable, metrics: Arc<Metrics>, workers: usize) -> Self {
+    /// A proxy for `workers` workers, serving `table` as generation 1 to at most
+    /// `max_connections` client connections at a time.
+    pub async fn new(
+        table: RouteTable,
+        metrics: Arc<Metrics>,
+        workers: usize,
+        max_connections: usize,
+    ) -> Self {
         let registry = Arc::new(Registry::new(workers));
         let generation = Generation::new(1, table, &registry).await;
         generation.spawn_tasks(&registry);
-        let clients = Arc::new(ClientConnections::default());
+        let clients = Arc::new(ClientConnections::new(max_connections));
         Self {
             current: ArcSwap::from_pointee(generation),
             registry,
@@ -202,6 +209,8 @@ impl Proxy {
         let route = outgoing.route;
         served.route = Some(route);
         served.client = Some(client);
+        // Taken before the door check, which a shed request then does not cost either.
+        let tickets = self.tickets(route, outgoing.pool)?;
         if let (Some(check), Some(target)) = (&route.auth, &client_target) {
             let verdict = door::check(worker, generation, check, &mut outgoing, target)
                 .await
@@ -213,7 +222,9 @@ impl Proxy {
                 door::Verdict::Pass => {}
                 door::Verdict::Refuse(answer) => {
                     self.metrics.door_refused(&route.path, DoorRefusal::Denied);
-                    return Ok(respond::respond(self, answer, returning, request_id));
+                    return Ok(respond::respond(
+                        self, answer, returning, request_id, tickets,
+                    ));
                 }
                 door::Verdict::Forbidden => {
                     self.metrics
@@ -223,7 +234,32 @@ impl Proxy {
             }
         }
         let sent = send::send(worker, generation, outgoing, served).await?;
-        Ok(respond::respond(self, sent, returning, request_id))
+        Ok(respond::respond(self, sent, returning, request_id, tickets))
+    }
+
+    /// A ticket of each cap on `route` and on its upstream (`pool`), or 503 overloaded (and
+    /// counted) when one has none left. A route and upstream without caps cost two branches.
+    fn tickets(&self, route: &Route, pool: &Pool) -> Result<Tickets, GatewayError> {
+        let mut tickets = Tickets::default();
+        if let Some(cap) = &route.max_in_flight {
+            tickets.route = Some(
+                cap.try_take()
+                    .ok_or_else(|| self.overloaded(route, Capped::Route))?,
+            );
+        }
+        if let Some(cap) = &pool.cap {
+            tickets.upstream = Some(
+                cap.try_take()
+                    .ok_or_else(|| self.overloaded(route, Capped::Upstream))?,
+            );
+        }
+        Ok(tickets)
+    }
+
+    #[cold]
+    fn overloaded(&self, route: &Route, capped: Capped) -> GatewayError {
+        self.metrics.overloaded(&route.path, capped);
+        GatewayError::Overloaded { capped }
     }
 }
 

@@ -9,17 +9,20 @@ use hyper_util::rt::TokioIo;
 use tracing::Instrument;
 
 use crate::{
+    capacity::Tickets,
     forward::{Proxy, admit::Returning, cors, headers, send::Sent},
     http_ext::body::{self, Body, BoxError},
     upstream::{endpoint::InFlight, streamed::Streamed},
 };
 
-/// The client's response to `sent`.
+/// The client's response to `sent`, which keeps the request's `tickets` until it has been sent
+/// (or its tunnel closed).
 pub fn respond(
     proxy: &Proxy,
     sent: Sent,
     returning: Returning,
     request_id: &HeaderValue,
+    tickets: Tickets,
 ) -> Response<Body> {
     let Sent {
         mut response,
@@ -43,10 +46,10 @@ pub fn respond(
         cors::decorate(&mut parts.headers, origin.as_ref());
     }
     if let (Some(client), Some(upstream)) = (returning.client_upgrade, upstream_upgrade) {
-        proxy.spawn_tunnel(client, upstream, in_flight);
+        proxy.spawn_tunnel(client, upstream, (in_flight, tickets));
         return Response::from_parts(parts, body::empty());
     }
-    let body = Streamed::new(body, connection, in_flight)
+    let body = Streamed::new(body, connection, in_flight, tickets)
         .map_err(BoxError::from)
         .boxed();
     Response::from_parts(parts, body)
@@ -54,8 +57,9 @@ pub fn respond(
 
 impl Proxy {
     /// Splices the client's and the upstream's upgraded connections until either side closes,
-    /// or until shutdown closes all tunnels.
-    fn spawn_tunnel(&self, client: OnUpgrade, upstream: OnUpgrade, in_flight: InFlight) {
+    /// or until shutdown closes all tunnels. The tunnel counts as a request in flight (on its
+    /// address, and against the caps its request passed) for as long as it is open.
+    fn spawn_tunnel(&self, client: OnUpgrade, upstream: OnUpgrade, held: (InFlight, Tickets)) {
         let closing = self.close_tunnels.clone();
         self.tunnels.spawn(
             async move {
@@ -75,7 +79,7 @@ impl Proxy {
                     }
                     () = closing.cancelled() => tracing::debug!("tunnel closed at shutdown"),
                 }
-                drop(in_flight);
+                drop(held);
             }
             .in_current_span(),
         );

@@ -1,6 +1,8 @@
-//! Open client connections per client address, shared by every worker: the cap of
-//! `max_connections_per_client` (`[settings]`), so that one client cannot hold the file
-//! descriptors everyone else needs.
+//! Open client connections, shared by every worker and listener: the cap of
+//! `GATEWAY_MAX_CONNECTIONS` on all of them together, so that the process keeps descriptors and
+//! memory for the connections it serves, and per client address the cap of
+//! `max_connections_per_client` (`[settings]`), so that one client cannot hold the descriptors
+//! everyone else needs.
 //!
 //! A client is its IPv4 address, or the /64 network of its IPv6 address: one host is usually
 //! given a whole /64 and can pick any address in it (the granularity nginx and HAProxy users
@@ -14,7 +16,10 @@ use std::{
     num::NonZeroU32,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
+        atomic::{
+            AtomicU64, AtomicUsize,
+            Ordering::{AcqRel, Acquire, Relaxed},
+        },
     },
 };
 
@@ -44,13 +49,28 @@ fn network_64(ip: Ipv6Addr) -> u64 {
 }
 
 /// Every open client connection of the process, by client.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ClientConnections {
     by_client: Mutex<HashMap<ClientKey, u32>>,
-    /// Open connections, capped or not (trusted proxies are not capped).
+    /// Open connections, from every client (trusted proxies too): never more than `max_open`.
     open: AtomicUsize,
+    /// `GATEWAY_MAX_CONNECTIONS`.
+    max_open: usize,
     /// Connections closed at once because their client had `max_connections_per_client` open.
     refused: AtomicU64,
+    /// Connections closed at once because `max_open` were open.
+    refused_over_total: AtomicU64,
+}
+
+/// `GATEWAY_MAX_CONNECTIONS` when unset: far more than a gateway in front of two services needs
+/// (the per-client cap keeps one client to 256 of them), few enough that the descriptors and
+/// the memory they take (tens of KiB each, with their buffers) fit an ordinary host.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+impl Default for ClientConnections {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_CONNECTIONS)
+    }
 }
 
 /// One open connection; dropping it (when the connection ends) gives its place back.
@@ -62,9 +82,29 @@ pub struct Permit {
 }
 
 impl ClientConnections {
-    /// A permit for a new connection from `ip`, unless that client already has `limit` open
-    /// (`None` for no limit).
+    /// No connection open yet; at most `max_open` at a time.
+    pub fn new(max_open: usize) -> Self {
+        Self {
+            by_client: Mutex::default(),
+            open: AtomicUsize::new(0),
+            max_open,
+            refused: AtomicU64::new(0),
+            refused_over_total: AtomicU64::new(0),
+        }
+    }
+
+    /// A permit for a new connection from `ip`, unless `max_open` connections are open, or
+    /// that client already has `limit` open (`None` for no limit).
     pub fn open(self: &Arc<Self>, ip: IpAddr, limit: Option<NonZeroU32>) -> Option<Permit> {
+        // One atomic step, never counted past the cap: workers accepting at the same moment
+        // cannot together go over it.
+        let reserved = self.open.fetch_update(AcqRel, Acquire, |open| {
+            (open < self.max_open).then_some(open + 1)
+        });
+        if reserved.is_err() {
+            self.refused_over_total.fetch_add(1, Relaxed);
+            return None;
+        }
         let client = match limit {
             Some(limit) => {
                 let key = ClientKey::of(ip);
@@ -73,6 +113,7 @@ impl ClientConnections {
                 if *open >= limit.get() {
                     // Never 0 here: a new entry gets its first connection below.
                     self.refused.fetch_add(1, Relaxed);
+                    self.open.fetch_sub(1, AcqRel);
                     return None;
                 }
                 *open += 1;
@@ -80,7 +121,6 @@ impl ClientConnections {
             }
             None => None,
         };
-        self.open.fetch_add(1, Relaxed);
         Some(Permit {
             owner: Arc::clone(self),
             client,
@@ -97,6 +137,11 @@ impl ClientConnections {
         self.refused.load(Relaxed)
     }
 
+    /// Connections refused so far because `GATEWAY_MAX_CONNECTIONS` were open.
+    pub fn refused_over_total(&self) -> u64 {
+        self.refused_over_total.load(Relaxed)
+    }
+
     /// Clients with a capped connection open (the size of the table).
     pub fn clients(&self) -> usize {
         self.by_client
@@ -108,7 +153,7 @@ impl ClientConnections {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.owner.open.fetch_sub(1, Relaxed);
+        self.owner.open.fetch_sub(1, AcqRel);
         let Some(key) = self.client else {
             return;
         };
@@ -180,6 +225,30 @@ mod tests {
             ClientKey::of(ip("::ffff:192.0.2.1")),
             ClientKey::of(ip("192.0.2.1"))
         );
+    }
+
+    #[test]
+    fn no_more_than_max_open_from_all_clients_together() {
+        let connections = Arc::new(ClientConnections::new(3));
+        let mut held: Vec<_> = (1..=3u32)
+            .map(|n| connections.open(IpAddr::V4(n.into()), limit(10)))
+            .collect();
+        assert!(held.iter().all(Option::is_some));
+        assert!(connections.open(ip("192.0.2.9"), None).is_none());
+        assert!(connections.open(ip("192.0.2.9"), limit(10)).is_none());
+        assert_eq!(connections.refused_over_total(), 2);
+        assert_eq!(
+            (connections.open_count(), connections.refused_count()),
+            (3, 0)
+        );
+        held.pop();
+        assert!(connections.open(ip("192.0.2.9"), None).is_some());
+        // Refused by its client's cap: its reserved place is given back.
+        let per_client = Arc::new(ClientConnections::new(2));
+        let _one = per_client.open(ip("192.0.2.1"), limit(1));
+        assert!(per_client.open(ip("192.0.2.1"), limit(1)).is_none());
+        assert_eq!(per_client.open_count(), 1);
+        assert!(per_client.open(ip("192.0.2.2"), limit(1)).is_some());
     }
 
     #[test]

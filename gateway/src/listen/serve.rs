@@ -67,6 +67,18 @@ impl ConnectionSettings {
     }
 }
 
+/// Requests one HTTP/2 connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`, RFC
+/// 9113 §6.5.2; hyper's default is 200): one more stream is refused (`RST_STREAM
+/// REFUSED_STREAM`, safe for the client to retry), so one connection cannot put an unbounded
+/// number of requests in flight. A browser opens around a hundred at most.
+const MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Streams a client may open and reset before the gateway has accepted them (the "rapid
+/// reset" attack, CVE-2023-44487), and streams the gateway may reset for a client's errors,
+/// before the connection is closed with `GOAWAY`: hyper's and h2's own protections, kept at
+/// their defaults and written down here so that they stay.
+const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 1024;
+
 /// HTTP/2 keep-alive pings: every 30 s at most, answered within 20 s or the connection closes.
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(20);
@@ -165,7 +177,7 @@ pub async fn serve<H: Handler>(
             () = &mut shutdown => break,
         };
         let Some(accepted) = handler.accept(peer.ip()) else {
-            tracing::debug!(listener = name, %peer, "closing a connection over the per-client limit");
+            tracing::debug!(listener = name, %peer, "closing a connection over a connection limit");
             continue;
         };
         connections.spawn(serve_connection(
@@ -305,6 +317,9 @@ fn builder(settings: &ConnectionSettings) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .keep_alive_interval(settings.ping_interval())
         .keep_alive_timeout(settings.ping_timeout())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESET_STREAMS)
+        .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESET_STREAMS)
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
     builder
 }

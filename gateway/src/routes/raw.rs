@@ -119,6 +119,11 @@ pub(super) struct RawUpstream {
     /// of the client's Host: "api.example.com" for an external service. Default: the client's.
     #[schemars(with = "Option<String>")]
     pub host: Option<Spanned<String>>,
+    /// Most requests in flight to this upstream, from every route and worker together; one
+    /// more gets 503 {"error":"overloaded"} with Retry-After: 1 at once, and the upstream is
+    /// not asked. At least 1. Default: no cap.
+    #[schemars(with = "Option<u32>", range(min = 1))]
+    pub max_in_flight: Option<Spanned<u32>>,
 }
 
 /// A target: its URL alone, or its URL and weight.
@@ -203,6 +208,12 @@ pub(super) struct RawRoute {
     /// check vouched for.
     #[schemars(with = "Option<Vec<String>>", length(min = 1))]
     pub allow_groups: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Most requests in flight on this route, from every worker together (a request counts
+    /// until its response has been sent, or the client left); one more gets 503
+    /// {"error":"overloaded"} with Retry-After: 1 at once, and the upstream is not asked. At
+    /// least 1. Default: no cap.
+    #[schemars(with = "Option<u32>", range(min = 1))]
+    pub max_in_flight: Option<Spanned<u32>>,
 }
 
 /// A door check: `GET path` on `upstream` with the request's headers (cookie, session header),

@@ -5,6 +5,8 @@ use std::{collections::BTreeMap, net::IpAddr, num::NonZeroU32, sync::Arc, time::
 use ipnet::IpNet;
 use serde::Serialize;
 
+use crate::capacity::Cap;
+
 /// Gateway-wide options from the `[settings]` table.
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
@@ -150,6 +152,9 @@ pub struct Upstream {
     /// the client's.
     #[serde(serialize_with = "header_text")]
     pub host: Option<http::HeaderValue>,
+    /// `max_in_flight`: most requests in flight to it, all routes and workers together (the
+    /// count is its pool's, see [`crate::upstream::pool::Pool`]). `None`: no cap.
+    pub max_in_flight: Option<NonZeroU32>,
 }
 
 fn header_text<S: serde::Serializer>(
@@ -259,6 +264,9 @@ pub struct Route {
     /// the request through, as the check's answer names them in `X-User-Groups`; else 403.
     /// `None`: every user the check vouched for.
     pub allow_groups: Option<Box<[String]>>,
+    /// `max_in_flight`: most requests in flight on this route, every worker together; one more
+    /// is refused with 503 before anything is sent. `None`: no cap (and nothing counted).
+    pub max_in_flight: Option<Cap>,
 }
 
 fn check_name<S: serde::Serializer>(
@@ -401,6 +409,7 @@ mod tests {
                             weighted: false,
                             tls: None,
                             host: None,
+                            max_in_flight: None,
                         })
                     })
                     .clone();
@@ -413,6 +422,7 @@ mod tests {
                     idempotent: true,
                     auth: None,
                     allow_groups: None,
+                    max_in_flight: None,
                 }
             })
             .collect();

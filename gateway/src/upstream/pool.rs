@@ -18,6 +18,7 @@ use rand::Rng;
 
 use super::endpoint::Endpoint;
 use crate::{
+    capacity::Cap,
     routes::{Balance, Target, Upstream},
     tls::upstream::UpstreamTls,
 };
@@ -28,6 +29,9 @@ pub struct Registry {
     /// Workers serving requests; each has a slot per endpoint.
     workers: usize,
     endpoints: Mutex<HashMap<(String, SocketAddr), Weak<Endpoint>>>,
+    /// The counts of the `max_in_flight` caps, by what they cap (`route /api`, `upstream
+    /// reader`): see [`Registry::in_flight_count`].
+    in_flight: Mutex<HashMap<String, Weak<AtomicUsize>>>,
 }
 
 impl Registry {
@@ -35,7 +39,25 @@ impl Registry {
         Self {
             workers,
             endpoints: Mutex::default(),
+            in_flight: Mutex::default(),
         }
+    }
+
+    /// The count of requests in flight on `capped` (`route /api`, `upstream reader`), the
+    /// same for every generation that caps it. A reload keeps counting the requests still in
+    /// flight under the previous file against the new `max_in_flight` (which may differ): the
+    /// cap holds through a reload in the middle of an overload, instead of letting another
+    /// `max_in_flight` requests through each time the file changes. A route or upstream
+    /// capped in no generation any more is forgotten (its count was 0 or about to be).
+    pub fn in_flight_count(&self, capped: String) -> Arc<AtomicUsize> {
+        let mut counts = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(existing) = counts.get(&capped).and_then(Weak::upgrade) {
+            return existing;
+        }
+        counts.retain(|_, count| count.strong_count() > 0);
+        let count = Arc::default();
+        counts.insert(capped, Arc::downgrade(&count));
+        count
     }
 
     /// The endpoint of `target` at `addr`, secured with `tls` for an `https://` target. An
@@ -76,6 +98,9 @@ impl Registry {
 #[derive(Debug)]
 pub struct Pool {
     pub upstream: Arc<Upstream>,
+    /// The upstream's `max_in_flight`, counted across generations (see
+    /// [`Registry::in_flight_count`]).
+    pub cap: Option<Cap>,
     endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
     cursor: AtomicUsize,
 }
@@ -84,8 +109,15 @@ impl Pool {
     /// Resolves every target now (an unresolvable host contributes no address until it
     /// resolves).
     pub async fn new(upstream: Arc<Upstream>, registry: &Registry) -> Self {
+        let cap = upstream.max_in_flight.map(|max| {
+            Cap::counting(
+                max,
+                registry.in_flight_count(format!("upstream {}", upstream.name)),
+            )
+        });
         let pool = Self {
             upstream,
+            cap,
             endpoints: ArcSwap::from_pointee(Vec::new()),
             cursor: AtomicUsize::new(0),
         };
@@ -282,6 +314,7 @@ mod tests {
             weighted: false,
             tls: None,
             host: None,
+            max_in_flight: None,
         })
     }
 

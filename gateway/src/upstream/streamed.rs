@@ -1,5 +1,6 @@
 //! The response body from an upstream: it drives its upstream connection while it streams, gives
-//! the connection back for reuse at its end, and keeps its address's in-flight count until then.
+//! the connection back for reuse at its end, and keeps its address's in-flight count and its
+//! request's tickets (`max_in_flight`) until then.
 
 use std::{
     pin::Pin,
@@ -11,24 +12,34 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::{connection::Connection, endpoint::InFlight};
+use crate::capacity::Tickets;
 
 /// A response body from an upstream: it drives its connection while it streams (see
 /// [`crate::upstream::connection`]), gives the connection back for the worker's next request
-/// once it has been read to its end, and holds the address's in-flight count until it is done.
+/// once it has been read to its end, and holds the address's in-flight count, and the tickets
+/// of the caps its request passed, until it is done: read to its end, or dropped (the client
+/// left, the connection failed).
 #[derive(Debug)]
 pub struct Streamed {
     body: Incoming,
     /// `None` for a connection that cannot be reused (ended, or never pooled).
     connection: Option<Connection>,
     in_flight: InFlight,
+    tickets: Tickets,
 }
 
 impl Streamed {
-    pub fn new(body: Incoming, connection: Option<Connection>, in_flight: InFlight) -> Self {
+    pub fn new(
+        body: Incoming,
+        connection: Option<Connection>,
+        in_flight: InFlight,
+        tickets: Tickets,
+    ) -> Self {
         Self {
             body,
             connection,
             in_flight,
+            tickets,
         }
     }
 
@@ -62,6 +73,9 @@ impl HttpBody for Streamed {
         let frame = Pin::new(&mut this.body).poll_frame(cx);
         if let Poll::Ready(None) = frame {
             this.finish();
+            // The answer is complete: the next request may have its place now, before the
+            // server gets round to dropping this body.
+            this.tickets = Tickets::default();
         }
         frame
     }

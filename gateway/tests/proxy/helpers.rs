@@ -300,23 +300,36 @@ impl TestGateway {
 
     /// [`TestGateway::start`], with an HTTPS listener (port 0, read back) when `tls` is given.
     pub async fn start_with(routes: &str, tls: Option<(TlsFiles, bool)>) -> Self {
+        Self::start_configured(routes, |config| {
+            config.tls = tls.map(|(files, redirect)| TlsSettings {
+                addr: "127.0.0.1:0".parse().expect("addr"),
+                files,
+                redirect,
+            });
+        })
+        .await
+    }
+
+    /// [`TestGateway::start`], with the process settings `configure` makes of the test's own
+    /// (every listener on port 0, two workers).
+    pub async fn start_configured(
+        routes: &str,
+        configure: impl FnOnce(&mut GatewayConfig),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("routes.toml");
         std::fs::write(&path, routes).expect("write routes");
-        let gateway = Gateway::build(GatewayConfig {
+        let mut config = GatewayConfig {
             addr: "127.0.0.1:0".parse().expect("addr"),
             admin_addr: "127.0.0.1:0".parse().expect("addr"),
             routes: path.clone(),
             // Two workers whatever the machine: every test crosses the per-worker state.
             workers: std::num::NonZeroUsize::new(2).expect("two"),
-            tls: tls.map(|(files, redirect)| TlsSettings {
-                addr: "127.0.0.1:0".parse().expect("addr"),
-                files,
-                redirect,
-            }),
-        })
-        .await
-        .expect("gateway starts");
+            max_connections: gateway::config::default_max_connections(),
+            tls: None,
+        };
+        configure(&mut config);
+        let gateway = Gateway::build(config).await.expect("gateway starts");
         let addr = gateway.local_addr().expect("addr");
         let admin = gateway.admin_addr().expect("admin addr");
         let tls = gateway.tls_addr().map(|addr| addr.expect("tls addr"));

@@ -11,6 +11,7 @@ mod hostile;
 mod https;
 mod idle;
 mod limits;
+mod overload;
 mod paths;
 mod protocols;
 mod reload;

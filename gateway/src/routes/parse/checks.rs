@@ -54,6 +54,8 @@ impl CheckSpec {
                 idempotent: true,
                 auth: None,
                 allow_groups: None,
+                // A door check is counted by the route that asks it.
+                max_in_flight: None,
             },
             headers: self.headers,
             target: self.target,

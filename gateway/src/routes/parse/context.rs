@@ -1,7 +1,7 @@
 //! What every validation step shares: the file's name and text, to turn a value's place into
 //! `file:line`, and the environment, to resolve `${VAR}` before a value is read.
 
-use std::{collections::BTreeMap, ops::Range, path::Path, time::Duration};
+use std::{collections::BTreeMap, num::NonZeroU32, ops::Range, path::Path, time::Duration};
 
 use toml::Spanned;
 
@@ -108,6 +108,29 @@ impl Parser<'_> {
             Ok(bytes) => Ok(bytes),
             Err(reason) => Err(self.error(Some(spanned.span()), format!("{what}: {reason}"))),
         }
+    }
+
+    /// `max_in_flight`: at least 1 (0 would refuse every request; leaving it out is no cap).
+    /// `whose` says where it is in errors (`upstream "api": `, or nothing for a route).
+    pub fn max_in_flight(
+        &self,
+        spanned: Option<&Spanned<u32>>,
+        whose: &str,
+    ) -> Result<Option<NonZeroU32>, RoutesError> {
+        let Some(spanned) = spanned else {
+            return Ok(None);
+        };
+        NonZeroU32::new(*spanned.get_ref())
+            .map(Some)
+            .ok_or_else(|| {
+                self.error(
+                    Some(spanned.span()),
+                    format!(
+                        "{whose}max_in_flight must be at least 1: 0 would refuse every request \
+                     (leave it out for no cap)"
+                    ),
+                )
+            })
     }
 
     /// The upstream `named` in a route or a check, among `upstreams`.

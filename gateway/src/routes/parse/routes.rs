@@ -4,11 +4,14 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
+    num::NonZeroU32,
     sync::Arc,
     time::Duration,
 };
 
 use toml::Spanned;
+
+use crate::capacity::Cap;
 
 use super::{
     super::{
@@ -33,6 +36,7 @@ pub(super) struct RouteSpec {
     idempotent: bool,
     pub auth: Option<Named>,
     allow_groups: Option<Box<[String]>>,
+    max_in_flight: Option<NonZeroU32>,
 }
 
 impl RouteSpec {
@@ -47,6 +51,7 @@ impl RouteSpec {
             idempotent: self.idempotent,
             auth,
             allow_groups: self.allow_groups,
+            max_in_flight: self.max_in_flight.map(Cap::new),
         }
     }
 }
@@ -106,6 +111,7 @@ impl Parser<'_> {
             None => None,
         };
         let allow_groups = self.allow_groups(raw)?;
+        let max_in_flight = self.max_in_flight(raw.max_in_flight.as_ref(), "")?;
         Ok(RouteSpec {
             path,
             upstream,
@@ -115,6 +121,7 @@ impl Parser<'_> {
             idempotent: raw.idempotent.unwrap_or(true),
             auth,
             allow_groups,
+            max_in_flight,
         })
     }
 

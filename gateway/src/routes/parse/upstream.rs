@@ -90,6 +90,8 @@ impl Parser<'_> {
             .map(|host| self.host(name, host))
             .transpose()?;
         let tls = self.tls_need(name, entry.span(), raw, &targets, host.as_ref())?;
+        let max_in_flight =
+            self.max_in_flight(raw.max_in_flight.as_ref(), &format!("upstream {name:?}: "))?;
         let upstream = Upstream {
             name: name.to_owned(),
             targets,
@@ -99,6 +101,7 @@ impl Parser<'_> {
             weighted,
             tls: None,
             host,
+            max_in_flight,
         };
         Ok((upstream, tls))
     }
