@@ -28,9 +28,9 @@ use crate::helpers::{Routes, TestGateway, client, json, raw, wait};
 type HeldBody = BoxBody<Bytes, Infallible>;
 
 /// An upstream that holds requests as long as the test says:
-/// - `/hold…`: answers once [`Held::release`] is called (requests arriving later wait for the
+/// - a path with `/hold`: answers once [`Held::release`] is called (requests arriving later wait for the
 ///   next call);
-/// - `/endless…`: its headers and a first chunk at once, then nothing, never ending;
+/// - a path with `/endless`: its headers and a first chunk at once, then nothing, never ending;
 /// - anything else: `200 ok` at once.
 ///
 /// It counts every request it received, and those it has not answered yet.
@@ -108,16 +108,18 @@ impl Drop for Held {
 impl HeldState {
     async fn answer(self: Arc<Self>, path: &str) -> Response<HeldBody> {
         self.received.fetch_add(1, Ordering::SeqCst);
-        let body = if path.starts_with("/hold") {
+        let body = if path.contains("/hold") {
             // Registered before it counts as held: a release right after cannot miss it.
             let released = self.release.notified();
             tokio::pin!(released);
             released.as_mut().enable();
+            // Counted until answered, or dropped with its connection by a gateway that let go.
+            let holding = Unhold(Arc::clone(&self));
             self.holding.fetch_add(1, Ordering::SeqCst);
             released.await;
-            self.holding.fetch_sub(1, Ordering::SeqCst);
+            drop(holding);
             http_body_util::Full::new(Bytes::from_static(b"released")).boxed()
-        } else if path.starts_with("/endless") {
+        } else if path.contains("/endless") {
             let holding = Unhold(Arc::clone(&self));
             self.holding.fetch_add(1, Ordering::SeqCst);
             let chunks = futures_util::stream::unfold((0, holding), |(step, holding)| async move {
@@ -137,7 +139,7 @@ impl HeldState {
     }
 }
 
-/// An `/endless` answer counted as held until the gateway drops it.
+/// A request counted as held until answered, or until the gateway drops it.
 struct Unhold(Arc<HeldState>);
 
 impl Drop for Unhold {
@@ -274,11 +276,11 @@ async fn clients_gone_before_or_during_their_answer_give_their_places_back() {
     let gateway = TestGateway::start(&routes).await;
 
     // Gone while the upstream still works on the request (no response head yet).
-    let waiting = [
+    let mut waiting = [
         TcpStream::connect(gateway.addr).await.expect("connect"),
         TcpStream::connect(gateway.addr).await.expect("connect"),
     ];
-    for (n, mut stream) in waiting.iter().enumerate() {
+    for (n, stream) in waiting.iter_mut().enumerate() {
         let request = format!("GET /capped/hold/{n} HTTP/1.1\r\nHost: h\r\n\r\n");
         stream.write_all(request.as_bytes()).await.expect("write");
     }

@@ -309,6 +309,13 @@ fn the_schema_refuses_what_the_parser_refuses() {
         (upstream("eject = { failures = 2 }"), Valid),
         (upstream("health_check = { path = \"healthz\" }"), Invalid),
         (upstream("health_check = { interval = \"5s\" }"), Invalid),
+        // Caps on requests in flight: a whole number, at least 1.
+        (route("max_in_flight = 64"), Valid),
+        (route("max_in_flight = 0"), Invalid),
+        (route("max_in_flight = -1"), Invalid),
+        (route("max_in_flight = \"64\""), Invalid),
+        (upstream("max_in_flight = 64"), Valid),
+        (upstream("max_in_flight = 0"), Invalid),
         // Groups are a door check's: only on a route with `auth`, and at least one.
         (route("allow_groups = [\"admins\"]"), Invalid),
         (route(&checked("allow_groups = [\"admins\"]")), Valid),

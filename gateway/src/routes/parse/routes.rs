@@ -1,6 +1,6 @@
-//! `[[routes]]`: each path prefix once, the upstream it goes to, its timeout and body limit,
-//! what replaces its prefix when forwarded, the door check it asks and the groups that check
-//! must name.
+//! `[[routes]]`: each path prefix once, the upstream it goes to, its timeout, body limit and cap
+//! on requests in flight, what replaces its prefix when forwarded, the door check it asks and
+//! the groups that check must name.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -197,6 +197,46 @@ mod tests {
         assert_eq!(err.line, Some(6), "{err}");
         assert!(err.reason.contains("\"wirter\" is not defined"), "{err}");
         assert!(err.reason.contains("defined: writer"), "{err}");
+    }
+
+    #[test]
+    fn max_in_flight_is_at_least_one_on_routes_and_upstreams() {
+        let text = "[upstreams.u]\ntargets = [\"http://x:1\"]\nmax_in_flight = 8\n\
+            [[routes]]\npath = \"/a\"\nupstream = \"u\"\nmax_in_flight = 2\n\
+            [[routes]]\npath = \"/\"\nupstream = \"u\"\n";
+        let table = parse(Path::new("routes.toml"), text, no_env).expect("valid");
+        let caps: Vec<Option<u32>> = table
+            .routes
+            .iter()
+            .map(|route| route.max_in_flight.as_ref().map(|cap| cap.max().get()))
+            .collect();
+        assert_eq!(caps, [Some(2), None], "longest path first");
+        assert_eq!(
+            table.upstreams["u"].max_in_flight.map(|max| max.get()),
+            Some(8)
+        );
+
+        let err = parse_err(
+            "[upstreams]\nu = [\"http://x:1\"]\n[[routes]]\npath = \"/\"\nupstream = \"u\"\nmax_in_flight = 0\n",
+        );
+        assert_eq!(err.line, Some(6), "{err}");
+        assert!(
+            err.reason.starts_with("max_in_flight must be at least 1"),
+            "{err}"
+        );
+        let err = parse_err(
+            "[upstreams.u]\ntargets = [\"http://x:1\"]\nmax_in_flight = 0\n[[routes]]\npath = \"/\"\nupstream = \"u\"\n",
+        );
+        assert_eq!(err.line, Some(3), "{err}");
+        assert!(
+            err.reason
+                .starts_with("upstream \"u\": max_in_flight must be at least 1"),
+            "{err}"
+        );
+        let err = parse_err(
+            "[upstreams]\nu = [\"http://x:1\"]\n[[routes]]\npath = \"/\"\nupstream = \"u\"\nmax_in_flight = -3\n",
+        );
+        assert_eq!(err.line, Some(6), "{err}");
     }
 
     #[test]

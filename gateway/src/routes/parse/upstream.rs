@@ -1,5 +1,5 @@
-//! `[upstreams]`: each upstream's targets and weights, balance, health check, ejection, host
-//! and CA, one step each. A mistake is told as `upstream "<name>": ...` at the line of the value
+//! `[upstreams]`: each upstream's targets and weights, balance, health check, ejection, host,
+//! CA and cap on requests in flight, one step each. A mistake is told as `upstream "<name>": ...` at the line of the value
 //! it is about. The CA file itself is not read here: an https upstream says what its TLS needs
 //! ([`TlsNeed`]) and [`super::files`] reads it once the whole file is valid.
 
