@@ -1,7 +1,7 @@
 //! Fault injection: the real binaries and a real `redis-server` (started by each test on free
 //! ports) under the faults a deployment meets: Redis crashing and coming back, Redis slow,
-//! resetting or silent, addresses that swallow packets, slow clients, replicas killed under load,
-//! and a soak that watches memory. Each test asserts what a user sees (statuses, JSON bodies,
+//! resetting or silent, addresses that swallow packets, slow clients, a flood on one route,
+//! replicas killed under load, and a soak that watches memory. Each test asserts what a user sees (statuses, JSON bodies,
 //! counts) and that nothing acknowledged is lost.
 //!
 //! The harness is the workspace's test kit ([`testkit`], reached here as `crate::helpers`), as
@@ -21,6 +21,7 @@ mod support;
 mod blackhole;
 mod drill;
 mod kills;
+mod overload;
 mod redis_crash;
 mod redis_slow;
 mod slow_clients;
