@@ -306,6 +306,18 @@ fn gateway_refuses_an_invalid_routes_file_with_file_line_and_reason() {
             "{stderr}"
         );
     }
+    // So is the cap on client connections.
+    for max in ["0", "-5", "lots"] {
+        let (code, stderr) = run("gateway", &[("GATEWAY_MAX_CONNECTIONS", max)]);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "gateway: GATEWAY_MAX_CONNECTIONS: \"{max}\" is not a number of connections above 0"
+            )),
+            "{stderr}"
+        );
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
 }
 
 /// `writer --check` with `env` (and nothing from the test's own environment): exit code, output.
