@@ -227,10 +227,11 @@ fn paths_the_code_answers() -> BTreeSet<String> {
     let admin = read(&root().join("gateway/src/admin.rs"));
     for line in admin.lines() {
         let line = line.trim();
-        if let Some(rest) = line.strip_prefix("\"/") {
-            if let Some((path, _)) = rest.split_once("\" =>") {
-                found.insert(format!("/{path}"));
-            }
+        if let Some((path, _)) = line
+            .strip_prefix("\"/")
+            .and_then(|rest| rest.split_once("\" =>"))
+        {
+            found.insert(format!("/{path}"));
         }
     }
     found

@@ -312,8 +312,7 @@ pub(crate) fn settings_read_by_the_code() -> BTreeSet<String> {
         |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
     let sources = rust_sources(&["common", "session", "writer", "reader", "gateway", "stack"]);
     // `const VARIABLE: &str = "AUTH_PROVIDERS_FILE";`: a name read through a constant.
-    let mut constants: std::collections::BTreeMap<String, Vec<String>> =
-        std::collections::BTreeMap::new();
+    let mut constants: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for text in &sources {
         for line in text.lines() {
             let line = line
