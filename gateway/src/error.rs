@@ -43,6 +43,10 @@ pub enum GatewayError {
     /// `allow_groups`: the request is not forwarded.
     #[error("forbidden")]
     Forbidden,
+    /// The route's rate limit has no request left for this client (or user, or anyone):
+    /// answered without asking the upstream, with the whole seconds until one would pass.
+    #[error("rate limited")]
+    RateLimited { limit: String, retry_after: u64 },
     /// A route's door check could not be asked (its upstream is down or too slow): the request
     /// is not forwarded, since nobody could say whose it is.
     #[error("session check unavailable")]
@@ -63,20 +67,28 @@ impl GatewayError {
             Self::UpstreamUnavailable { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::CheckUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
-    /// The JSON answer: `{"error": "...", "request_id": "..."}`.
+    /// The JSON answer: `{"error": "...", "request_id": "..."}`; a 429 says when to come back
+    /// in `Retry-After` (RFC 9110 §10.2.3, RFC 6585 §4).
     pub fn into_response(self, request_id: &HeaderValue) -> Response<Body> {
-        json_response(
+        let mut response = json_response(
             self.status(),
             &serde_json::json!({
                 "error": self.to_string(),
                 "request_id": request_id.to_str().unwrap_or_default(),
             }),
             Some(request_id),
-        )
+        );
+        if let Self::RateLimited { retry_after, .. } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        response
     }
 }
 

@@ -1,6 +1,6 @@
 //! Prometheus metrics for the admin listener's `/metrics`: requests by route and status,
-//! latency by route, requests a door check kept out, upstream address health and load, reloads
-//! and the routing generation.
+//! latency by route, requests a door check kept out, requests over a rate limit and the keys each
+//! limit holds, upstream address health and load, reloads and the routing generation.
 //!
 //! Requests are tallied per worker ([`RequestStats`]) and summed when scraped, so the hot path
 //! touches no counter or lock another core writes (prometheus-client's own histogram takes a
@@ -79,6 +79,17 @@ impl DoorRefusal {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitedLabels {
+    route: String,
+    limit: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabels {
     result: String,
 }
@@ -96,6 +107,8 @@ pub struct Metrics {
     registry: Registry,
     requests: Arc<RequestStats>,
     door_refusals: Family<DoorLabels, Counter>,
+    rate_limited: Family<LimitedLabels, Counter>,
+    limit_keys: Family<LimitLabels, Gauge>,
     reloads: Family<ReloadLabels, Counter>,
     tls_reloads: Family<ReloadLabels, Counter>,
     generation: Gauge,
@@ -126,6 +139,18 @@ impl Metrics {
             "Requests a door check kept from their route's upstream, by route and reason: denied \
              (the check's own answer, a 401), forbidden (in none of the route's allow_groups: \
              403), unavailable (the check could not be asked: 503)",
+        );
+        let rate_limited = registered(
+            r,
+            "rate_limited",
+            "Requests answered 429 because their route's rate limit had none left, by route and \
+             limit; the upstream never saw them",
+        );
+        let limit_keys = registered(
+            r,
+            "rate_limit_keys",
+            "Buckets a rate limit holds now (clients or users seen lately), by limit; at most \
+             100000",
         );
         let reloads = registered(r, "reloads", "routes.toml reloads, by result");
         let tls_reloads = registered(
@@ -167,6 +192,8 @@ impl Metrics {
             registry,
             requests,
             door_refusals,
+            rate_limited,
+            limit_keys,
             reloads,
             tls_reloads,
             generation,
@@ -215,6 +242,17 @@ impl Metrics {
             .inc();
     }
 
+    /// Records a request on `route` refused by its rate limit `limit`. Refusals only: a request
+    /// within the limit touches no counter here.
+    pub fn rate_limited(&self, route: &str, limit: &str) {
+        self.rate_limited
+            .get_or_create(&LimitedLabels {
+                route: route.to_owned(),
+                limit: limit.to_owned(),
+            })
+            .inc();
+    }
+
     /// Records an attempt to load changed certificate files.
     pub fn tls_reloaded(&self, succeeded: bool) {
         let result = if succeeded { "success" } else { "failure" };
@@ -258,6 +296,15 @@ impl Metrics {
             reason: "max_connections_per_client",
         });
         refused.inc_by(clients.refused_count().saturating_sub(refused.get()));
+        self.limit_keys.clear();
+        for limiter in generation.limiters() {
+            let labels = LimitLabels {
+                limit: limiter.spec.name.clone(),
+            };
+            self.limit_keys
+                .get_or_create(&labels)
+                .set(i64::try_from(limiter.keys()).unwrap_or(i64::MAX));
+        }
         self.address_up.clear();
         self.address_in_flight.clear();
         self.address_requests.clear();
