@@ -13,6 +13,7 @@ mod idle;
 mod limits;
 mod paths;
 mod protocols;
+mod rate_limits;
 mod reload;
 mod replicas;
 mod rfc;
