@@ -205,16 +205,11 @@ impl Proxy {
         let route = outgoing.route;
         served.route = Some(route);
         served.client = Some(client);
-        let metrics = &*self.metrics;
-        let before = limit::Stage::BeforeCheck;
-        limit::take(
-            generation,
-            metrics,
-            route,
-            before,
-            client,
-            &outgoing.headers,
-        )?;
+        // A limit kept per client or route is taken before the door check, one per user after.
+        let limited = |stage, headers: &http::HeaderMap| {
+            limit::take(generation, &self.metrics, route, stage, client, headers)
+        };
+        limited(limit::Stage::BeforeCheck, &outgoing.headers)?;
         if let (Some(check), Some(target)) = (&route.auth, &client_target) {
             let verdict = door::check(worker, generation, check, &mut outgoing, target)
                 .await
@@ -234,8 +229,7 @@ impl Proxy {
                     return Err(GatewayError::Forbidden);
                 }
             }
-            let after = limit::Stage::AfterCheck;
-            limit::take(generation, metrics, route, after, client, &outgoing.headers)?;
+            limited(limit::Stage::AfterCheck, &outgoing.headers)?;
         }
         let sent = send::send(worker, generation, outgoing, served).await?;
         Ok(respond::respond(self, sent, returning, request_id))
