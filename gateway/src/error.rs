@@ -47,6 +47,10 @@ pub enum GatewayError {
     /// anything was sent, with `Retry-After`, so the client backs off instead of queueing.
     #[error("overloaded")]
     Overloaded { capped: Capped },
+    /// The route's rate limit has no request left for this client (or user, or anyone):
+    /// answered without asking the upstream, with the whole seconds until one would pass.
+    #[error("rate limited")]
+    RateLimited { limit: String, retry_after: u64 },
     /// A route's door check could not be asked (its upstream is down or too slow): the request
     /// is not forwarded, since nobody could say whose it is.
     #[error("session check unavailable")]
@@ -67,6 +71,7 @@ impl GatewayError {
             Self::UpstreamUnavailable { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::CheckUnavailable { .. } | Self::Overloaded { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -74,7 +79,8 @@ impl GatewayError {
     }
 
     /// The JSON answer: `{"error": "...", "request_id": "..."}`; an overload's says when to
-    /// try again (RFC 9110 §10.2.3): a second, about what a request in flight takes.
+    /// try again (RFC 9110 §10.2.3): a second, about what a request in flight takes; a 429's
+    /// says when its bucket has a request again (RFC 6585 §4).
     pub fn into_response(self, request_id: &HeaderValue) -> Response<Body> {
         let mut response = json_response(
             self.status(),
@@ -84,10 +90,18 @@ impl GatewayError {
             }),
             Some(request_id),
         );
-        if matches!(self, Self::Overloaded { .. }) {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        match self {
+            Self::Overloaded { .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::RateLimited { retry_after, .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            _ => {}
         }
         response
     }

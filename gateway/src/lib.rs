@@ -12,6 +12,7 @@
 //! - [`upstream`]: the addresses behind each upstream ([`upstream::endpoint`]), balancing and
 //!   name lookup ([`upstream::pool`]), passive and active health, the connections to them, and
 //!   the one rule for sending a request again ([`upstream::retry`]);
+//! - [`limit`]: the buckets of the file's rate limits, kept across reloads, bounded in memory;
 //! - [`routes`]: the file's schema, validation and the immutable routing table; [`reload`]
 //!   follows its edits;
 //! - [`tls`]: both sides of TLS, the public HTTPS port's certificates and the connections to
@@ -30,6 +31,7 @@ pub mod error;
 pub mod forward;
 pub mod generation;
 pub mod http_ext;
+pub mod limit;
 pub mod listen;
 pub mod metrics;
 pub mod reload;

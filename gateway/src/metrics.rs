@@ -1,7 +1,7 @@
 //! Prometheus metrics for the admin listener's `/metrics`: requests by route and status,
 //! latency by route, requests a door check kept out, requests shed by a `max_in_flight` cap,
-//! client connections open and refused, upstream address health and load, reloads and the
-//! routing generation.
+//! requests over a rate limit and the keys each limit holds, client connections open and
+//! refused, upstream address health and load, reloads and the routing generation.
 //!
 //! Requests are tallied per worker ([`RequestStats`]) and summed when scraped, so the hot path
 //! touches no counter or lock another core writes (prometheus-client's own histogram takes a
@@ -87,6 +87,17 @@ struct OverloadLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitedLabels {
+    route: String,
+    limit: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabels {
     result: String,
 }
@@ -105,6 +116,8 @@ pub struct Metrics {
     requests: Arc<RequestStats>,
     door_refusals: Family<DoorLabels, Counter>,
     overloaded: Family<OverloadLabels, Counter>,
+    rate_limited: Family<LimitedLabels, Counter>,
+    limit_keys: Family<LimitLabels, Gauge>,
     reloads: Family<ReloadLabels, Counter>,
     tls_reloads: Family<ReloadLabels, Counter>,
     generation: Gauge,
@@ -141,6 +154,18 @@ impl Metrics {
             "overloaded",
             "Requests refused with 503 overloaded before anything was sent, by route and by whose \
              max_in_flight was reached (limit: route or upstream)",
+        );
+        let rate_limited = registered(
+            r,
+            "rate_limited",
+            "Requests answered 429 because their route's rate limit had none left, by route and \
+             limit; the upstream never saw them",
+        );
+        let limit_keys = registered(
+            r,
+            "rate_limit_keys",
+            "Buckets a rate limit holds now (clients or users seen lately), by limit; at most \
+             100000",
         );
         let reloads = registered(r, "reloads", "routes.toml reloads, by result");
         let tls_reloads = registered(
@@ -185,6 +210,8 @@ impl Metrics {
             requests,
             door_refusals,
             overloaded,
+            rate_limited,
+            limit_keys,
             reloads,
             tls_reloads,
             generation,
@@ -244,6 +271,17 @@ impl Metrics {
             .inc();
     }
 
+    /// Records a request on `route` refused by its rate limit `limit`. Refusals only: a request
+    /// within the limit touches no counter here.
+    pub fn rate_limited(&self, route: &str, limit: &str) {
+        self.rate_limited
+            .get_or_create(&LimitedLabels {
+                route: route.to_owned(),
+                limit: limit.to_owned(),
+            })
+            .inc();
+    }
+
     /// Records an attempt to load changed certificate files.
     pub fn tls_reloaded(&self, succeeded: bool) {
         let result = if succeeded { "success" } else { "failure" };
@@ -291,6 +329,15 @@ impl Metrics {
                 .connections_refused
                 .get_or_create(&RefusedLabels { reason });
             refused.inc_by(count.saturating_sub(refused.get()));
+        }
+        self.limit_keys.clear();
+        for limiter in generation.limiters() {
+            let labels = LimitLabels {
+                limit: limiter.spec.name.clone(),
+            };
+            self.limit_keys
+                .get_or_create(&labels)
+                .set(i64::try_from(limiter.keys()).unwrap_or(i64::MAX));
         }
         self.address_up.clear();
         self.address_in_flight.clear();

@@ -2,7 +2,8 @@
 //!
 //! 1. [`admit`]: give the path its one meaning ([`path`]) and route it, answer CORS
 //!    preflights, refuse a declared body over the limit, and rewrite the headers to send
-//!    (RFC 9110 §7.6); on a route with a door check, ask it ([`door`]);
+//!    (RFC 9110 §7.6); on a route with a rate limit, take the request from it ([`limit`]); on
+//!    a route with a door check, ask it ([`door`]);
 //! 2. [`send`]: pick an upstream address, send over a pooled keep-alive connection of this
 //!    worker, and retry on another address only when that cannot do harm (as
 //!    [`crate::upstream::retry`] decides, with the body kept by [`resend`]);
@@ -19,6 +20,7 @@ pub mod cors;
 pub mod door;
 pub mod headers;
 pub mod host;
+pub mod limit;
 pub mod path;
 pub mod resend;
 pub mod respond;
@@ -88,7 +90,7 @@ impl Proxy {
         max_connections: usize,
     ) -> Self {
         let registry = Arc::new(Registry::new(workers));
-        let generation = Generation::new(1, table, &registry).await;
+        let generation = Generation::new(1, table, &registry, None).await;
         generation.spawn_tasks(&registry);
         let clients = Arc::new(ClientConnections::new(max_connections));
         Self {
@@ -108,8 +110,9 @@ impl Proxy {
 
     /// Installs a new routes table; requests (and tunnels) already running keep the old one.
     pub async fn install(&self, table: RouteTable) -> u64 {
-        let number = self.current.load().number + 1;
-        let generation = Generation::new(number, table, &self.registry).await;
+        let previous = self.current();
+        let number = previous.number + 1;
+        let generation = Generation::new(number, table, &self.registry, Some(&previous)).await;
         generation.spawn_tasks(&self.registry);
         self.current.store(Arc::new(generation));
         number
@@ -209,7 +212,13 @@ impl Proxy {
         let route = outgoing.route;
         served.route = Some(route);
         served.client = Some(client);
-        // Taken before the door check, which a shed request then does not cost either.
+        // A limit kept per client or route is taken before the door check, one per user after.
+        let limited = |stage, headers: &http::HeaderMap| {
+            limit::take(generation, &self.metrics, route, stage, client, headers)
+        };
+        limited(limit::Stage::BeforeCheck, &outgoing.headers)?;
+        // Taken after the rate limit (a request over it holds no ticket) and before the door
+        // check, which a shed request then does not cost either.
         let tickets = self.tickets(route, outgoing.pool)?;
         if let (Some(check), Some(target)) = (&route.auth, &client_target) {
             let verdict = door::check(worker, generation, check, &mut outgoing, target)
@@ -232,6 +241,7 @@ impl Proxy {
                     return Err(GatewayError::Forbidden);
                 }
             }
+            limited(limit::Stage::AfterCheck, &outgoing.headers)?;
         }
         let sent = send::send(worker, generation, outgoing, served).await?;
         Ok(respond::respond(self, sent, returning, request_id, tickets))

@@ -43,7 +43,8 @@ use std::path::Path;
 pub use error::RoutesError;
 pub use schema::{schema, schema_json};
 pub use table::{
-    Balance, Cors, DoorCheck, Eject, HealthCheck, Route, RouteTable, Settings, Target, Upstream,
+    Balance, Cors, DoorCheck, Eject, HealthCheck, LimitKey, Rate, RateLimit, Route, RouteTable,
+    Settings, Target, Upstream,
 };
 
 /// Reads and validates the routes file at `path`.

@@ -16,7 +16,7 @@ use serde::{
 };
 use toml::Spanned;
 
-use super::values::{Duration, Origin, PathPrefix, SIZE_PATTERN, TargetUrl, Text};
+use super::values::{Duration, Origin, PathPrefix, RateText, SIZE_PATTERN, TargetUrl, Text};
 
 /// Routing of the gateway: upstreams (where requests go) and routes (which path goes where).
 /// Edited while the gateway runs: a valid change is live within a second. `gateway --check FILE`
@@ -48,6 +48,11 @@ pub(super) struct RawFile {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, RawCheck>")]
     pub auth: BTreeMap<String, Spanned<RawCheck>>,
+    /// Rate limits by name, `[limits.per-client]`: a route with `limit = "per-client"` answers
+    /// 429 with Retry-After to requests over it, and its upstream never sees them.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RawLimit>")]
+    pub limits: BTreeMap<String, Spanned<RawLimit>>,
 }
 
 /// Gateway-wide settings; every key is optional.
@@ -214,6 +219,30 @@ pub(super) struct RawRoute {
     /// least 1. Default: no cap.
     #[schemars(with = "Option<u32>", range(min = 1))]
     pub max_in_flight: Option<Spanned<u32>>,
+    /// The name of a rate limit in [limits] ("per-client"): requests over it get 429
+    /// {"error":"rate limited"} with Retry-After, and the upstream never sees them. Default: no
+    /// limit.
+    #[schemars(with = "Option<String>")]
+    pub limit: Option<Spanned<String>>,
+}
+
+/// A rate limit: a bucket per key that holds `burst` requests and refills at `rate`. Kept
+/// across reloads while its settings stay the same.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimit {
+    /// The sustained rate: "20/s", "100/m", "1000/h".
+    pub rate: Text<RateText>,
+    /// Requests that may come at once, on top of none for a while. At least 1; default the
+    /// rate's number ("20/s": 20).
+    #[schemars(with = "Option<u32>", range(min = 1))]
+    pub burst: Option<Spanned<u32>>,
+    /// Whose requests share a bucket: "client" (the client's address as trusted_proxies
+    /// decides it; an IPv6 client by its /64), "user" (the X-User-Id a route's door check
+    /// vouched for: only on routes with auth), "route" (one bucket for everyone). Default
+    /// "client".
+    #[schemars(with = "Option<String>", extend("enum" = ["client", "user", "route"]))]
+    pub key: Option<Spanned<String>>,
 }
 
 /// A door check: `GET path` on `upstream` with the request's headers (cookie, session header),

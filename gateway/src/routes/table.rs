@@ -238,6 +238,54 @@ impl Default for Cors {
     }
 }
 
+/// A sustained rate: `count` requests per `per` (a second, a minute or an hour).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: NonZeroU32,
+    pub per: Duration,
+}
+
+impl Rate {
+    /// The time one request takes to earn back: `per / count`.
+    pub fn period(&self) -> Duration {
+        self.per / self.count.get()
+    }
+}
+
+impl Serialize for Rate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let unit = match self.per.as_secs() {
+            3600 => "h",
+            60 => "m",
+            _ => "s",
+        };
+        s.serialize_str(&format!("{}/{unit}", self.count))
+    }
+}
+
+/// Whose requests share a bucket of a rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKey {
+    /// The client's address as `trusted_proxies` decides it (an IPv6 client by its /64).
+    Client,
+    /// The user a route's door check vouched for (its `X-User-Id`).
+    User,
+    /// One bucket for everyone on the routes that name the limit.
+    Route,
+}
+
+/// A rate limit (`[limits.<name>]`): a token bucket per key that refills at `rate` and holds
+/// `burst`. Two limits with equal settings are the same limit: a reload that leaves a block as it
+/// was keeps its buckets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RateLimit {
+    pub name: String,
+    pub rate: Rate,
+    pub burst: NonZeroU32,
+    pub key: LimitKey,
+}
+
 /// One `[[routes]]` entry.
 #[derive(Debug, Serialize)]
 pub struct Route {
@@ -267,6 +315,19 @@ pub struct Route {
     /// `max_in_flight`: most requests in flight on this route, every worker together; one more
     /// is refused with 503 before anything is sent. `None`: no cap (and nothing counted).
     pub max_in_flight: Option<Cap>,
+    /// The rate limit its requests are counted against (`limit = "<name>"`).
+    #[serde(serialize_with = "limit_name")]
+    pub limit: Option<Arc<RateLimit>>,
+}
+
+fn limit_name<S: serde::Serializer>(
+    limit: &Option<Arc<RateLimit>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match limit {
+        Some(limit) => s.serialize_some(&limit.name),
+        None => s.serialize_none(),
+    }
 }
 
 fn check_name<S: serde::Serializer>(
@@ -353,6 +414,8 @@ pub struct RouteTable {
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     pub settings: Settings,
     pub cors: Option<Cors>,
+    /// The rate limits, by name (each also held by the routes that name it).
+    pub limits: BTreeMap<String, Arc<RateLimit>>,
 }
 
 impl RouteTable {
@@ -361,6 +424,7 @@ impl RouteTable {
         upstreams: BTreeMap<String, Arc<Upstream>>,
         settings: Settings,
         cors: Option<Cors>,
+        limits: BTreeMap<String, Arc<RateLimit>>,
     ) -> Self {
         routes.sort_by(|a, b| b.path.len().cmp(&a.path.len()).then(a.path.cmp(&b.path)));
         Self {
@@ -368,6 +432,7 @@ impl RouteTable {
             upstreams,
             settings,
             cors,
+            limits,
         }
     }
 
@@ -423,10 +488,17 @@ mod tests {
                     auth: None,
                     allow_groups: None,
                     max_in_flight: None,
+                    limit: None,
                 }
             })
             .collect();
-        RouteTable::new(routes, upstreams, Settings::default(), None)
+        RouteTable::new(
+            routes,
+            upstreams,
+            Settings::default(),
+            None,
+            BTreeMap::new(),
+        )
     }
 
     fn upstream_for<'a>(table: &'a RouteTable, path: &str) -> Option<&'a str> {

@@ -14,7 +14,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
-use super::table::{Balance, Target};
+use super::table::{Balance, LimitKey, Rate, Target};
 
 /// A text value the schema describes with a pattern and the validator reads with a parser.
 pub(super) trait Kind {
@@ -198,6 +198,45 @@ impl Kind for Origin {
     }
 }
 
+/// A sustained rate, `"20/s"`, `"100/m"`, `"1000/h"`: a number of requests, more than zero, per
+/// second, minute or hour.
+#[derive(Debug)]
+pub(super) enum RateText {}
+
+impl Kind for RateText {
+    const NAME: &'static str = "Rate";
+    const DESCRIPTION: &'static str = "A sustained rate: requests per second, minute or hour, \
+        \"20/s\", \"100/m\", \"1000/h\". More than zero.";
+    const PATTERN: &'static str = r"^\s*[0-9]+\s*/\s*[smh]\s*$|\$\{";
+    type Value = Rate;
+
+    fn parse(text: &str) -> Result<Rate, String> {
+        let not_a_rate =
+            || format!("{text:?} is not a rate like \"20/s\", \"100/m\" or \"1000/h\"");
+        let (count, unit) = text.split_once('/').ok_or_else(not_a_rate)?;
+        let count = count.trim();
+        if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(not_a_rate());
+        }
+        let per = match unit.trim() {
+            "s" => time::Duration::from_secs(1),
+            "m" => time::Duration::from_secs(60),
+            "h" => time::Duration::from_secs(3600),
+            _ => return Err(not_a_rate()),
+        };
+        let count: u32 = count
+            .parse()
+            .map_err(|_| format!("{text:?}: the number is too large"))?;
+        let count = std::num::NonZeroU32::new(count)
+            .ok_or_else(|| format!("{text:?} must allow more than zero requests"))?;
+        // One request every `per / count`: a nanosecond at the least, as the buckets count.
+        if (per / count.get()).is_zero() {
+            return Err(format!("{text:?} is more than one request per nanosecond"));
+        }
+        Ok(Rate { count, per })
+    }
+}
+
 /// A size written as text: a number and a unit in any case, `"64KiB"`, `"1 MB"`. The pattern of
 /// the text form of `RawSize` (a size may also be a plain number of bytes).
 pub(super) const SIZE_PATTERN: &str = r"^\s*[0-9]+\s*([bB]|[kKmMgG][iI]?[bB])?\s*$|\$\{";
@@ -241,6 +280,18 @@ pub(super) fn parse_balance(text: &str) -> Result<Balance, String> {
         "round_robin" => Ok(Balance::RoundRobin),
         other => Err(format!(
             "balance {other:?} is not one of \"p2c\", \"round_robin\""
+        )),
+    }
+}
+
+/// A limit's `key`: "client", "user" or "route".
+pub(super) fn parse_limit_key(text: &str) -> Result<LimitKey, String> {
+    match text {
+        "client" => Ok(LimitKey::Client),
+        "user" => Ok(LimitKey::User),
+        "route" => Ok(LimitKey::Route),
+        other => Err(format!(
+            "key {other:?} is not one of \"client\", \"user\", \"route\""
         )),
     }
 }
@@ -419,6 +470,32 @@ mod tests {
             Origin::parse("HTTPS://App.Test:8443").as_deref(),
             Ok("https://app.test:8443")
         );
+    }
+
+    #[test]
+    fn the_rate_pattern_is_what_the_rate_parser_reads() {
+        kind_holds::<RateText>(&[
+            ("20/s", Valid),
+            (" 100 / m ", Valid),
+            ("1000/h", Valid),
+            ("0/s", OnlyTheParserRefuses),
+            ("99999999999/s", OnlyTheParserRefuses),
+            ("2000000000/s", OnlyTheParserRefuses),
+            ("20", Invalid),
+            ("20/d", Invalid),
+            ("20/sec", Invalid),
+            ("-1/s", Invalid),
+            ("1.5/s", Invalid),
+            ("/s", Invalid),
+            ("", Invalid),
+        ]);
+        let rate = RateText::parse("20/s").expect("a rate");
+        assert_eq!(
+            (rate.count.get(), rate.per),
+            (20, time::Duration::from_secs(1))
+        );
+        assert_eq!(rate.period(), time::Duration::from_millis(50));
+        assert!(parse_limit_key("users").is_err());
     }
 
     #[test]

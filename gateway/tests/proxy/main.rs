@@ -14,6 +14,7 @@ mod limits;
 mod overload;
 mod paths;
 mod protocols;
+mod rate_limits;
 mod reload;
 mod replicas;
 mod rfc;

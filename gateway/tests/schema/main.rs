@@ -238,6 +238,11 @@ fn checked(extra: &str) -> String {
     format!("auth = \"s\"\n{extra}\n[auth.s]\nupstream = \"w\"\npath = \"/session\"")
 }
 
+/// [`route`] under `limit = "l"`, with `[limits.l]` of `extra` lines.
+fn limited(extra: &str) -> String {
+    format!("{}[limits.l]\n{extra}\n", route("limit = \"l\""))
+}
+
 /// [`route`] with a `[cors]` of `extra` lines.
 fn cors(extra: &str) -> String {
     format!("{}[cors]\n{extra}\n", route(""))
@@ -321,6 +326,19 @@ fn the_schema_refuses_what_the_parser_refuses() {
         (route(&checked("allow_groups = [\"admins\"]")), Valid),
         (route(&checked("allow_groups = []")), Invalid),
         (route(&checked("allow_groups = \"admins\"")), Invalid),
+        // Rate limits: a rate per second, minute or hour, a burst of at least one, a known key.
+        (
+            limited("rate = \"20/s\"\nburst = 40\nkey = \"client\""),
+            Valid,
+        ),
+        (limited("rate = \"100 / m\"\nkey = \"route\""), Valid),
+        (limited("rate = \"20\""), Invalid),
+        (limited("rate = \"20/d\""), Invalid),
+        (limited("rate = 20"), Invalid),
+        (limited("burst = 5"), Invalid),
+        (limited("rate = \"1/s\"\nburst = 0"), Invalid),
+        (limited("rate = \"1/s\"\nkey = \"ip\""), Invalid),
+        (limited("rate = \"1/s\"\nburts = 5"), Invalid),
         (cors("origins = [\"*\"]"), Invalid),
         (cors("origins = \"https://a.test\""), Invalid),
         (cors("origins = [\"HTTPS://App.Test:8443\"]"), Valid),
@@ -336,6 +354,15 @@ fn the_schema_refuses_what_the_parser_refuses() {
             OnlyTheParserRefuses,
         ),
         (settings("max_header_bytes = 1024"), OnlyTheParserRefuses),
+        (limited("rate = \"0/s\""), OnlyTheParserRefuses),
+        (
+            route("limit = \"nowhere\"\n[limits.l]\nrate = \"1/s\""),
+            OnlyTheParserRefuses,
+        ),
+        (
+            limited("rate = \"1/s\"\nkey = \"user\""),
+            OnlyTheParserRefuses,
+        ),
         (
             settings("trusted_proxies = [\"10.0.0.0/33\"]"),
             OnlyTheParserRefuses,

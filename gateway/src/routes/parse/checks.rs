@@ -34,7 +34,7 @@ pub(super) struct CheckSpec {
     pub upstream: Named,
     path: String,
     target: PathAndQuery,
-    headers: Arc<[HeaderName]>,
+    pub headers: Arc<[HeaderName]>,
     timeout: Duration,
     pass_session: bool,
     session_cookie: String,
@@ -56,6 +56,7 @@ impl CheckSpec {
                 allow_groups: None,
                 // A door check is counted by the route that asks it.
                 max_in_flight: None,
+                limit: None,
             },
             headers: self.headers,
             target: self.target,

@@ -1,7 +1,7 @@
 //! From `routes.toml` to the route table, in three stages:
 //!
 //! 1. validate: deserialize the raw file ([`super::raw`]) and check each part of it in a step
-//!    of its own ([`settings`], [`upstream`], [`checks`], [`routes`], [`cors`]), without
+//!    of its own ([`settings`], [`upstream`], [`checks`], [`limits`], [`routes`], [`cors`]), without
 //!    reading any other file;
 //! 2. read the files the valid file names ([`files`]: the CA certificates of https upstreams);
 //! 3. link each route and door check to the upstream it names, now complete.
@@ -13,6 +13,7 @@ mod checks;
 mod context;
 mod cors;
 mod files;
+mod limits;
 mod routes;
 mod settings;
 mod upstream;
@@ -27,7 +28,7 @@ use std::{collections::BTreeMap, path::Path, sync::Arc};
 use super::{
     error::RoutesError,
     raw::RawFile,
-    table::{Cors, RouteTable, Settings},
+    table::{Cors, RateLimit, RouteTable, Settings},
 };
 use checks::CheckSpec;
 use context::Parser;
@@ -57,6 +58,7 @@ struct Valid {
     checks: BTreeMap<String, CheckSpec>,
     routes: Vec<RouteSpec>,
     cors: Option<Cors>,
+    limits: BTreeMap<String, RateLimit>,
 }
 
 impl Parser<'_> {
@@ -71,7 +73,8 @@ impl Parser<'_> {
             return Err(self.error(None, "no [[routes]]: nothing would be served"));
         }
         let checks = self.checks(&raw.auth, &upstreams)?;
-        let routes = self.routes(&raw.routes, &settings, &upstreams, &checks)?;
+        let limits = self.limits(&raw.limits)?;
+        let routes = self.routes(&raw.routes, &settings, &upstreams, &checks, &limits)?;
         let cors = raw
             .cors
             .as_ref()
@@ -84,6 +87,7 @@ impl Parser<'_> {
             checks,
             routes,
             cors,
+            limits,
         })
     }
 
@@ -104,6 +108,11 @@ impl Parser<'_> {
             let upstream = Arc::clone(self.named_upstream(&check.upstream, &upstreams)?);
             checks.insert(name, Arc::new(check.link(upstream)));
         }
+        let limits: BTreeMap<_, _> = valid
+            .limits
+            .into_iter()
+            .map(|(name, limit)| (name, Arc::new(limit)))
+            .collect();
         let mut routes = Vec::new();
         for route in valid.routes {
             let upstream = Arc::clone(self.named_upstream(&route.upstream, &upstreams)?);
@@ -111,13 +120,18 @@ impl Parser<'_> {
                 Some(named) => Some(Arc::clone(self.named_check(named, &checks)?)),
                 None => None,
             };
-            routes.push(route.link(upstream, auth));
+            let limit = match &route.limit {
+                Some(named) => Some(Arc::clone(self.named_limit(named, &limits)?)),
+                None => None,
+            };
+            routes.push(route.link(upstream, auth, limit));
         }
         Ok(RouteTable::new(
             routes,
             upstreams,
             valid.settings,
             valid.cors,
+            limits,
         ))
     }
 }

@@ -1,6 +1,6 @@
 //! `[[routes]]`: each path prefix once, the upstream it goes to, its timeout, body limit and cap
-//! on requests in flight, what replaces its prefix when forwarded, the door check it asks and
-//! the groups that check must name.
+//! on requests in flight, what replaces its prefix when forwarded, the door check it asks, the
+//! groups that check must name and the rate limit it counts against.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -17,7 +17,7 @@ use super::{
     super::{
         error::RoutesError,
         raw::RawRoute,
-        table::{DoorCheck, Route, Settings, Upstream},
+        table::{DoorCheck, LimitKey, RateLimit, Route, Settings, Upstream},
     },
     checks::CheckSpec,
     context::{Named, Parser},
@@ -37,11 +37,17 @@ pub(super) struct RouteSpec {
     pub auth: Option<Named>,
     allow_groups: Option<Box<[String]>>,
     max_in_flight: Option<NonZeroU32>,
+    pub limit: Option<Named>,
 }
 
 impl RouteSpec {
-    /// The route, sent to `upstream` after `auth` (the ones it names).
-    pub(super) fn link(self, upstream: Arc<Upstream>, auth: Option<Arc<DoorCheck>>) -> Route {
+    /// The route, sent to `upstream` after `auth`, counted against `limit` (the ones it names).
+    pub(super) fn link(
+        self,
+        upstream: Arc<Upstream>,
+        auth: Option<Arc<DoorCheck>>,
+        limit: Option<Arc<RateLimit>>,
+    ) -> Route {
         Route {
             path: self.path,
             upstream,
@@ -52,6 +58,7 @@ impl RouteSpec {
             auth,
             allow_groups: self.allow_groups,
             max_in_flight: self.max_in_flight.map(Cap::new),
+            limit,
         }
     }
 }
@@ -64,6 +71,7 @@ impl Parser<'_> {
         settings: &Settings,
         upstreams: &Upstreams,
         checks: &BTreeMap<String, CheckSpec>,
+        limits: &BTreeMap<String, RateLimit>,
     ) -> Result<Vec<RouteSpec>, RoutesError> {
         // Each path, and the line of its route.
         let mut seen: HashMap<String, usize> = HashMap::new();
@@ -78,7 +86,9 @@ impl Parser<'_> {
                     format!("path {path:?} is already routed on line {first}"),
                 ));
             }
-            routes.push(self.route(path, route, settings, upstreams, checks)?);
+            let mut spec = self.route(path, route, settings, upstreams, checks)?;
+            spec.limit = self.route_limit(route, checks, limits)?;
+            routes.push(spec);
         }
         Ok(routes)
     }
@@ -122,7 +132,47 @@ impl Parser<'_> {
             auth,
             allow_groups,
             max_in_flight,
+            limit: None,
         })
+    }
+
+    /// `limit = "<name>"`: a limit of [limits]; one kept per user only on a route whose door
+    /// check copies the user's `X-User-Id`, the only place a user is known from.
+    fn route_limit(
+        &self,
+        route: &RawRoute,
+        checks: &BTreeMap<String, CheckSpec>,
+        limits: &BTreeMap<String, RateLimit>,
+    ) -> Result<Option<Named>, RoutesError> {
+        let Some(name) = &route.limit else {
+            return Ok(None);
+        };
+        let named = self.name(name)?;
+        let limit = self.named_limit(&named, limits)?;
+        if limit.key == LimitKey::User {
+            let wanted = &named.name;
+            let Some(auth) = &route.auth else {
+                return Err(self.error(
+                    Some(name.span()),
+                    format!(
+                        "limit {wanted:?} is kept per user: the route needs auth (a user is \
+                         known only from a door check)"
+                    ),
+                ));
+            };
+            let check = self.named_check(&self.name(auth)?, checks)?;
+            if !check.headers.iter().any(|header| header == "x-user-id") {
+                return Err(self.error(
+                    Some(name.span()),
+                    format!(
+                        "limit {wanted:?} is kept per user, and [auth.{}] does not copy \
+                         x-user-id from its answer (add it to its headers)",
+                        check.name
+                    ),
+                ));
+            }
+        }
+        Ok(Some(named))
     }
 
     /// `allow_groups = ["admins", …]`: only on a route with `auth` (the groups come from its

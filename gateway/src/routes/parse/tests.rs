@@ -114,6 +114,10 @@ fn the_reference_example_is_valid() {
     assert!(reader.health_check.is_some());
     let login = table.route("/login").expect("route");
     assert_eq!(login.max_body, Some(64 * 1024));
+    assert_eq!(
+        login.limit.as_ref().map(|limit| limit.name.as_str()),
+        Some("per-client")
+    );
     assert_eq!(table.cors.as_ref().map(|c| c.origins.len()), Some(1));
 }
 
