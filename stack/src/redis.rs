@@ -232,7 +232,8 @@ impl RedisServer {
         let endpoint = Endpoint::Unix(socket);
         let mut taken = Vec::new();
         for _ in 0..TCP_ATTEMPTS {
-            let port = net::free_port().map_err(|err| format!("no port for redis-server: {err}"))?;
+            let port =
+                net::free_port().map_err(|err| format!("no port for redis-server: {err}"))?;
             let mut options = vec!["--tls-port".to_owned(), port.to_string()];
             options.extend_from_slice(tls_options);
             let spec = server_spec(

@@ -64,7 +64,11 @@ impl TlsRedis {
             "--tls-ca-cert-file",
             &path(&ca_pem),
             "--tls-auth-clients",
-            if client_certificate { "yes" } else { "optional" },
+            if client_certificate {
+                "yes"
+            } else {
+                "optional"
+            },
         ]
         .map(String::from);
         let server = RedisServer::start_tls(dir, Persistence::None, output(dir, "redis"), &options)

@@ -62,9 +62,7 @@ impl Connection {
                 let mut builder = ClusterClientBuilder::new(nodes.clone());
                 if let Some(certificates) = tls {
                     // For the nodes learnt from the slot map, not only the seeds.
-                    builder = builder
-                        .tls(TlsMode::Secure)
-                        .certs(certificates.clone());
+                    builder = builder.tls(TlsMode::Secure).certs(certificates.clone());
                 }
                 let client = builder
                     .use_protocol(ProtocolVersion::RESP3)
@@ -177,7 +175,10 @@ impl SentinelPrimary {
     ) -> RedisResult<Self> {
         let node = &setup.node;
         let mut builder = SentinelClientBuilder::new(
-            setup.sentinels.iter().map(|sentinel| sentinel.addr().clone()),
+            setup
+                .sentinels
+                .iter()
+                .map(|sentinel| sentinel.addr().clone()),
             &setup.master_name,
             SentinelServerType::Master,
         )?

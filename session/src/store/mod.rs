@@ -47,7 +47,6 @@ use std::{
 use common::time::{millis, now_ms};
 use redis::{AsyncCommands, PushInfo, PushKind, Script, aio::ConnectionManagerConfig};
 
-pub use self::{tls::RedisTls, url::RedisUrl};
 use self::{
     connection::Connection,
     scripts::{
@@ -55,6 +54,7 @@ use self::{
         STALE_ATTEMPTS,
     },
 };
+pub use self::{tls::RedisTls, url::RedisUrl};
 use crate::{
     handle::{SessionHandle, UserId},
     metrics::{EndReason, metrics},

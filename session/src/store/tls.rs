@@ -59,7 +59,9 @@ impl RedisTls {
             (Some(_), None) => {
                 return Err(ConfigError::new(
                     KEY_VARIABLE,
-                    format!("is required with {CERT_VARIABLE} (the private key of that certificate)"),
+                    format!(
+                        "is required with {CERT_VARIABLE} (the private key of that certificate)"
+                    ),
                 ));
             }
             (None, Some(_)) => {
@@ -237,12 +239,34 @@ mod tests {
         assert!(certificates.root_cert.is_some() && certificates.client_tls.is_some());
         assert!(!format!("{tls:?}").contains("BEGIN"), "{tls:?}");
 
-        let cases: [(Option<&Path>, Option<(&Path, &Path)>, &str, &str); 5] = [
+        /// A CA file, a client certificate and key, the variable blamed, part of the reason.
+        type Case<'a> = (
+            Option<&'a Path>,
+            Option<(&'a Path, &'a Path)>,
+            &'a str,
+            &'a str,
+        );
+        let cases: [Case<'_>; 5] = [
             (Some(&missing), None, CA_VARIABLE, "cannot read"),
             (Some(&not_pem), None, CA_VARIABLE, "no CA certificates"),
-            (None, Some((&not_pem, &key)), CERT_VARIABLE, "no certificates"),
-            (None, Some((&cert, &not_pem)), KEY_VARIABLE, "no PEM private key"),
-            (None, Some((&cert, &other_key)), KEY_VARIABLE, "not the private key"),
+            (
+                None,
+                Some((&not_pem, &key)),
+                CERT_VARIABLE,
+                "no certificates",
+            ),
+            (
+                None,
+                Some((&cert, &not_pem)),
+                KEY_VARIABLE,
+                "no PEM private key",
+            ),
+            (
+                None,
+                Some((&cert, &other_key)),
+                KEY_VARIABLE,
+                "not the private key",
+            ),
         ];
         for (ca, client, variable, reason) in cases {
             let err = RedisTls::from_files(ca, client).expect_err("refused");

@@ -95,9 +95,11 @@ impl Topology {
                 .map(|node| parse_node(node.trim()))
                 .collect::<Result<Vec<_>, _>>()?;
             if nodes.iter().any(is_tls) && !nodes.iter().all(is_tls) {
-                return Err("mixes rediss:// and redis:// seeds: a Redis Cluster is reached over \
+                return Err(
+                    "mixes rediss:// and redis:// seeds: a Redis Cluster is reached over \
                             TLS on every node or on none"
-                    .into());
+                        .into(),
+                );
             }
             if let Some(node) = nodes.iter().find(|node| node.redis_settings().db() != 0) {
                 return Err(format!(
@@ -387,15 +389,17 @@ mod tests {
         assert_eq!(tls("rediss://a:7000,rediss://b:7000"), Ok(true));
         assert_eq!(tls("rediss+sentinel://h1,h2:26380/mymaster/1"), Ok(true));
         assert_eq!(tls("redis+sentinel://h1,h2:26380/mymaster/1"), Ok(false));
-        let Ok(Topology::Sentinel(setup)) = Topology::parse("rediss+sentinel://:pw@h1/main")
-        else {
+        let Ok(Topology::Sentinel(setup)) = Topology::parse("rediss+sentinel://:pw@h1/main") else {
             panic!("sentinel");
         };
         assert!(setup.sentinels.iter().all(is_tls));
         assert_eq!(setup.node.password(), Some("pw"));
 
         let mixed = Topology::parse("rediss://a:7000,redis://b:7000").err();
-        assert!(mixed.is_some_and(|err| err.contains("mixes")), "mixed seeds");
+        assert!(
+            mixed.is_some_and(|err| err.contains("mixes")),
+            "mixed seeds"
+        );
         for insecure in [
             "rediss://redis.internal:6380/#insecure",
             "rediss://a:7000/#insecure,rediss://b:7000/#insecure",

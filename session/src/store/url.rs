@@ -115,14 +115,16 @@ mod tests {
     #[test]
     fn tls_settings_without_a_tls_url_are_refused() {
         let plain = RedisUrl::parse("redis://127.0.0.1:6379/0").expect("valid");
-        let plain = plain.secure(&RedisTls::default()).expect("nothing to apply");
+        let plain = plain
+            .secure(&RedisTls::default())
+            .expect("nothing to apply");
         assert!(plain.tls().is_none());
         let dir = std::env::temp_dir().join(format!("redis-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let ca = dir.join("ca.pem");
         std::fs::write(&ca, crate::store::tls::test_ca_pem()).expect("ca.pem");
         let tls = RedisTls::from_files(Some(&ca), None).expect("a CA file");
-        let err = plain.secure(&tls).err().expect("refused");
+        let err = plain.secure(&tls).expect_err("refused");
         assert_eq!(err.var, "REDIS_CA");
         assert!(err.reason.contains("rediss://"), "{err}");
         std::fs::remove_dir_all(&dir).ok();

@@ -65,10 +65,7 @@ async fn a_server_certificate_from_another_ca_is_refused_and_logged() {
         },
     )
     .await;
-    assert!(
-        stack.redis_keys().await.is_empty(),
-        "nothing reached Redis"
-    );
+    assert!(stack.redis_keys().await.is_empty(), "nothing reached Redis");
 }
 
 #[test]
@@ -123,7 +120,11 @@ fn tls_settings_are_checked_at_start() {
     for (env, expected) in cases {
         let (code, stderr) = run("writer", env);
         assert_eq!(code, Some(2), "{env:?}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{env:?}: one line, got {stderr:?}");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{env:?}: one line, got {stderr:?}"
+        );
         assert!(
             stderr.starts_with("writer: ") && stderr.contains(expected),
             "{env:?}: {stderr:?} should contain {expected:?}"
