@@ -8,7 +8,10 @@ use std::time::Duration;
 use actix_web::cookie::SameSite;
 use common::{ConfigError, env};
 
-use crate::{keys::Keyring, store::RedisUrl};
+use crate::{
+    keys::Keyring,
+    store::{RedisTls, RedisUrl},
+};
 
 /// Everything both services must agree on for a session to be shared.
 #[derive(Debug, Clone)]
@@ -62,7 +65,8 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(86_400);
 pub const DEFAULT_COOKIE_NAME: &str = "sid";
 
 impl SessionConfig {
-    /// Reads `REDIS_URL`, `REDIS_WAIT_REPLICAS`, `SESSION_SECRET`, `SESSION_COOKIE_*`,
+    /// Reads `REDIS_URL` (with `REDIS_CA`, `REDIS_CLIENT_CERT`, `REDIS_CLIENT_KEY`),
+    /// `REDIS_WAIT_REPLICAS`, `SESSION_SECRET`, `SESSION_COOKIE_*`,
     /// `SESSION_TTL`, `SESSION_MAX_AGE` and `SESSION_HEADER`.
     pub fn from_env() -> Result<Self, ConfigError> {
         let redis_url = redis_url_from_env()?;
@@ -86,11 +90,13 @@ impl SessionConfig {
     }
 }
 
-/// `REDIS_URL`, parsed, and for a cluster or sentinels asked once whether they serve.
+/// `REDIS_URL`, parsed, with its TLS settings, and for a cluster or sentinels asked once
+/// whether they serve.
 fn redis_url_from_env() -> Result<RedisUrl, ConfigError> {
     let redis_url = env::required("REDIS_URL", "for example redis://127.0.0.1:6379/0")?;
     let redis_url = RedisUrl::parse(redis_url.trim())
-        .map_err(|reason| ConfigError::new("REDIS_URL", reason))?;
+        .map_err(|reason| ConfigError::new("REDIS_URL", reason))?
+        .secure(&RedisTls::from_env()?)?;
     redis_url
         .topology()
         .verify()

@@ -10,6 +10,9 @@
 //!   meantime, the server exits ("Address already in use") and the next candidate is tried. A
 //!   server counts as started only when the one answering on the port is the process we
 //!   started (`INFO server`'s `process_id`), never another test's Redis that happens to be there.
+//! - [`RedisServer::start_tls`]: on a unix socket as above, and on a TLS port of 127.0.0.1
+//!   (plain TCP off), for the tests of `rediss://`. The socket is how the start is checked and
+//!   how a test looks at the data; the services use the TLS port.
 
 use std::{
     fmt,
@@ -163,6 +166,8 @@ impl Endpoint {
 pub struct RedisServer {
     process: Supervised,
     endpoint: Endpoint,
+    /// The TLS port of a server started with [`Self::start_tls`].
+    tls: Option<SocketAddr>,
 }
 
 impl RedisServer {
@@ -195,9 +200,72 @@ impl RedisServer {
         let endpoint = Endpoint::Unix(socket);
         let spec = server_spec(&binary, &endpoint, dir, persistence, output, &[]);
         let process = Supervised::spawn(spec).map_err(|err| err.to_string())?;
-        let mut server = Self { process, endpoint };
+        let mut server = Self {
+            process,
+            endpoint,
+            tls: None,
+        };
         server.wait_ready().map_err(Failure::into_message)?;
         Ok(server)
+    }
+
+    /// Starts a server on the unix socket `<dir>/redis.sock` and on a TLS port of 127.0.0.1
+    /// (`--tls-port`; `--port 0`: no plain TCP) with `tls_options` (`--tls-cert-file`,
+    /// `--tls-key-file`, `--tls-ca-cert-file`, `--tls-auth-clients`, …); waits until it answers
+    /// on the socket. A TLS port another program took first makes the server exit, and the
+    /// next candidate is tried (as for [`Self::start_tcp`]).
+    pub fn start_tls(
+        dir: &Path,
+        persistence: Persistence,
+        output: Output,
+        tls_options: &[String],
+    ) -> Result<Self, String> {
+        let binary = Self::require_binary()?;
+        create_dir(dir)?;
+        let socket = dir.join("redis.sock");
+        if socket.as_os_str().len() > UNIX_PATH_MAX {
+            return Err(format!(
+                "{} is longer than a unix socket path may be ({UNIX_PATH_MAX} bytes)",
+                socket.display()
+            ));
+        }
+        let endpoint = Endpoint::Unix(socket);
+        let mut taken = Vec::new();
+        for _ in 0..TCP_ATTEMPTS {
+            let port =
+                net::free_port().map_err(|err| format!("no port for redis-server: {err}"))?;
+            let mut options = vec!["--tls-port".to_owned(), port.to_string()];
+            options.extend_from_slice(tls_options);
+            let spec = server_spec(
+                &binary,
+                &endpoint,
+                dir,
+                persistence,
+                output.clone(),
+                &options,
+            );
+            let mut process = Supervised::spawn(spec).map_err(|err| err.to_string())?;
+            match wait_answering(&mut process, &endpoint) {
+                Ok(()) => {
+                    return Ok(Self {
+                        process,
+                        endpoint,
+                        tls: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
+                    });
+                }
+                Err(Failure::PortTaken(why)) => taken.push(why),
+                Err(Failure::Other(why)) => return Err(why),
+            }
+        }
+        Err(format!(
+            "redis-server found no free TLS port in {TCP_ATTEMPTS} tries: {}",
+            taken.join("; ")
+        ))
+    }
+
+    /// The TLS port of a server started with [`Self::start_tls`].
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls
     }
 
     /// A server of our own on this machine: on a unix socket in `dir` ([`Self::start_unix`]),
@@ -252,6 +320,7 @@ impl RedisServer {
         Ok(Self {
             process,
             endpoint: Endpoint::Tcp(addr),
+            tls: None,
         })
     }
 

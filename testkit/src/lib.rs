@@ -36,7 +36,7 @@ pub use routes::Routes;
 pub use services::{SECRET, bin, service_spec, spawn_listening, spawn_ready};
 pub use skip::{can_run, report_skip};
 pub use stack::{Options, TestStack, User, command_calls, generation, login, redis_info, reroute};
-pub use store::{Data, Store, StoreKind, data_connection, node_connection};
+pub use store::{Data, Store, StoreKind, TlsRedis, data_connection, node_connection};
 pub use tls::{Leaf, TestCa};
 
 /// Declares each listed `async fn(StoreKind)` as two tests: `on_one_redis::<name>` (one Redis)

@@ -39,7 +39,7 @@ pub fn output(dir: &Path, name: &str) -> Output {
 }
 
 /// Variables a developer's shell could leak into the services.
-const LEAKY: [&str; 26] = [
+const LEAKY: [&str; 29] = [
     "REDIS_URL",
     "SESSION_SECRET",
     "SESSION_COOKIE_NAME",
@@ -65,6 +65,9 @@ const LEAKY: [&str; 26] = [
     "GATEWAY_TLS_KEY",
     "GATEWAY_HTTPS_REDIRECT",
     "REDIS_WAIT_REPLICAS",
+    "REDIS_CA",
+    "REDIS_CLIENT_CERT",
+    "REDIS_CLIENT_KEY",
     "LISTEN_ADDR_FILE",
 ];
 

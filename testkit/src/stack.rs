@@ -31,7 +31,7 @@ pub struct Options {
     pub session_env: Vec<(String, String)>,
     /// Extra environment for the gateway (see [`Options::env_all`]).
     pub gateway_env: Vec<(String, String)>,
-    /// One Redis or a cluster.
+    /// One Redis, one over TLS, or a cluster.
     pub store: StoreKind,
 }
 
@@ -104,6 +104,9 @@ impl TestStack {
                 .env("REDIS_URL", redis.url())
                 .env("SESSION_SECRET", SECRET)
                 .env(addr_var, ANY_PORT);
+            for (key, value) in redis.env() {
+                spec = spec.env(key, value);
+            }
             for (key, value) in &options.session_env {
                 spec = spec.env(key, value);
             }
@@ -189,7 +192,7 @@ impl TestStack {
     /// A connection to the test's Redis, to look at what the services stored (cluster-aware
     /// on a cluster: each command goes to the node serving its key).
     pub async fn redis(&self) -> Data {
-        data_connection(&self.redis.url()).await
+        data_connection(&self.redis.data_url()).await
     }
 
     /// Every key in Redis (on every node of a cluster), sorted.

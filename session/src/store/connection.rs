@@ -9,16 +9,19 @@
 //!   primary only when it connects, so after a failover the old address is either gone or a
 //!   replica answering READONLY: on either sign this connection forgets the primary and the next
 //!   command asks the sentinels again.
+//!
+//! Over TLS (`rediss://`) the certificates go on every connection, also on those the client
+//! opens by itself: the cluster's other nodes, the sentinels and the primary they name.
 
 use std::sync::{Arc, Mutex};
 
 use redis::{
     Client, Cmd, ErrorKind, Pipeline, ProtocolVersion, RedisError, RedisFuture, RedisResult,
-    ServerErrorKind, Value,
+    ServerErrorKind, TlsCertificates, TlsMode, Value,
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
     cluster::{ClusterClientBuilder, ClusterConfig},
     cluster_async::ClusterConnection,
-    sentinel::{Sentinel, SentinelNodeConnectionInfo},
+    sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType},
 };
 
 use super::{
@@ -37,8 +40,13 @@ pub(crate) enum Connection {
 
 impl Connection {
     /// Prepares a connection without opening it; the first command connects.
-    /// `manager` configures the connections to one Redis (single and Sentinel).
-    pub(crate) fn new(topology: &Topology, manager: ConnectionManagerConfig) -> RedisResult<Self> {
+    /// `tls`: the certificates of a `rediss://` URL (the addresses in `topology` carry them
+    /// already). `manager` configures the connections to one Redis (single and Sentinel).
+    pub(crate) fn new(
+        topology: &Topology,
+        tls: Option<&TlsCertificates>,
+        manager: ConnectionManagerConfig,
+    ) -> RedisResult<Self> {
         match topology {
             Topology::Single(info) => {
                 let settings = info
@@ -51,7 +59,12 @@ impl Connection {
                 )?))
             }
             Topology::Cluster(nodes) => {
-                let client = ClusterClientBuilder::new(nodes.clone())
+                let mut builder = ClusterClientBuilder::new(nodes.clone());
+                if let Some(certificates) = tls {
+                    // For the nodes learnt from the slot map, not only the seeds.
+                    builder = builder.tls(TlsMode::Secure).certs(certificates.clone());
+                }
+                let client = builder
                     .use_protocol(ProtocolVersion::RESP3)
                     // Redirections and a slot-map refresh after a failover take a few tries;
                     // the default waits (1.28 s and up) would outlast the operation's bound.
@@ -67,7 +80,7 @@ impl Connection {
                 ))
             }
             Topology::Sentinel(setup) => Ok(Self::Sentinel(Arc::new(SentinelPrimary::new(
-                setup, manager,
+                setup, tls, manager,
             )?))),
         }
     }
@@ -145,25 +158,50 @@ impl ConnectionLike for Connection {
 /// The primary of a Sentinel set-up, as last named by the sentinels.
 pub(crate) struct SentinelPrimary {
     master_name: String,
-    node: SentinelNodeConnectionInfo,
     db: i64,
     manager: ConnectionManagerConfig,
-    /// The sentinels (with their cached connections); locked while asking them, so that a burst
-    /// of requests after a failover asks once.
-    sentinels: tokio::sync::Mutex<Sentinel>,
+    /// The sentinels (with their cached connections) and how to reach the primary they name;
+    /// locked while asking them, so that a burst of requests after a failover asks once.
+    sentinels: tokio::sync::Mutex<SentinelClient>,
     /// The connection to the current primary; `None` until the sentinels are asked.
     current: Mutex<Option<ConnectionManager>>,
 }
 
 impl SentinelPrimary {
-    fn new(setup: &SentinelSetup, manager: ConnectionManagerConfig) -> RedisResult<Self> {
-        let node = setup.node.clone().set_protocol(ProtocolVersion::RESP3);
+    fn new(
+        setup: &SentinelSetup,
+        tls: Option<&TlsCertificates>,
+        manager: ConnectionManagerConfig,
+    ) -> RedisResult<Self> {
+        let node = &setup.node;
+        let mut builder = SentinelClientBuilder::new(
+            setup
+                .sentinels
+                .iter()
+                .map(|sentinel| sentinel.addr().clone()),
+            &setup.master_name,
+            SentinelServerType::Master,
+        )?
+        .set_client_to_redis_protocol(ProtocolVersion::RESP3)
+        .set_client_to_redis_db(node.db());
+        if let Some(username) = node.username() {
+            builder = builder.set_client_to_redis_username(username);
+        }
+        if let Some(password) = node.password() {
+            builder = builder.set_client_to_redis_password(password);
+        }
+        if let Some(certificates) = tls {
+            builder = builder
+                .set_client_to_sentinel_tls_mode(TlsMode::Secure)
+                .set_client_to_sentinel_certificates(certificates.clone())
+                .set_client_to_redis_tls_mode(TlsMode::Secure)
+                .set_client_to_redis_certificates(certificates.clone());
+        }
         Ok(Self {
             master_name: setup.master_name.clone(),
             db: node.db(),
-            node: SentinelNodeConnectionInfo::default().set_redis_connection_info(node),
             manager,
-            sentinels: tokio::sync::Mutex::new(Sentinel::build(setup.sentinels.clone())?),
+            sentinels: tokio::sync::Mutex::new(builder.build()?),
             current: Mutex::new(None),
         })
     }
@@ -187,9 +225,7 @@ impl SentinelPrimary {
         }
         // The sentinels answer with an address; redis-rs checks that the node there says it is
         // a primary (ROLE) before handing it out.
-        let client = sentinels
-            .async_master_for(&self.master_name, Some(&self.node))
-            .await?;
+        let client = sentinels.async_get_client().await?;
         tracing::info!(
             primary = %address(client.get_connection_info()),
             name = %self.master_name,

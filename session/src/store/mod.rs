@@ -26,10 +26,12 @@
 //! [`StoreError::Unavailable`], which the services turn into a 503.
 //!
 //! `REDIS_URL` ([`RedisUrl`]) may name one Redis, a Redis Cluster or a Sentinel set-up
-//! ([`topology`]); the operations and their guarantees are the same on each ([`connection`]).
+//! ([`topology`]), each over TLS too ([`tls`]); the operations and their guarantees are the same
+//! on each ([`connection`]).
 
 mod connection;
 mod scripts;
+pub mod tls;
 pub mod topology;
 mod url;
 
@@ -45,7 +47,6 @@ use std::{
 use common::time::{millis, now_ms};
 use redis::{AsyncCommands, PushInfo, PushKind, Script, aio::ConnectionManagerConfig};
 
-pub use self::url::RedisUrl;
 use self::{
     connection::Connection,
     scripts::{
@@ -53,6 +54,7 @@ use self::{
         STALE_ATTEMPTS,
     },
 };
+pub use self::{tls::RedisTls, url::RedisUrl};
 use crate::{
     handle::{SessionHandle, UserId},
     metrics::{EndReason, metrics},
@@ -179,7 +181,7 @@ impl RedisStore {
                 }
                 Ok::<(), std::convert::Infallible>(())
             });
-        let connection = Connection::new(url.topology(), config)?;
+        let connection = Connection::new(url.topology(), url.tls(), config)?;
         Ok(Self {
             connection,
             verified,

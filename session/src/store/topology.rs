@@ -8,13 +8,21 @@
 //!                                                         the primary the sentinels name
 //! ```
 //!
+//! Each over TLS with an `s`: `rediss://…` (every seed of a cluster alike) and
+//! `rediss+sentinel://…` (TLS to the sentinels and to the primary they name), with the
+//! certificates of [`super::tls`] ([`Topology::secure`]). A URL that asks to skip verifying the
+//! server's certificate (`#insecure`) is refused.
+//!
 //! One Redis may be down when a service starts: it connects on first use. A cluster or a Sentinel
 //! set-up is asked once at start ([`Topology::verify`]), because a wrong seed list or master name
 //! would otherwise only show up later, as a 503 on every request.
 
 use std::{fmt, time::Duration};
 
-use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
+use redis::{
+    Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo,
+    TlsCertificates,
+};
 
 /// The port sentinels listen on unless the URL says otherwise.
 const SENTINEL_PORT: u16 = 26379;
@@ -44,6 +52,8 @@ pub struct SentinelSetup {
     pub master_name: String,
     /// Database and credentials for the primary (not for the sentinels).
     pub node: RedisConnectionInfo,
+    /// `rediss+sentinel://`: TLS to the sentinels and to the primary.
+    pub tls: bool,
 }
 
 /// Addresses only: a `ConnectionInfo` carries the password.
@@ -65,21 +75,32 @@ impl fmt::Debug for SentinelSetup {
             .field("sentinels", &sentinels)
             .field("master_name", &self.master_name)
             .field("db", &self.node.db())
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
 
 impl Topology {
-    /// Parses one of the forms in the module docs. TLS (`rediss://`) is not built in.
+    /// Parses one of the forms in the module docs.
     pub fn parse(raw: &str) -> Result<Self, String> {
         if let Some(rest) = raw.strip_prefix("redis+sentinel://") {
-            return parse_sentinel(rest).map(Self::Sentinel);
+            return parse_sentinel(rest, false).map(Self::Sentinel);
+        }
+        if let Some(rest) = raw.strip_prefix("rediss+sentinel://") {
+            return parse_sentinel(rest, true).map(Self::Sentinel);
         }
         if raw.contains(',') {
             let nodes = raw
                 .split(',')
                 .map(|node| parse_node(node.trim()))
                 .collect::<Result<Vec<_>, _>>()?;
+            if nodes.iter().any(is_tls) && !nodes.iter().all(is_tls) {
+                return Err(
+                    "mixes rediss:// and redis:// seeds: a Redis Cluster is reached over \
+                            TLS on every node or on none"
+                        .into(),
+                );
+            }
             if let Some(node) = nodes.iter().find(|node| node.redis_settings().db() != 0) {
                 return Err(format!(
                     "a Redis Cluster has only database 0, but {} asks for database {}",
@@ -90,6 +111,43 @@ impl Topology {
             return Ok(Self::Cluster(nodes));
         }
         parse_node(raw).map(Self::Single)
+    }
+
+    /// Whether the connections use TLS (`rediss://`, `rediss+sentinel://`).
+    pub fn uses_tls(&self) -> bool {
+        match self {
+            Self::Single(info) => is_tls(info),
+            Self::Cluster(nodes) => nodes.iter().all(is_tls),
+            Self::Sentinel(setup) => setup.tls,
+        }
+    }
+
+    /// The same addresses with `certificates` on every TLS connection (the sentinels' too), so
+    /// that the start-up check and every later connection verify the server alike.
+    pub fn secure(self, certificates: &TlsCertificates) -> Result<Self, String> {
+        let secure = |info: ConnectionInfo| {
+            if is_tls(&info) {
+                Client::build_with_tls(info, certificates.clone())
+                    .map(|client| client.get_connection_info().clone())
+                    .map_err(|err| err.to_string())
+            } else {
+                Ok(info)
+            }
+        };
+        let all = |nodes: Vec<ConnectionInfo>| {
+            nodes
+                .into_iter()
+                .map(secure)
+                .collect::<Result<Vec<_>, String>>()
+        };
+        Ok(match self {
+            Self::Single(info) => Self::Single(secure(info)?),
+            Self::Cluster(nodes) => Self::Cluster(all(nodes)?),
+            Self::Sentinel(setup) => Self::Sentinel(SentinelSetup {
+                sentinels: all(setup.sentinels)?,
+                ..setup
+            }),
+        })
     }
 
     /// Asks a cluster or the sentinels whether they serve, once, at start: `Err` says in one
@@ -108,18 +166,32 @@ fn parse_node(raw: &str) -> Result<ConnectionInfo, String> {
         .into_connection_info()
         .map_err(|err| format!("not a Redis URL like redis://127.0.0.1:6379/0 ({err})"))?;
     match info.addr() {
-        ConnectionAddr::Tcp(..) | ConnectionAddr::Unix(_) => Ok(info),
-        _ => Err(
-            "TLS (rediss://) is not built in; reach Redis over a private network or a TLS \
-                  tunnel such as stunnel"
+        ConnectionAddr::TcpTls { insecure: true, .. } => Err(
+            "asks to skip verifying the server's certificate (#insecure), which is never done: \
+             set REDIS_CA to the CA that signed it instead"
                 .into(),
         ),
+        _ => Ok(info),
     }
 }
 
-/// `[user:pass@]h1:26379,h2:26379/mymaster[/db]` (after the scheme).
-fn parse_sentinel(rest: &str) -> Result<SentinelSetup, String> {
+/// Whether `info` is reached over TLS.
+fn is_tls(info: &ConnectionInfo) -> bool {
+    matches!(info.addr(), ConnectionAddr::TcpTls { .. })
+}
+
+/// `[user:pass@]h1:26379,h2:26379/mymaster[/db]` (after the scheme); `tls` for
+/// `rediss+sentinel://`.
+fn parse_sentinel(rest: &str, tls: bool) -> Result<SentinelSetup, String> {
     const EXAMPLE: &str = "like redis+sentinel://h1:26379,h2:26379,h3:26379/mymaster";
+    if rest.contains('#') {
+        return Err(
+            "has a fragment (#…): skipping the verification of certificates (#insecure) is \
+             never done; set REDIS_CA to the CA that signed them instead"
+                .into(),
+        );
+    }
+    let scheme = if tls { "rediss" } else { "redis" };
     let (authority, path) = rest.split_once('/').ok_or_else(|| {
         format!("names no primary: write its name after the sentinels, {EXAMPLE}")
     })?;
@@ -152,7 +224,7 @@ fn parse_sentinel(rest: &str) -> Result<SentinelSetup, String> {
             } else {
                 format!("{host}:{SENTINEL_PORT}")
             };
-            parse_node(&format!("redis://{with_port}"))
+            parse_node(&format!("{scheme}://{with_port}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
     // The credentials and the database are the primary's: let the URL parser decode them
@@ -168,6 +240,7 @@ fn parse_sentinel(rest: &str) -> Result<SentinelSetup, String> {
         sentinels,
         master_name: master_name.to_owned(),
         node,
+        tls,
     })
 }
 
@@ -182,15 +255,21 @@ fn has_port(host: &str) -> bool {
 /// `host:port` of a node, for messages (never its credentials).
 pub fn address(info: &ConnectionInfo) -> String {
     match info.addr() {
-        ConnectionAddr::Tcp(host, port) if host.contains(':') => format!("[{host}]:{port}"),
-        ConnectionAddr::Tcp(host, port) => format!("{host}:{port}"),
+        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. }
+            if host.contains(':') =>
+        {
+            format!("[{host}]:{port}")
+        }
+        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+            format!("{host}:{port}")
+        }
         ConnectionAddr::Unix(path) => path.display().to_string(),
         other => other.to_string(),
     }
 }
 
 fn connect(info: &ConnectionInfo) -> Result<redis::Connection, String> {
-    let client = redis::Client::open(info.clone()).map_err(|err| err.to_string())?;
+    let client = Client::open(info.clone()).map_err(|err| err.to_string())?;
     let connection = client
         .get_connection_with_timeout(VERIFY_TIMEOUT)
         .map_err(|err| err.to_string())?;
@@ -300,8 +379,57 @@ mod tests {
             Ok(Topology::Single(_))
         ));
         assert!(Topology::parse("not a url").is_err());
-        let tls = Topology::parse("rediss://redis.internal:6380").err();
-        assert!(tls.is_some_and(|err| err.contains("TLS")));
+    }
+
+    #[test]
+    fn rediss_is_tls_in_every_form_and_never_insecure() {
+        let tls = |raw: &str| Topology::parse(raw).map(|topology| topology.uses_tls());
+        assert_eq!(tls("rediss://redis.internal:6380/0"), Ok(true));
+        assert_eq!(tls("redis://redis.internal:6379/0"), Ok(false));
+        assert_eq!(tls("rediss://a:7000,rediss://b:7000"), Ok(true));
+        assert_eq!(tls("rediss+sentinel://h1,h2:26380/mymaster/1"), Ok(true));
+        assert_eq!(tls("redis+sentinel://h1,h2:26380/mymaster/1"), Ok(false));
+        let Ok(Topology::Sentinel(setup)) = Topology::parse("rediss+sentinel://:pw@h1/main") else {
+            panic!("sentinel");
+        };
+        assert!(setup.sentinels.iter().all(is_tls));
+        assert_eq!(setup.node.password(), Some("pw"));
+
+        let mixed = Topology::parse("rediss://a:7000,redis://b:7000").err();
+        assert!(
+            mixed.is_some_and(|err| err.contains("mixes")),
+            "mixed seeds"
+        );
+        for insecure in [
+            "rediss://redis.internal:6380/#insecure",
+            "rediss://a:7000/#insecure,rediss://b:7000/#insecure",
+            "rediss+sentinel://h1:26379/main#insecure",
+        ] {
+            let err = Topology::parse(insecure).err();
+            assert!(
+                err.as_deref().is_some_and(|err| err.contains("REDIS_CA")),
+                "{insecure}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn certificates_go_on_every_tls_connection() {
+        let certificates = TlsCertificates {
+            client_tls: None,
+            root_cert: None,
+        };
+        for raw in [
+            "rediss://127.0.0.1:6380/0",
+            "rediss://a:7000,rediss://b:7000",
+            "rediss+sentinel://h1,h2/main",
+            "redis://127.0.0.1:6379/0",
+        ] {
+            let topology = Topology::parse(raw).expect("valid");
+            let tls = topology.uses_tls();
+            let secured = topology.secure(&certificates).expect("secured");
+            assert_eq!(secured.uses_tls(), tls, "{raw}");
+        }
     }
 
     #[test]

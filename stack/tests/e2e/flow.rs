@@ -8,7 +8,7 @@ use crate::helpers::{
 
 const NOT_LOGGED_IN: &str = "Please go \"log in!\" (set up your session)";
 
-async fn login_count_increment_logout_walkthrough(store: StoreKind) {
+pub(crate) async fn login_count_increment_logout_walkthrough(store: StoreKind) {
     let stack = TestStack::start_with(Options::default().store(store));
     let browser = stack.browser();
 

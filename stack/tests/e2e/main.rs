@@ -25,6 +25,7 @@ mod https;
 mod launcher;
 mod ports;
 mod provider;
+mod redis_tls;
 mod rules;
 mod sign_in;
 mod topology;
