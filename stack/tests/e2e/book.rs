@@ -75,20 +75,40 @@ fn code_spans(text: &str) -> Vec<&str> {
     spans
 }
 
-/// The fenced blocks of `text` whose info string starts with `lang`.
-fn code_blocks<'a>(text: &'a str, lang: &str) -> Vec<&'a str> {
+/// The fenced blocks of `text` whose info string starts with `lang`, without the indentation
+/// of their fence (a block inside a list item is indented).
+fn code_blocks(text: &str, lang: &str) -> Vec<String> {
+    struct Open {
+        indent: usize,
+        wanted: bool,
+        body: String,
+    }
     let mut blocks = Vec::new();
-    let mut rest = text;
-    let fence = format!("```{lang}");
-    while let Some(start) = rest.find(&fence) {
-        let after = &rest[start + fence.len()..];
-        let Some(body_start) = after.find('\n') else {
-            break;
-        };
-        let body = &after[body_start + 1..];
-        let end = body.find("\n```").map_or(body.len(), |end| end + 1);
-        blocks.push(&body[..end]);
-        rest = &body[end..];
+    let mut open: Option<Open> = None;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        let fence = trimmed.starts_with("```");
+        match open.as_mut() {
+            None if fence => {
+                open = Some(Open {
+                    indent,
+                    wanted: trimmed.trim_start_matches('`').starts_with(lang),
+                    body: String::new(),
+                });
+            }
+            None => {}
+            Some(_) if fence => {
+                let block = open.take().expect("an open block");
+                if block.wanted {
+                    blocks.push(block.body);
+                }
+            }
+            Some(block) => {
+                block.body.push_str(&line[block.indent.min(indent)..]);
+                block.body.push('\n');
+            }
+        }
     }
     blocks
 }
@@ -172,9 +192,10 @@ fn the_routes_reference_names_every_key_of_the_schema() {
         "{keys:?}"
     );
     let page = reference("routes");
+    let blocks = code_blocks(&page, "toml");
     let mentioned: BTreeSet<&str> = code_spans(&page)
         .into_iter()
-        .chain(code_blocks(&page, "toml").into_iter().flat_map(|block| {
+        .chain(blocks.iter().flat_map(|block| {
             // `key = …`, `[table]`, `[[routes]]`, `[upstreams.name]`: the key names of a block.
             block.lines().filter_map(|line| {
                 let line = line.trim().trim_start_matches('#').trim();
@@ -426,7 +447,7 @@ fn every_providers_and_routes_example_of_the_book_passes_the_check() {
                 .join("\n");
             let file = dir.path().join("example.toml");
             std::fs::write(&file, &with_ca).expect("write the example");
-            let mut env: Vec<(String, String)> = variables(block)
+            let mut env: Vec<(String, String)> = variables(&block)
                 .into_iter()
                 .map(|variable| (variable, "a-value-from-the-environment".to_owned()))
                 .collect();
