@@ -16,8 +16,8 @@ use futures_util::TryStreamExt;
 use http::{
     HeaderMap, HeaderValue, Method, StatusCode,
     header::{
-        ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE,
-        CONTENT_TYPE, ETAG, VARY,
+        ACCEPT_ENCODING, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH,
+        CONTENT_RANGE, CONTENT_TYPE, ETAG, VARY,
     },
     response::Parts,
 };
@@ -148,8 +148,8 @@ fn weight<'a>(params: impl Iterator<Item = &'a str>) -> Option<u16> {
 /// - `text/event-stream`: an encoder holds back what it was given until it has enough to
 ///   encode, and each event must reach the client when it is sent.
 ///
-/// An encoded response loses its `Content-Length` (it is streamed) and a strong `ETag` becomes
-/// weak: the encoded bytes are not those the tag names (RFC 9110 §8.8.1).
+/// An encoded response loses its `Content-Length` (it is streamed) and `Accept-Ranges`, and a
+/// strong `ETag` becomes weak: the encoded bytes are not those the tag names (RFC 9110 §8.8.1).
 pub fn apply(choice: Choice, parts: &mut Parts, body: Body) -> Body {
     add_vary(&mut parts.headers);
     let Choice::Encode(coding) = choice else {
@@ -160,6 +160,8 @@ pub fn apply(choice: Choice, parts: &mut Parts, body: Body) -> Body {
     }
     let headers = &mut parts.headers;
     headers.remove(CONTENT_LENGTH);
+    // A range of the encoded bytes, made anew for each response, could not be served.
+    headers.remove(ACCEPT_RANGES);
     headers.insert(CONTENT_ENCODING, HeaderValue::from_static(coding.name()));
     if let Some(tag) = headers.get(ETAG)
         && !tag.as_bytes().starts_with(b"W/")

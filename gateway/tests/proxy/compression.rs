@@ -86,6 +86,7 @@ async fn the_coding_follows_accept_encoding_and_decodes_to_the_original() {
             "{accept}"
         );
         assert_eq!(header(&response, "content-length"), None, "{accept}");
+        assert_eq!(header(&response, "accept-ranges"), None, "{accept}");
         assert!(varies(&response), "{accept}");
         let body = decoded(response).await;
         assert_eq!(body, shaped_body(50_000), "{accept}");
@@ -100,6 +101,7 @@ async fn refused_or_unasked_compression_sends_identity_with_vary() {
         let response = get(&gateway, "/z/shaped?len=4096", accept).await;
         assert_eq!(header(&response, "content-encoding"), None, "{accept:?}");
         assert_eq!(header(&response, "content-length"), Some("4096"));
+        assert_eq!(header(&response, "accept-ranges"), Some("bytes"));
         assert!(varies(&response), "{accept:?}");
         assert_eq!(response.bytes().await.expect("body"), shaped_body(4096));
     }

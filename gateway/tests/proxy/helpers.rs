@@ -311,7 +311,8 @@ pub fn shaped_body(len: usize) -> Vec<u8> {
 /// The response a `/shaped` query describes: `status=206`, `len=4096` (of [`shaped_body`], with
 /// its Content-Length; 2048 by default), `chunked` (the same body streamed, no length), and
 /// headers `type` (Content-Type), `encoding` (Content-Encoding), `cache` (Cache-Control),
-/// `etag` (a strong ETag with that tag), `range` (Content-Range), `vary`.
+/// `etag` (a strong ETag with that tag), `range` (Content-Range), `vary`; always
+/// `Accept-Ranges: bytes`.
 fn shaped(query: &str) -> Result<Response<ProbeBody>, http::Error> {
     let mut response = Response::builder();
     let mut len = 2048;
@@ -338,6 +339,7 @@ fn shaped(query: &str) -> Result<Response<ProbeBody>, http::Error> {
         };
     }
     let body = shaped_body(len);
+    response = response.header("accept-ranges", "bytes");
     if chunked {
         let chunks = futures_util::stream::iter(
             body.chunks(512)
