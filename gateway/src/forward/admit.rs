@@ -15,7 +15,7 @@ use hyper::{body::Incoming, upgrade::OnUpgrade};
 use crate::{
     error::GatewayError,
     forward::{
-        cors,
+        compress, cors,
         headers::{self, Peer},
         host::{self, RequestHost},
         path,
@@ -70,6 +70,8 @@ pub struct Returning {
     pub client_upgrade: Option<OnUpgrade>,
     /// The HTTP version the client spoke.
     pub client_version: Version,
+    /// On a route with `compress = true`: how the response may be encoded.
+    pub compress: Option<compress::Choice>,
 }
 
 /// Admits `request` from `remote` (whose address is already formatted as header text, once
@@ -99,6 +101,11 @@ pub fn admit<'g>(
     let upgrade = headers::upgrade_protocol(request.headers()).is_some();
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
 
+    let compress = if route.compress {
+        Some(compress::negotiate(request.method(), request.headers()))
+    } else {
+        None
+    };
     let (mut parts, body) = request.into_parts();
     let client = rewrite_headers(
         &mut parts,
@@ -123,6 +130,7 @@ pub fn admit<'g>(
             cors_origin,
             client_upgrade,
             client_version: parts.version,
+            compress,
         },
         client_target: checked_target,
         client,

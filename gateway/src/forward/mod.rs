@@ -16,6 +16,7 @@
 
 pub mod admit;
 pub mod client;
+pub mod compress;
 pub mod cors;
 pub mod door;
 pub mod headers;

@@ -1,6 +1,7 @@
 //! Step 3 of a request: answer the client. The upstream's response headers are rewritten (RFC
-//! 9110 §7.6), CORS applied, and the body streamed back, driving its upstream connection;
-//! a `101 Switching Protocols` is spliced into a tunnel between the two upgraded connections.
+//! 9110 §7.6), CORS applied, and the body streamed back, driving its upstream connection and
+//! encoded on routes that ask for it ([`compress`]); a `101 Switching Protocols` is spliced
+//! into a tunnel between the two upgraded connections.
 
 use http::{HeaderValue, Response, StatusCode, Version, header::CONNECTION};
 use http_body_util::BodyExt;
@@ -10,7 +11,7 @@ use tracing::Instrument;
 
 use crate::{
     capacity::Tickets,
-    forward::{Proxy, admit::Returning, cors, headers, send::Sent},
+    forward::{Proxy, admit::Returning, compress, cors, headers, send::Sent},
     http_ext::body::{self, Body, BoxError},
     upstream::{endpoint::InFlight, streamed::Streamed},
 };
@@ -49,9 +50,12 @@ pub fn respond(
         proxy.spawn_tunnel(client, upstream, (in_flight, tickets));
         return Response::from_parts(parts, body::empty());
     }
-    let body = Streamed::new(body, connection, in_flight, tickets)
+    let mut body = Streamed::new(body, connection, in_flight, tickets)
         .map_err(BoxError::from)
         .boxed();
+    if let Some(choice) = returning.compress {
+        body = compress::apply(choice, &mut parts, body);
+    }
     Response::from_parts(parts, body)
 }
 

@@ -224,6 +224,12 @@ pub(super) struct RawRoute {
     /// limit.
     #[schemars(with = "Option<String>")]
     pub limit: Option<Spanned<String>>,
+    /// true: compress responses on the fly (br, zstd or gzip, as the client's Accept-Encoding
+    /// prefers) and add Vary: Accept-Encoding. Only for public or static content: a page that
+    /// mixes a secret with text an attacker chose leaks the secret through its compressed size
+    /// (BREACH). Never applied to responses already encoded, marked no-transform, under 1KiB,
+    /// to HEAD, 204, 304, 206 and text/event-stream. Default false.
+    pub compress: Option<bool>,
 }
 
 /// A rate limit: a bucket per key that holds `burst` requests and refills at `rate`. Kept

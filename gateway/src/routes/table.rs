@@ -318,6 +318,9 @@ pub struct Route {
     /// The rate limit its requests are counted against (`limit = "<name>"`).
     #[serde(serialize_with = "limit_name")]
     pub limit: Option<Arc<RateLimit>>,
+    /// `compress = true`: responses are encoded as the client's `Accept-Encoding` prefers
+    /// (see [`crate::forward::compress`]). Off by default (BREACH).
+    pub compress: bool,
 }
 
 fn limit_name<S: serde::Serializer>(
@@ -489,6 +492,7 @@ mod tests {
                     allow_groups: None,
                     max_in_flight: None,
                     limit: None,
+                    compress: false,
                 }
             })
             .collect();

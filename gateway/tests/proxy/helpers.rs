@@ -46,6 +46,8 @@ fn full(body: impl Into<Bytes>) -> ProbeBody {
 /// - `/trailers`: a chunked body with an `x-checksum` trailer (sent when the request allows);
 /// - `/healthz`: 200 or 503 as [`Probe::set_healthy`] says;
 /// - `/upgrade`: `101 Switching Protocols` to a protocol that echoes what it receives;
+/// - `/shaped?...`: the response the query describes (see [`shaped`]);
+/// - `/events`: a `text/event-stream`, one event at once and the next 2 s later;
 /// - anything else: JSON describing the request (method, path, query, headers, trailers, body
 ///   length).
 pub struct Probe {
@@ -231,6 +233,22 @@ async fn answer(
                 .header("trailer", "x-checksum")
                 .body(StreamBody::new(frames).boxed())
         }
+        "/shaped" => shaped(request.uri().query().unwrap_or_default()),
+        "/events" => {
+            let events = futures_util::stream::unfold(0, |i| async move {
+                match i {
+                    0 => Some((Ok(Frame::data(Bytes::from_static(b"data: first\n\n"))), 1)),
+                    1 => {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        Some((Ok(Frame::data(Bytes::from_static(b"data: second\n\n"))), 2))
+                    }
+                    _ => None,
+                }
+            });
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(StreamBody::new(events).boxed())
+        }
         status if status.starts_with("/status/") => {
             let code: u16 = status["/status/".len()..].parse().unwrap_or(500);
             Response::builder()
@@ -278,6 +296,59 @@ async fn answer(
         .headers_mut()
         .insert("x-probe", http::HeaderValue::from_static(name));
     Ok(response)
+}
+
+/// The compressible text `/shaped` answers with: `len` bytes of a repeated sentence.
+pub fn shaped_body(len: usize) -> Vec<u8> {
+    b"the gateway compresses what its route asks it to. "
+        .iter()
+        .copied()
+        .cycle()
+        .take(len)
+        .collect()
+}
+
+/// The response a `/shaped` query describes: `status=206`, `len=4096` (of [`shaped_body`], with
+/// its Content-Length; 2048 by default), `chunked` (the same body streamed, no length), and
+/// headers `type` (Content-Type), `encoding` (Content-Encoding), `cache` (Cache-Control),
+/// `etag` (a strong ETag with that tag), `range` (Content-Range), `vary`; always
+/// `Accept-Ranges: bytes`.
+fn shaped(query: &str) -> Result<Response<ProbeBody>, http::Error> {
+    let mut response = Response::builder();
+    let mut len = 2048;
+    let mut chunked = false;
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        response = match name {
+            "status" => response.status(value.parse::<u16>().unwrap_or(500)),
+            "len" => {
+                len = value.parse().unwrap_or(0);
+                response
+            }
+            "chunked" => {
+                chunked = true;
+                response
+            }
+            "type" => response.header("content-type", value),
+            "encoding" => response.header("content-encoding", value),
+            "cache" => response.header("cache-control", value),
+            "etag" => response.header("etag", format!("\"{value}\"")),
+            "range" => response.header("content-range", value.replace("%20", " ")),
+            "vary" => response.header("vary", value),
+            _ => response,
+        };
+    }
+    let body = shaped_body(len);
+    response = response.header("accept-ranges", "bytes");
+    if chunked {
+        let chunks = futures_util::stream::iter(
+            body.chunks(512)
+                .map(|chunk| Ok(Frame::data(Bytes::copy_from_slice(chunk))))
+                .collect::<Vec<_>>(),
+        );
+        return response.body(StreamBody::new(chunks).boxed());
+    }
+    response.body(full(body))
 }
 
 /// A gateway running in this process, stopped when dropped.

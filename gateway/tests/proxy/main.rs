@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod compression;
 mod connections;
 mod cors;
 mod errors;

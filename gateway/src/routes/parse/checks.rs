@@ -57,6 +57,7 @@ impl CheckSpec {
                 // A door check is counted by the route that asks it.
                 max_in_flight: None,
                 limit: None,
+                compress: false,
             },
             headers: self.headers,
             target: self.target,

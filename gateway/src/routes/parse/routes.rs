@@ -1,6 +1,7 @@
 //! `[[routes]]`: each path prefix once, the upstream it goes to, its timeout, body limit and cap
 //! on requests in flight, what replaces its prefix when forwarded, the door check it asks, the
-//! groups that check must name and the rate limit it counts against.
+//! groups that check must name, the rate limit it counts against and whether its responses are
+//! compressed.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -38,6 +39,7 @@ pub(super) struct RouteSpec {
     allow_groups: Option<Box<[String]>>,
     max_in_flight: Option<NonZeroU32>,
     pub limit: Option<Named>,
+    compress: bool,
 }
 
 impl RouteSpec {
@@ -59,6 +61,7 @@ impl RouteSpec {
             allow_groups: self.allow_groups,
             max_in_flight: self.max_in_flight.map(Cap::new),
             limit,
+            compress: self.compress,
         }
     }
 }
@@ -133,6 +136,7 @@ impl Parser<'_> {
             allow_groups,
             max_in_flight,
             limit: None,
+            compress: raw.compress.unwrap_or(false),
         })
     }
 
@@ -247,6 +251,22 @@ mod tests {
         assert_eq!(err.line, Some(6), "{err}");
         assert!(err.reason.contains("\"wirter\" is not defined"), "{err}");
         assert!(err.reason.contains("defined: writer"), "{err}");
+    }
+
+    #[test]
+    fn compress_is_a_boolean_off_by_default() {
+        let text = "[upstreams]\nu = [\"http://x:1\"]\n\
+            [[routes]]\npath = \"/static\"\nupstream = \"u\"\ncompress = true\n\
+            [[routes]]\npath = \"/\"\nupstream = \"u\"\n";
+        let table = parse(Path::new("routes.toml"), text, no_env).expect("valid");
+        let compress: Vec<bool> = table.routes.iter().map(|route| route.compress).collect();
+        assert_eq!(compress, [true, false], "longest path first");
+
+        let err = parse_err(
+            "[upstreams]\nu = [\"http://x:1\"]\n[[routes]]\npath = \"/\"\nupstream = \"u\"\ncompress = \"yes\"\n",
+        );
+        assert_eq!(err.line, Some(6), "{err}");
+        assert!(err.to_string().starts_with("routes.toml:6: "), "{err}");
     }
 
     #[test]

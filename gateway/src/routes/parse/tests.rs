@@ -118,6 +118,8 @@ fn the_reference_example_is_valid() {
         login.limit.as_ref().map(|limit| limit.name.as_str()),
         Some("per-client")
     );
+    assert!(!login.compress, "off by default");
+    assert!(table.route("/assets").expect("route").compress);
     assert_eq!(table.cors.as_ref().map(|c| c.origins.len()), Some(1));
 }
 
