@@ -151,10 +151,11 @@ impl Topology {
     }
 
     /// Asks a cluster or the sentinels whether they serve, once, at start: `Err` says in one
-    /// line what is wrong. One Redis is not asked (it may start after the service).
+    /// line what is wrong. One Redis may start after the service: only its certificate is
+    /// checked, when it answers over TLS.
     pub fn verify(&self) -> Result<(), String> {
         match self {
-            Self::Single(_) => Ok(()),
+            Self::Single(info) => verify_certificate(info),
             Self::Cluster(nodes) => verify_cluster(nodes),
             Self::Sentinel(setup) => verify_sentinel(setup),
         }
@@ -277,6 +278,31 @@ fn connect(info: &ConnectionInfo) -> Result<redis::Connection, String> {
         .set_read_timeout(Some(VERIFY_TIMEOUT))
         .map_err(|err| err.to_string())?;
     Ok(connection)
+}
+
+/// One Redis over TLS that answers with a certificate `REDIS_CA` (or the web roots) does not
+/// vouch for, or that wants a client certificate it is not given, is a setting to fix, not an
+/// outage to wait out: `Err`. One that does not answer, or is not TLS, is Ok: it may start
+/// after the service, and its requests get 503 until it does.
+fn verify_certificate(info: &ConnectionInfo) -> Result<(), String> {
+    if !matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+        return Ok(());
+    }
+    let answer = connect(info).and_then(|mut connection| {
+        redis::cmd("PING")
+            .query::<String>(&mut connection)
+            .map_err(|err| err.to_string())
+    });
+    match answer {
+        // rustls says "invalid peer certificate: …" of the server's; the server's alert names
+        // the one it wanted from us ("CertificateRequired").
+        Err(err) if err.to_ascii_lowercase().contains("certificate") => Err(format!(
+            "{}: the TLS handshake failed on a certificate ({err}); REDIS_CA names the CA that \
+             signed the server's, REDIS_CLIENT_CERT and REDIS_CLIENT_KEY the client's",
+            address(info)
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Ok when a seed node answers and says the cluster serves its slots. While nodes answer but
