@@ -18,7 +18,7 @@ use tokio::{
 };
 
 use crate::{
-    helpers::TestStack,
+    helpers::{TestStack, wait},
     support::{User, base, percentile, reroute, timed},
 };
 
@@ -127,7 +127,12 @@ async fn a_flood_on_one_route_is_shed_and_another_route_keeps_its_latency() {
         ))
     })));
     // The flood fills the cap first.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let peak = Arc::clone(&slow.peak);
+    wait::until("the flood to fill the cap", Duration::from_secs(5), || {
+        let peak = Arc::clone(&peak);
+        async move { peak.load(Ordering::SeqCst) >= CAPACITY }
+    })
+    .await;
     let mut latencies = Vec::new();
     while Instant::now() + Duration::from_millis(500) < until {
         let answer = timed(user.request(&client, &gateway, "/", false)).await;
