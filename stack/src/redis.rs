@@ -190,14 +190,7 @@ impl RedisServer {
     ) -> Result<Self, String> {
         let binary = Self::require_binary()?;
         create_dir(dir)?;
-        let socket = dir.join("redis.sock");
-        if socket.as_os_str().len() > UNIX_PATH_MAX {
-            return Err(format!(
-                "{} is longer than a unix socket path may be ({UNIX_PATH_MAX} bytes)",
-                socket.display()
-            ));
-        }
-        let endpoint = Endpoint::Unix(socket);
+        let endpoint = Endpoint::Unix(socket_in(dir)?);
         let spec = server_spec(&binary, &endpoint, dir, persistence, output, &[]);
         let process = Supervised::spawn(spec).map_err(|err| err.to_string())?;
         let mut server = Self {
@@ -222,14 +215,7 @@ impl RedisServer {
     ) -> Result<Self, String> {
         let binary = Self::require_binary()?;
         create_dir(dir)?;
-        let socket = dir.join("redis.sock");
-        if socket.as_os_str().len() > UNIX_PATH_MAX {
-            return Err(format!(
-                "{} is longer than a unix socket path may be ({UNIX_PATH_MAX} bytes)",
-                socket.display()
-            ));
-        }
-        let endpoint = Endpoint::Unix(socket);
+        let endpoint = Endpoint::Unix(socket_in(dir)?);
         let mut taken = Vec::new();
         for _ in 0..TCP_ATTEMPTS {
             let port =
@@ -544,4 +530,16 @@ pub(crate) fn spawn_on_tcp(
         "redis-server found no free port in {TCP_ATTEMPTS} tries: {}",
         taken.join("; ")
     ))
+}
+
+/// `<dir>/redis.sock`, or why it cannot be a socket address ([`UNIX_PATH_MAX`]).
+fn socket_in(dir: &Path) -> Result<PathBuf, String> {
+    let socket = dir.join("redis.sock");
+    if socket.as_os_str().len() > UNIX_PATH_MAX {
+        return Err(format!(
+            "{} is longer than a unix socket path may be ({UNIX_PATH_MAX} bytes)",
+            socket.display()
+        ));
+    }
+    Ok(socket)
 }
