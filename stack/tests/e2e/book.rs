@@ -11,8 +11,9 @@ use std::{
 };
 
 use crate::{
+    config::check,
     deploy::{rust_sources, settings_read_by_the_code},
-    helpers::{SECRET, bin, can_run},
+    helpers::{SECRET, can_run},
 };
 
 fn root() -> PathBuf {
@@ -402,18 +403,11 @@ fn every_internal_link_of_the_book_and_the_readme_resolves() {
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
 
-/// Runs `binary --check` with `env` only; (exit code, stdout and stderr).
-fn check(binary: &str, args: &[&str], env: &[(String, String)]) -> (Option<i32>, String) {
-    let output = Command::new(bin(binary))
-        .arg("--check")
-        .args(args)
-        .env_clear()
-        .envs(env.iter().map(|(key, value)| (key, value)))
-        .output()
-        .unwrap_or_else(|err| panic!("run {binary} --check: {err}"));
-    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&output.stderr));
-    (output.status.code(), text)
+/// `env` as `check` takes it.
+fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect()
 }
 
 /// The `${NAME}`s of `text`.
@@ -462,10 +456,10 @@ fn every_providers_and_routes_example_of_the_book_passes_the_check() {
                     ]
                     .map(|(key, value)| (key.to_owned(), value.to_owned())),
                 );
-                check("writer", &[], &env)
+                check("writer", &[], &pairs(&env))
             } else {
                 routes += 1;
-                check("gateway", &[file.to_str().expect("utf-8")], &env)
+                check("gateway", &[file.to_str().expect("utf-8")], &pairs(&env))
             };
             assert_eq!(code, Some(0), "{name}:\n{block}\n{out}");
         }

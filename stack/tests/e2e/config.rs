@@ -320,14 +320,16 @@ fn gateway_refuses_an_invalid_routes_file_with_file_line_and_reason() {
     }
 }
 
-/// `writer --check` with `env` (and nothing from the test's own environment): exit code, output.
-fn writer_check(env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let output = std::process::Command::new(crate::helpers::bin("writer"))
+/// `binary --check [args]` with `env` only (nothing from the test's own environment): exit
+/// code, and stdout then stderr.
+pub(crate) fn check(binary: &str, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let output = std::process::Command::new(crate::helpers::bin(binary))
         .arg("--check")
+        .args(args)
         .env_clear()
         .envs(env.iter().copied())
         .output()
-        .expect("run writer --check");
+        .unwrap_or_else(|err| panic!("run {binary} --check: {err}"));
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stderr));
     (output.status.code(), text)
@@ -357,11 +359,11 @@ fn the_writer_refuses_a_bad_providers_file_with_file_line_and_key() {
     let public = ("PUBLIC_URL", "https://app.example.com");
 
     std::fs::write(&file, good).expect("write");
-    let (code, out) = writer_check(&with(&[public]));
+    let (code, out) = check("writer", &[], &with(&[public]));
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("writer: the settings are valid"), "{out}");
     // The validation is the start's: the service itself refuses what --check refuses.
-    let (code, out) = writer_check(&with(&[]));
+    let (code, out) = check("writer", &[], &with(&[]));
     assert_eq!(code, Some(2), "{out}");
     assert!(out.starts_with("writer: PUBLIC_URL: is required"), "{out}");
     let (code, out) = run(
@@ -396,7 +398,7 @@ fn the_writer_refuses_a_bad_providers_file_with_file_line_and_key() {
         ),
     ] {
         std::fs::write(&file, &text).expect("write");
-        let (code, out) = writer_check(&with(&[public]));
+        let (code, out) = check("writer", &[], &with(&[public]));
         assert_eq!(code, Some(2), "{out}");
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 1, "one line: {out}");
