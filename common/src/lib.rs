@@ -14,6 +14,7 @@ pub mod request_id;
 pub mod shutdown;
 pub mod telemetry;
 pub mod time;
+pub mod traces;
 
 pub use env::ConfigError;
 
@@ -25,7 +26,7 @@ pub fn startup<T>(
     load: impl FnOnce() -> Result<T, ConfigError>,
 ) -> Result<T, std::process::ExitCode> {
     env::load_dotenv()
-        .and_then(|()| telemetry::init())
+        .and_then(|()| telemetry::init(binary))
         .and_then(|()| load())
         .map_err(|err| {
             eprintln!("{binary}: {err}");
@@ -35,6 +36,7 @@ pub fn startup<T>(
 
 /// Ends a binary after its server stopped: success, or one line on stderr and exit code 1.
 pub fn finish(binary: &str, result: std::io::Result<()>) -> std::process::ExitCode {
+    traces::shutdown();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

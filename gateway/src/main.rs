@@ -69,6 +69,7 @@ async fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
             gateway.run_until(common::shutdown::signal()).await;
+            common::traces::shutdown();
             ExitCode::SUCCESS
         }
         Err(err) => {

@@ -20,7 +20,8 @@
 //! - [`pages`]: the small HTML pages browsers get instead of JSON;
 //! - [`pending`]: single-use values, such as a sign-in waiting for an identity provider;
 //! - [`metrics`]: what the admin listener's `/metrics` counts;
-//! - [`throttle`]: failed-login counters in Redis (per user name and per address);
+//! - [`throttle`]: failed-login counters in Redis, and the known-device cookies that keep
+//!   strangers' failures from locking a user out;
 //! - [`service`]: what both HTTP services share (request ids, health checks, the server loop).
 
 pub mod action;

@@ -39,7 +39,7 @@ impl Pending {
             .max(1);
         // Sending it twice writes the same value again: safe to retry.
         self.store
-            .run(Retry::Idempotent, |mut connection| {
+            .run("PSETEX", Retry::Idempotent, |mut connection| {
                 let redis_key = &redis_key;
                 async move {
                     connection
@@ -56,7 +56,7 @@ impl Pending {
         let redis_key = Self::redis_key(key);
         // Sent twice after a lost answer, the second would find nothing: retried only unsent.
         self.store
-            .run(Retry::IfUnsent, |mut connection| {
+            .run("GETDEL", Retry::IfUnsent, |mut connection| {
                 let redis_key = &redis_key;
                 async move { connection.get_del(redis_key).await }
             })

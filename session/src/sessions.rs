@@ -87,9 +87,14 @@ impl Sessions {
         Pending::new(self.store.clone())
     }
 
-    /// The failed-login counters, kept in the same Redis.
+    /// The failed-login counters, kept in the same Redis, and the known-device cookies.
     pub fn login_throttle(&self) -> LoginThrottle {
-        LoginThrottle::new(self.store.clone())
+        LoginThrottle::new(self.clone())
+    }
+
+    /// The keys that seal the session cookie and the cookies beside it.
+    pub(crate) fn keyring(&self) -> &Keyring {
+        &self.rules.keyring
     }
 
     /// The live sessions a user may have at once; `None`: no cap.

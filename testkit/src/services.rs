@@ -39,7 +39,7 @@ pub fn output(dir: &Path, name: &str) -> Output {
 }
 
 /// Variables a developer's shell could leak into the services.
-const LEAKY: [&str; 29] = [
+const LEAKY: [&str; 40] = [
     "REDIS_URL",
     "SESSION_SECRET",
     "SESSION_COOKIE_NAME",
@@ -69,6 +69,18 @@ const LEAKY: [&str; 29] = [
     "REDIS_CLIENT_CERT",
     "REDIS_CLIENT_KEY",
     "LISTEN_ADDR_FILE",
+    // A developer's own trace settings would send the tests' spans to their collector.
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_SERVICE_NAME",
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
 ];
 
 /// A spec for our binary `name` with a clean environment, run in `dir` (so no `.env` of the

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use actix_web::{
     HttpRequest, HttpResponse, ResponseError,
+    cookie::Cookie,
     http::{StatusCode, header},
     web,
 };
@@ -23,8 +24,8 @@ use session::{
 use crate::{auth::Users, client::TrustedGateways, oidc::Providers};
 
 /// Registers the endpoints; with `users`, `/login` takes credentials (see [`crate::auth`]),
-/// and failures are throttled per client address (as `gateways` tell it, see
-/// [`crate::client`]); with `providers`, the login page has a button for each and
+/// and failures are throttled (see [`session::throttle`]) by the client's address as `gateways`
+/// tell it (see [`crate::client`]) and by the browser's known-device cookie; with `providers`, the login page has a button for each and
 /// `/login/<name>` signs in with it (see [`crate::oidc`]). Neither: the open demo login.
 pub fn configure(
     config: &mut web::ServiceConfig,
@@ -125,7 +126,16 @@ async fn password_login(
 ) -> Result<HttpResponse, ApiError> {
     let outcome = verify_and_login(&current, &request, &query, &users, &sessions, &body).await;
     match outcome {
-        Ok(login) => Ok(logged_in(audience, &login)),
+        Ok((login, known_device)) => {
+            let mut response = logged_in(audience, &login);
+            // A header session sets no cookie at all (its clients keep none).
+            if login.token.is_none() {
+                response
+                    .add_cookie(&known_device)
+                    .map_err(|err| ApiError::Unexpected(err.into()))?;
+            }
+            Ok(response)
+        }
         // A browser sees the form again, with the reason.
         Err(err @ (ApiError::InvalidCredentials | ApiError::TooManyAttempts { .. }))
             if audience.is_browser() =>
@@ -150,6 +160,8 @@ async fn password_login(
     }
 }
 
+/// Checks the credentials under the login throttle (see [`session::throttle`]) and logs in:
+/// the login, and the known-device cookie that lets this browser past strangers' failures.
 async fn verify_and_login(
     current: &CurrentSession,
     request: &HttpRequest,
@@ -157,38 +169,51 @@ async fn verify_and_login(
     users: &web::Data<Users>,
     sessions: &Sessions,
     body: &[u8],
-) -> Result<LoggedIn, ApiError> {
+) -> Result<(LoggedIn, Cookie<'static>), ApiError> {
     // Before the password is checked or a failed attempt counted.
     current.refuse_cross_site(Action::Login)?;
     let credentials = parse_credentials(request, body)?;
     let address = client_address(request);
     let claimed = UserId::parse(&credentials.username).ok();
     let throttle = sessions.login_throttle();
-    if let Err(err) = throttle.check(claimed.as_ref(), address).await {
-        if matches!(err, ApiError::TooManyAttempts { .. }) {
-            metrics().login(Method::Password, LoginResult::Throttled);
+    let known_device = request.cookie(&throttle.device_cookie_name());
+    let attempt = match throttle
+        .admit(
+            claimed.as_ref(),
+            address,
+            known_device.as_ref().map(Cookie::value),
+        )
+        .await
+    {
+        Ok(attempt) => attempt,
+        Err(err) => {
+            if matches!(err, ApiError::TooManyAttempts { .. }) {
+                tracing::warn!(%address, "login refused: too many failures");
+                metrics().login(Method::Password, LoginResult::Throttled);
+            }
+            return Err(err);
         }
-        return Err(err);
-    }
+    };
 
     let users = users.clone().into_inner();
     let verified = web::block(move || users.verify(&credentials.username, &credentials.password))
         .await
         .map_err(|err| ApiError::Unexpected(err.into()))?;
     let Some(user) = verified else {
-        throttle.failed(claimed.as_ref(), address).await?;
-        tracing::warn!(%address, "failed login");
+        throttle.failed(&attempt).await?;
+        tracing::warn!(%address, known_device = attempt.from_known_device(), "failed login");
         metrics().login(Method::Password, LoginResult::Failure);
         return Err(ApiError::InvalidCredentials);
     };
-    throttle.succeeded(&user).await?;
-    current
+    let device_cookie = throttle.succeeded(&attempt, &user, address).await?;
+    let login = current
         .login(
             LoginAs::User(user, Identity::password()),
             query.transport(current),
             &device(request),
         )
-        .await
+        .await?;
+    Ok((login, device_cookie))
 }
 
 /// The client's address, as the trusted gateways tell it (see [`crate::client`]).

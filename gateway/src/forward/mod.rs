@@ -26,6 +26,7 @@ pub mod path;
 pub mod resend;
 pub mod respond;
 pub mod send;
+pub mod trace;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -149,7 +150,10 @@ impl Proxy {
             request_id = request_id.to_str().unwrap_or_default(),
             method = %request.method(),
             path = request.uri().path(),
+            otel.name = tracing::field::Empty,
+            otel.kind = tracing::field::Empty,
         );
+        trace::continue_from_client(&span, &request);
         // HTTP/1.x: a request whose body the gateway fails on may leave part of it unread, and
         // then hyper closes the client connection after the answer (see below).
         let body_pending = request.version() <= Version::HTTP_11 && !request.body().is_end_stream();
@@ -223,6 +227,7 @@ impl Proxy {
         let tickets = self.tickets(route, outgoing.pool)?;
         if let (Some(check), Some(target)) = (&route.auth, &client_target) {
             let verdict = door::check(worker, generation, check, &mut outgoing, target)
+                .instrument(trace::door_check(route))
                 .await
                 .inspect_err(|_| {
                     self.metrics

@@ -11,10 +11,11 @@ use std::{sync::Arc, time::Duration};
 
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, header::HOST, uri};
 use hyper::body::Incoming;
+use tracing::Instrument as _;
 
 use crate::{
     error::GatewayError,
-    forward::{Served, admit::Outgoing, resend::Resendable},
+    forward::{Served, admit::Outgoing, resend::Resendable, trace},
     generation::Generation,
     http_ext::body::{self, Body, BoxError},
     routes::Route,
@@ -59,7 +60,7 @@ pub async fn send<'g>(
         };
         served.attempts += 1;
         served.address = Some(endpoint.addr);
-        let request = upstream_request(
+        let mut request = upstream_request(
             &outgoing.method,
             &mut outgoing.headers,
             may_retry,
@@ -68,10 +69,16 @@ pub async fn send<'g>(
             &outgoing.path_and_query,
         )?
         .map(|()| attempt_body);
+        let span = trace::attempt(route, &endpoint, served.attempts);
+        trace::pass_on(&span, request.headers_mut());
         let in_flight = endpoint.begin(worker);
         let sending = exchange(worker, route, &endpoint, request, upgrade, connect_timeout);
-        match tokio::time::timeout(route.timeout, sending).await {
+        match tokio::time::timeout(route.timeout, sending)
+            .instrument(span.clone())
+            .await
+        {
             Ok(Ok((response, connection))) => {
+                span.record("http.response.status_code", response.status().as_u16());
                 endpoint.answered();
                 return Ok(Sent {
                     response,

@@ -172,3 +172,29 @@ async fn conflicting_content_length_and_transfer_encoding_cannot_smuggle() {
     assert_eq!(echo["body_len"], 0);
     assert!(!answer.contains("/smuggled"), "{answer}");
 }
+
+/// Without a trace exporter (none is installed in these tests), the gateway adds no trace
+/// context and leaves the client's alone: a tracing setup around it keeps working.
+#[tokio::test]
+async fn without_an_exporter_the_trace_context_passes_through_unchanged() {
+    let probe = Probe::start().await;
+    let gateway = TestGateway::start(&routes_to(&probe)).await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let response = client()
+        .get(gateway.url("/echo"))
+        .header("traceparent", traceparent)
+        .header("tracestate", "vendor=opaque")
+        .send()
+        .await
+        .expect("request");
+    let (_, echo) = json(response).await;
+    assert_eq!(received(&echo, "traceparent"), [traceparent]);
+    assert_eq!(received(&echo, "tracestate"), ["vendor=opaque"]);
+    let plain = client()
+        .get(gateway.url("/echo"))
+        .send()
+        .await
+        .expect("request");
+    let (_, echo) = json(plain).await;
+    assert!(received(&echo, "traceparent").is_empty(), "{echo}");
+}

@@ -1,6 +1,7 @@
 //! Request ids and the access log: every request runs in a span carrying its id, the id goes
 //! back in the response, and one line is logged when it is answered. [`super::bind`] installs it
-//! outermost.
+//! outermost. When traces are exported, that span is the service's server span, continuing the
+//! trace of the incoming `traceparent` (see [`common::traces`]).
 
 use std::time::Instant;
 
@@ -36,7 +37,22 @@ pub(super) async fn trace_request(
         request_id = id.to_str().unwrap_or_default(),
         method = %req.method(),
         path = %req.path(),
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
     );
+    if common::traces::exporting() {
+        // The server side of the gateway's upstream attempt, under the trace it passed on.
+        span.record("otel.kind", "server");
+        span.record(
+            "otel.name",
+            format!("{} {}", req.method(), req.path()).as_str(),
+        );
+        common::traces::continue_trace(&span, |name| {
+            req.headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+        });
+    }
     let started = Instant::now();
     let result = next.call(req).instrument(span.clone()).await;
     let _entered = span.enter();

@@ -46,6 +46,7 @@ use std::{
 
 use common::time::{millis, now_ms};
 use redis::{AsyncCommands, PushInfo, PushKind, Script, aio::ConnectionManagerConfig};
+use tracing::{Instrument as _, Span};
 
 use self::{
     connection::Connection,
@@ -242,7 +243,15 @@ impl RedisStore {
     /// connection broken (which starts a reconnect) and would fail although Redis is back. A
     /// command that must not run twice is not retried after it may have been sent; instead it
     /// is never the first command after a disconnection (see `verified`).
-    pub(crate) async fn run<T, F, Fut>(&self, retry: Retry, operation: F) -> Result<T, StoreError>
+    ///
+    /// When traces are exported, the operation is a span named `command` (a Redis command, or
+    /// `EVALSHA <script>`): never with its keys or values, which hold user ids and sessions.
+    pub(crate) async fn run<T, F, Fut>(
+        &self,
+        command: &'static str,
+        retry: Retry,
+        operation: F,
+    ) -> Result<T, StoreError>
     where
         F: Fn(Connection) -> Fut,
         Fut: Future<Output = Result<T, redis::RedisError>>,
@@ -264,7 +273,9 @@ impl RedisStore {
             Self::with_retry(retry, || operation(self.connection.clone())).await
         };
         let started = std::time::Instant::now();
-        let outcome = tokio::time::timeout(OP_TIMEOUT, attempts).await;
+        let outcome = tokio::time::timeout(OP_TIMEOUT, attempts)
+            .instrument(command_span(command))
+            .await;
         metrics().store_command(started.elapsed());
         let result = match outcome {
             Ok(result) => result.map_err(StoreError::from),
@@ -307,7 +318,7 @@ impl RedisStore {
     ) -> Result<Option<String>, StoreError> {
         let key = Self::session_key(handle);
         let value: Option<String> = self
-            .run(Retry::Idempotent, |mut connection| {
+            .run("GETEX", Retry::Idempotent, |mut connection| {
                 let key = &key;
                 async move {
                     connection
@@ -352,7 +363,7 @@ impl RedisStore {
         let mut extend = redis::cmd("PEXPIRE");
         extend.arg(&index).arg(px(index_lifetime)).arg("GT");
         let extended: Result<bool, _> = self
-            .run(Retry::Idempotent, |mut connection| {
+            .run("PEXPIRE", Retry::Idempotent, |mut connection| {
                 let extend = &extend;
                 async move { extend.query_async(&mut connection).await }
             })
@@ -386,7 +397,7 @@ impl RedisStore {
             call.key(Self::operation_key(handle.user()))
                 .arg(OPERATION_MEMORY_MS);
         }
-        self.invoke_write(&call, &Self::index_key(handle.user()))
+        self.invoke_write("EVALSHA increment", &call, &Self::index_key(handle.user()))
             .await
     }
 
@@ -406,7 +417,7 @@ impl RedisStore {
         let user = new.user();
         let index = Self::index_key(user);
         let answer = self
-            .until_fresh(user, |listed| {
+            .until_fresh("EVALSHA login", user, |listed| {
                 let mut call = self.scripts.login.key(&index);
                 call.key(Self::session_key(new));
                 for id in listed {
@@ -443,7 +454,7 @@ impl RedisStore {
         call.key(Self::index_key(handle.user()))
             .arg(handle.id().as_str());
         let _: i64 = self
-            .invoke_write(&call, &Self::index_key(handle.user()))
+            .invoke_write("EVALSHA logout", &call, &Self::index_key(handle.user()))
             .await?;
         Ok(())
     }
@@ -453,7 +464,7 @@ impl RedisStore {
         let user = handle.user();
         let index = Self::index_key(user);
         let ended = self
-            .until_fresh(user, |listed| {
+            .until_fresh("EVALSHA logout-everywhere", user, |listed| {
                 let mut call = self.scripts.logout_everywhere.key(&index);
                 call.key(Self::session_key(handle));
                 for id in listed {
@@ -473,7 +484,7 @@ impl RedisStore {
     pub async fn list(&self, user: &UserId) -> Result<Vec<Listed>, StoreError> {
         let index = Self::index_key(user);
         let listed: Vec<(String, f64)> = self
-            .run(Retry::Idempotent, |mut connection| {
+            .run("ZRANGE", Retry::Idempotent, |mut connection| {
                 let index = &index;
                 async move { connection.zrange_withscores(index, 0, -1).await }
             })
@@ -487,7 +498,7 @@ impl RedisStore {
         }
         // Reads only: safe to send twice.
         let found: Vec<(Option<String>, i64)> = self
-            .run(Retry::Idempotent, |mut connection| {
+            .run("EVALSHA list", Retry::Idempotent, |mut connection| {
                 let call = &call;
                 async move { call.invoke_async(&mut connection).await }
             })
@@ -519,7 +530,7 @@ impl RedisStore {
             call.key(Self::listed_session_key(user, id));
         }
         call.arg(ids);
-        let ended: i64 = self.invoke_write(&call, &index).await?;
+        let ended: i64 = self.invoke_write("EVALSHA end", &call, &index).await?;
         Ok(u64::try_from(ended).unwrap_or(0))
     }
 
@@ -528,6 +539,7 @@ impl RedisStore {
     /// between and must be taken into account), at most [`STALE_ATTEMPTS`] times.
     async fn until_fresh<'a, F>(
         &'a self,
+        script: &'static str,
         user: &UserId,
         call: F,
     ) -> Result<redis::Value, StoreError>
@@ -537,12 +549,12 @@ impl RedisStore {
         let index = Self::index_key(user);
         for _ in 0..STALE_ATTEMPTS {
             let listed: Vec<String> = self
-                .run(Retry::Idempotent, |mut connection| {
+                .run("ZRANGE", Retry::Idempotent, |mut connection| {
                     let index = &index;
                     async move { connection.zrange(index, 0, -1).await }
                 })
                 .await?;
-            let answer: redis::Value = self.invoke(&call(&listed)).await?;
+            let answer: redis::Value = self.invoke(script, &call(&listed)).await?;
             if answer != redis::Value::Int(STALE) {
                 self.confirm_replicated(&index).await?;
                 return Ok(answer);
@@ -556,7 +568,7 @@ impl RedisStore {
     /// Whether Redis answers, for `/readyz`.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let _: String = self
-            .run(Retry::Idempotent, |mut connection| async move {
+            .run("PING", Retry::Idempotent, |mut connection| async move {
                 redis::cmd("PING").query_async(&mut connection).await
             })
             .await?;
@@ -565,11 +577,13 @@ impl RedisStore {
 
     /// Runs a prepared script call: `EVALSHA`, or `SCRIPT LOAD` + `EVALSHA` the first time on
     /// a server. Scripts change data, so they are only retried when unsent.
+    /// `script` names it in traces (`EVALSHA <name>`).
     pub(crate) async fn invoke<T: redis::FromRedisValue>(
         &self,
+        script: &'static str,
         call: &redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        self.run(Retry::IfUnsent, |mut connection| async move {
+        self.run(script, Retry::IfUnsent, |mut connection| async move {
             call.invoke_async(&mut connection).await
         })
         .await
@@ -579,10 +593,11 @@ impl RedisStore {
     /// [`Self::with_wait_replicas`], waits for the replicas before answering.
     pub(crate) async fn invoke_write<T: redis::FromRedisValue>(
         &self,
+        script: &'static str,
         call: &redis::ScriptInvocation<'_>,
         key: &str,
     ) -> Result<T, StoreError> {
-        let answer = self.invoke(call).await?;
+        let answer = self.invoke(script, call).await?;
         self.confirm_replicated(key).await?;
         Ok(answer)
     }
@@ -593,7 +608,7 @@ impl RedisStore {
         if self.wait_replicas > 0 {
             let wanted = self.wait_replicas;
             let confirmed = self
-                .run(Retry::Idempotent, |mut connection| async move {
+                .run("WAIT", Retry::Idempotent, |mut connection| async move {
                     connection
                         .wait_for_replicas(key, wanted, REPLICA_WAIT)
                         .await
@@ -656,6 +671,20 @@ fn px(duration: Duration) -> u64 {
     millis(duration).max(1)
 }
 
+/// The span of one Redis operation when traces are exported (OpenTelemetry's database client
+/// conventions), else none, which costs nothing.
+fn command_span(command: &'static str) -> Span {
+    if !common::traces::exporting() {
+        return Span::none();
+    }
+    tracing::info_span!(
+        "redis",
+        otel.name = command,
+        otel.kind = "client",
+        db.system.name = "redis",
+        db.operation.name = command,
+    )
+}
 #[cfg(test)]
 mod tests {
     use super::*;

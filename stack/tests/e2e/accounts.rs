@@ -170,12 +170,74 @@ async fn credentials_log_in_and_a_wrong_pair_does_not_say_which_part(store: Stor
     );
 }
 
-async fn repeated_failures_are_throttled_per_user(store: StoreKind) {
-    let (stack, _users) = with_users(Options::default().store(store));
-    for _ in 0..5 {
-        assert_eq!(password_login(&stack, "alice", "guess").await.status(), 401);
+/// A stack whose writer knows alice and bob, behind a load balancer the gateway trusts
+/// (127.0.0.1): each test request can come from the client address it names.
+async fn behind_a_balancer(store: StoreKind) -> (TestStack, tempfile::TempDir) {
+    let (stack, users) = with_users(Options::default().store(store));
+    let trusting = stack
+        .routes()
+        .setting("trusted_proxies = [\"127.0.0.1/32\"]");
+    reroute(&stack, trusting).await;
+    (stack, users)
+}
+
+/// A password login as the load balancer would forward it for `client` (in `X-Forwarded-For`),
+/// with the browser's known-device cookie when it has one.
+async fn login_from(
+    stack: &TestStack,
+    client: &str,
+    device: Option<&str>,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
+    let mut request = stack
+        .client()
+        .post(stack.url("/login"))
+        .header("x-forwarded-for", client)
+        .json(&json!({ "username": user, "password": password }));
+    if let Some(device) = device {
+        request = request.header("cookie", device);
     }
-    let blocked = password_login(&stack, "alice", "wonderland").await;
+    request.send().await.expect("login")
+}
+
+/// The status of [`login_from`].
+async fn status_from(
+    stack: &TestStack,
+    client: &str,
+    device: Option<&str>,
+    user: &str,
+    password: &str,
+) -> u16 {
+    login_from(stack, client, device, user, password)
+        .await
+        .status()
+        .as_u16()
+}
+
+/// Logs `user` in from `client`; returns the known-device cookie (`sid-device=…`) it gets.
+async fn known_device(stack: &TestStack, client: &str, user: &str, password: &str) -> String {
+    let response = login_from(stack, client, None, user, password).await;
+    assert_eq!(response.status(), 200);
+    let set = set_cookies(&response)
+        .into_iter()
+        .find(|cookie| cookie.starts_with("sid-device="))
+        .expect("a known-device cookie");
+    assert!(set.contains("HttpOnly"), "{set}");
+    assert!(set.contains("Max-Age=7776000"), "90 days: {set}");
+    set.split(';').next().expect("name=value").to_owned()
+}
+
+async fn a_guesser_locks_the_user_out_of_its_own_address_only(store: StoreKind) {
+    let (stack, _users) = behind_a_balancer(store).await;
+    let guesser = "203.0.113.9";
+    for _ in 0..5 {
+        assert_eq!(
+            status_from(&stack, guesser, None, "alice", "guess").await,
+            401
+        );
+    }
+    let blocked = login_from(&stack, guesser, None, "alice", "wonderland").await;
     assert_eq!(blocked.status(), 429, "even the right password waits now");
     let retry_after: u64 = blocked.headers()["retry-after"]
         .to_str()
@@ -188,91 +250,137 @@ async fn repeated_failures_are_throttled_per_user(store: StoreKind) {
         body,
         json!({ "error": "too many failed logins, try again later" })
     );
-    // Another user from the same address is not locked out by alice's attacker.
-    assert_eq!(password_login(&stack, "bob", "builder").await.status(), 200);
-    let keys = stack.redis_keys().await;
-    assert!(
-        keys.contains(&"login-failures:{alice}".to_owned()),
-        "{keys:?}"
-    );
-}
-
-async fn repeated_failures_are_throttled_per_address(store: StoreKind) {
-    let (stack, _users) = with_users(Options::default().store(store));
-    // 20 failures spread over names (none reaches the per-user limit)…
-    for i in 0..20 {
-        let status = password_login(&stack, &format!("user{}", i % 5), "guess")
-            .await
-            .status();
-        assert_eq!(status, 401);
-    }
-    // …and this address is throttled, for every user.
-    assert_eq!(password_login(&stack, "bob", "builder").await.status(), 429);
-}
-
-/// A password login as the load balancer in front of the gateway would forward it for
-/// `client`: from 127.0.0.1 (a trusted proxy here), with the client in `X-Forwarded-For`.
-async fn login_from(stack: &TestStack, client: &str, user: &str, password: &str) -> u16 {
-    stack
-        .client()
-        .post(stack.url("/login"))
-        .header("x-forwarded-for", client)
-        .json(&json!({ "username": user, "password": password }))
-        .send()
-        .await
-        .expect("login")
-        .status()
-        .as_u16()
-}
-
-async fn behind_a_trusted_proxy_each_client_is_throttled_alone(store: StoreKind) {
-    let (stack, _users) = with_users(Options::default().store(store));
-    let behind_a_balancer = stack
-        .routes()
-        .setting("trusted_proxies = [\"127.0.0.1/32\"]");
-    reroute(&stack, behind_a_balancer).await;
-    // Twenty clients behind the balancer fail once each: none is throttled, nor anyone else.
-    for i in 0..20 {
-        let client = format!("198.51.100.{i}");
-        assert_eq!(
-            login_from(&stack, &client, &format!("user{}", i % 5), "guess").await,
-            401
-        );
-    }
+    // A known-device cookie that is not one (forged, garbled) changes nothing.
+    let forged = Some("sid-device=alice");
     assert_eq!(
-        login_from(&stack, "198.51.100.21", "bob", "builder").await,
+        status_from(&stack, guesser, forged, "alice", "wonderland").await,
+        429
+    );
+    // Alice from anywhere else, and anyone else from the guesser's address, still log in.
+    assert_eq!(
+        status_from(&stack, "198.51.100.1", None, "alice", "wonderland").await,
+        200
+    );
+    assert_eq!(
+        status_from(&stack, guesser, None, "bob", "builder").await,
         200
     );
     let keys = stack.redis_keys().await;
-    assert!(
-        keys.contains(&"login-failures:addr:198.51.100.7".to_owned()),
-        "{keys:?}"
-    );
+    for key in [
+        "login-failures:{alice}:addr:203.0.113.9",
+        "login-failures:{alice}",
+        "login-failures:addr:203.0.113.9",
+    ] {
+        assert!(keys.contains(&key.to_owned()), "{key} in {keys:?}");
+    }
     assert!(
         !keys
             .iter()
             .any(|key| key.starts_with("login-failures:addr:127.")),
-        "failures counted against the proxy: {keys:?}"
+        "failures counted against the balancer: {keys:?}"
     );
-    // One client failing twenty times is throttled, and only that client.
-    for i in 0..20 {
+    // A claim to the left of what the balancer saw changes nothing.
+    assert_eq!(
+        status_from(&stack, "1.2.3.4, 203.0.113.9", None, "alice", "wonderland").await,
+        429
+    );
+}
+
+async fn a_guesser_with_many_addresses_cannot_lock_out_a_known_browser(store: StoreKind) {
+    let (stack, _users) = behind_a_balancer(store).await;
+    let alices_browser = known_device(&stack, "198.51.100.1", "alice", "wonderland").await;
+    // 50 failures from ten addresses: the most strangers may spend on one user.
+    for i in 0..50 {
+        let guesser = format!("203.0.113.{}", i / 5);
         assert_eq!(
-            login_from(&stack, "203.0.113.9", &format!("other{}", i % 5), "guess").await,
+            status_from(&stack, &guesser, None, "alice", "guess").await,
+            401
+        );
+    }
+    // A new browser now waits, even one on an address that never failed…
+    assert_eq!(
+        status_from(&stack, "192.0.2.1", None, "alice", "wonderland").await,
+        429
+    );
+    // …but alice's own browser logs in, from anywhere, even a guesser's address.
+    let device = Some(alices_browser.as_str());
+    assert_eq!(
+        status_from(&stack, "192.0.2.1", device, "alice", "wonderland").await,
+        200
+    );
+    assert_eq!(
+        status_from(&stack, "203.0.113.0", device, "alice", "wonderland").await,
+        200
+    );
+    // Alice's cookie does not let bob's guesser past bob's counters.
+    for _ in 0..5 {
+        assert_eq!(
+            status_from(&stack, "203.0.113.0", device, "bob", "guess").await,
             401
         );
     }
     assert_eq!(
-        login_from(&stack, "203.0.113.9", "bob", "builder").await,
+        status_from(&stack, "203.0.113.0", device, "bob", "builder").await,
+        429
+    );
+}
+
+async fn one_client_behind_a_shared_address_cannot_lock_out_the_others(store: StoreKind) {
+    let (stack, _users) = behind_a_balancer(store).await;
+    // An office behind one NAT address: bob has logged in from there before.
+    let office = "203.0.113.9";
+    let bobs_browser = known_device(&stack, office, "bob", "builder").await;
+    // One client in the office fails 20 times over names (none reaches a per-user limit).
+    for i in 0..20 {
+        let user = format!("other{}", i % 5);
+        assert_eq!(status_from(&stack, office, None, &user, "guess").await, 401);
+    }
+    // A browser new to the office waits; bob's does not.
+    assert_eq!(
+        status_from(&stack, office, None, "bob", "builder").await,
         429
     );
     assert_eq!(
-        login_from(&stack, "203.0.113.10", "bob", "builder").await,
+        status_from(&stack, office, Some(&bobs_browser), "bob", "builder").await,
         200
     );
-    // A claim to the left of what the balancer saw changes nothing.
+    // Twenty clients behind the balancer failing once each lock out no one.
+    for i in 0..20 {
+        let client = format!("198.51.100.{i}");
+        let user = format!("user{}", i % 5);
+        assert_eq!(
+            status_from(&stack, &client, None, &user, "guess").await,
+            401
+        );
+    }
     assert_eq!(
-        login_from(&stack, "1.2.3.4, 203.0.113.9", "bob", "builder").await,
+        status_from(&stack, "198.51.100.7", None, "bob", "builder").await,
+        200
+    );
+}
+
+async fn a_known_browser_that_guesses_loses_its_standing(store: StoreKind) {
+    let (stack, _users) = behind_a_balancer(store).await;
+    let client = "198.51.100.1";
+    let cookie = known_device(&stack, client, "alice", "wonderland").await;
+    let device = Some(cookie.as_str());
+    // Its own 5 failures, then 5 more judged as a stranger's on this address…
+    for _ in 0..10 {
+        assert_eq!(
+            status_from(&stack, client, device, "alice", "guess").await,
+            401
+        );
+    }
+    // …and it waits like a stranger would.
+    assert_eq!(
+        status_from(&stack, client, device, "alice", "wonderland").await,
         429
+    );
+    let keys = stack.redis_keys().await;
+    assert!(
+        keys.iter()
+            .any(|key| key.starts_with("login-failures:{alice}:device:")),
+        "{keys:?}"
     );
 }
 
@@ -502,9 +610,10 @@ async fn a_header_token_from_an_old_secret_is_refreshed(store: StoreKind) {
 
 on_every_store!(
     credentials_log_in_and_a_wrong_pair_does_not_say_which_part,
-    repeated_failures_are_throttled_per_user,
-    repeated_failures_are_throttled_per_address,
-    behind_a_trusted_proxy_each_client_is_throttled_alone,
+    a_guesser_locks_the_user_out_of_its_own_address_only,
+    a_guesser_with_many_addresses_cannot_lock_out_a_known_browser,
+    one_client_behind_a_shared_address_cannot_lock_out_the_others,
+    a_known_browser_that_guesses_loses_its_standing,
     logging_out_everywhere_ends_every_device_of_the_user,
     the_per_user_cap_ends_the_oldest_session,
     concurrent_logins_of_one_user_all_succeed_and_are_all_indexed,

@@ -139,6 +139,73 @@ fn services_refuse_to_start_without_valid_settings() {
     );
 }
 
+/// Trace settings the services cannot use stop each of them at start, writer, reader and
+/// gateway alike, with one line naming the variable.
+#[test]
+fn unusable_trace_settings_are_refused_at_start() {
+    let redis = ("REDIS_URL", "redis://127.0.0.1:1/0");
+    let secret = ("SESSION_SECRET", SECRET);
+    let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318");
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")],
+            "OTEL_EXPORTER_OTLP_ENDPOINT: \"collector:4318\" is not an http:// or https:// URL",
+        ),
+        (
+            &[(
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "ftp://collector/v1/traces",
+            )],
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: \"ftp://collector/v1/traces\" is not an http:// or https:// URL",
+        ),
+        (
+            &[endpoint, ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")],
+            "OTEL_EXPORTER_OTLP_PROTOCOL: \"grpc\" is not supported; use http/protobuf",
+        ),
+        (
+            &[
+                endpoint,
+                ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
+            ],
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: \"http/json\" is not supported",
+        ),
+        (
+            &[endpoint, ("OTEL_TRACES_EXPORTER", "zipkin")],
+            "OTEL_TRACES_EXPORTER: \"zipkin\" is not an exporter here",
+        ),
+        (
+            &[endpoint, ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon")],
+            "OTEL_EXPORTER_OTLP_TIMEOUT: ",
+        ),
+    ];
+    for name in ["writer", "reader", "gateway"] {
+        for (otel, expected) in cases {
+            let mut env = vec![redis, secret];
+            env.extend_from_slice(otel);
+            let (code, stderr) = run(name, &env);
+            assert_eq!(code, Some(2), "{name} {env:?}: {stderr}");
+            assert_eq!(stderr.trim_end().lines().count(), 1, "{name}: {stderr}");
+            assert!(
+                stderr.starts_with(&format!("{name}: {expected}")),
+                "{name}: {stderr:?} should start with {expected:?}"
+            );
+        }
+    }
+    // Turned off, a bad endpoint is never looked at.
+    let shipped = stack::binaries::workspace_root()
+        .expect("root")
+        .join("routes/routes.toml");
+    let shipped = shipped.to_str().expect("utf-8");
+    for off in [
+        ("OTEL_SDK_DISABLED", "true"),
+        ("OTEL_TRACES_EXPORTER", "none"),
+    ] {
+        let env = [off, ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")];
+        let (code, text) = check("gateway", &[shipped], &env);
+        assert_eq!(code, Some(0), "{off:?}: {text}");
+    }
+}
+
 /// One line naming `REDIS_URL`, exit code 2, for each service.
 fn assert_refused(env: &[(&str, &str)], expected: &[&str]) {
     for name in ["writer", "reader"] {

@@ -29,3 +29,4 @@ mod redis_tls;
 mod rules;
 mod sign_in;
 mod topology;
+mod traces;
