@@ -55,7 +55,10 @@ impl Handler for Admin {
 impl Admin {
     /// `GET /metrics`.
     fn metrics(&self, generation: &Generation) -> Response<Body> {
-        let text = self.proxy.metrics.render(generation, &self.proxy.clients);
+        let text =
+            self.proxy
+                .metrics
+                .render(generation, &self.proxy.clients, &self.proxy.access_log);
         let mut response = Response::new(body::full(text));
         response.headers_mut().insert(
             header::CONTENT_TYPE,

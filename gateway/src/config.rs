@@ -4,7 +4,7 @@ use std::{net::SocketAddr, num::NonZeroUsize, path::PathBuf};
 
 use common::{ConfigError, env};
 
-use crate::{listen::clients::DEFAULT_MAX_CONNECTIONS, tls::TlsFiles};
+use crate::{access::Destination, listen::clients::DEFAULT_MAX_CONNECTIONS, tls::TlsFiles};
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9090";
@@ -27,6 +27,8 @@ pub struct GatewayConfig {
     /// `GATEWAY_TLS_ADDR`, `GATEWAY_TLS_CERT`, `GATEWAY_TLS_KEY`, `GATEWAY_HTTPS_REDIRECT`: the
     /// HTTPS listener, when configured.
     pub tls: Option<TlsSettings>,
+    /// `GATEWAY_ACCESS_LOG`: `stderr` (default), `off`, or a file (see [`crate::access`]).
+    pub access_log: Destination,
 }
 
 /// The HTTPS listener: where, with which certificate, and whether plain HTTP is sent there.
@@ -108,6 +110,8 @@ impl GatewayConfig {
                 default_max_connections(),
             )?,
             tls: TlsSettings::from_env()?,
+            access_log: env::optional("GATEWAY_ACCESS_LOG")?
+                .map_or_else(Destination::default, |raw| Destination::parse(&raw)),
         };
         if config.addr == config.admin_addr && config.addr.port() != 0 {
             return Err(ConfigError::new(

@@ -24,6 +24,7 @@
 //! - [`admin`]: `/healthz`, `/readyz`, `/routes`, `/metrics` ([`metrics`]) on their own port;
 //! - [`startup`]: building and running the whole gateway.
 
+pub mod access;
 pub mod admin;
 pub mod capacity;
 pub mod config;

@@ -26,7 +26,9 @@ use prometheus_client::{
     registry::{Metric, Registry},
 };
 
-use crate::{error::Capped, generation::Generation, listen::clients::ClientConnections};
+use crate::{
+    access::AccessLog, error::Capped, generation::Generation, listen::clients::ClientConnections,
+};
 
 const BUCKETS: usize = 16;
 /// Upper bounds of the latency histogram, seconds: 0.5 ms, doubling, to ~16 s.
@@ -126,6 +128,7 @@ pub struct Metrics {
     address_requests: Family<AddressLabels, Counter>,
     connections_open: Gauge,
     connections_refused: Family<RefusedLabels, Counter>,
+    access_log_dropped: Counter,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -205,6 +208,12 @@ impl Metrics {
              max_connections_per_client (their client had that many open), max_connections \
              (GATEWAY_MAX_CONNECTIONS were open)",
         );
+        let access_log_dropped = registered(
+            r,
+            "access_log_dropped",
+            "Access-log lines not written because the file writer was behind (GATEWAY_ACCESS_LOG \
+             is a file on a disk slower than the traffic)",
+        );
         Self {
             registry,
             requests,
@@ -220,6 +229,7 @@ impl Metrics {
             address_requests,
             connections_open,
             connections_refused,
+            access_log_dropped,
         }
     }
 }
@@ -314,9 +324,19 @@ impl Metrics {
         (count("success"), count("failure"))
     }
 
-    /// The Prometheus text exposition, with address gauges taken from `generation` and
-    /// connection counts from `clients` now.
-    pub fn render(&self, generation: &Generation, clients: &ClientConnections) -> String {
+    /// The Prometheus text exposition, with address gauges taken from `generation`, connection
+    /// counts from `clients` and dropped lines from `access_log` now.
+    pub fn render(
+        &self,
+        generation: &Generation,
+        clients: &ClientConnections,
+        access_log: &AccessLog,
+    ) -> String {
+        let dropped = access_log
+            .dropped
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.access_log_dropped
+            .inc_by(dropped.saturating_sub(self.access_log_dropped.get()));
         self.generation
             .set(i64::try_from(generation.number).unwrap_or(i64::MAX));
         self.connections_open

@@ -180,6 +180,15 @@ fn only_reads(kind: EventKind) -> bool {
     )
 }
 
+/// Reopens the access log's file on every SIGHUP (logrotate renames the file, then signals),
+/// as the routes are reloaded on it.
+pub async fn reopen_on_hangup(log: Arc<crate::access::AccessLog>) {
+    let mut hangup = hangup_signal();
+    while hangup.recv().await.is_some() {
+        log.reopen();
+    }
+}
+
 /// A channel that receives a unit per SIGHUP (never on platforms without it).
 fn hangup_signal() -> mpsc::Receiver<()> {
     let (tx, rx) = mpsc::channel(1);

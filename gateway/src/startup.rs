@@ -7,6 +7,7 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
 
 use crate::{
+    access::{AccessLog, Destination},
     admin::Admin,
     config::GatewayConfig,
     forward::{HttpsPolicy, Proxy, WorkerProxy},
@@ -36,6 +37,12 @@ pub enum StartError {
     },
     #[error("GATEWAY_TLS_CERT: {0}")]
     TlsConfig(#[from] rustls::Error),
+    #[error("GATEWAY_ACCESS_LOG: {path}: cannot open for appending: {source}", path = path.display())]
+    AccessLog {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The HTTPS side, when configured: its sockets (one per worker), certificates and policy.
@@ -88,8 +95,22 @@ impl Gateway {
             }
             None => None,
         };
+        let access_log = AccessLog::open(&config.access_log).map_err(|source| {
+            let path = match &config.access_log {
+                Destination::File(path) => path.clone(),
+                _ => PathBuf::new(),
+            };
+            StartError::AccessLog { path, source }
+        })?;
         let metrics = Arc::new(Metrics::new(workers));
-        let proxy = Proxy::new(table, metrics, workers, config.max_connections.get()).await;
+        let proxy = Proxy::new(
+            table,
+            metrics,
+            workers,
+            config.max_connections.get(),
+            Arc::new(access_log),
+        )
+        .await;
         Ok(Self {
             listeners,
             admin_listener,
@@ -191,6 +212,8 @@ impl Gateway {
 struct Control {
     admin: JoinHandle<()>,
     routes_watcher: JoinHandle<()>,
+    /// Reopens the access log's file on SIGHUP.
+    log_reopener: JoinHandle<()>,
     cert_watcher: Option<JoinHandle<()>>,
 }
 
@@ -208,6 +231,7 @@ impl Control {
             tokio::spawn(Arc::clone(&https.certs).watch(move |ok| metrics.tls_reloaded(ok)))
         });
         let routes_watcher = tokio::spawn(reload::watch(routes_path, Arc::clone(proxy)));
+        let log_reopener = tokio::spawn(reload::reopen_on_hangup(Arc::clone(&proxy.access_log)));
         let admin = tokio::spawn(listen::serve(
             "admin",
             admin_listener,
@@ -221,6 +245,7 @@ impl Control {
         Self {
             admin,
             routes_watcher,
+            log_reopener,
             cert_watcher,
         }
     }
@@ -228,6 +253,7 @@ impl Control {
     /// Once the workers are done: stops watching the files and waits for the admin listener.
     async fn stop(self) {
         self.routes_watcher.abort();
+        self.log_reopener.abort();
         if let Some(cert_watcher) = self.cert_watcher {
             cert_watcher.abort();
         }

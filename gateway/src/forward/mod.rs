@@ -10,9 +10,9 @@
 //! 3. [`respond`]: rewrite the response headers, apply CORS, stream the body back (or splice a
 //!    `101 Switching Protocols` into a tunnel).
 //!
-//! [`Proxy::handle`] strings them together and writes the access log and the metrics. Bodies
-//! are streamed both ways, never buffered; every failure becomes a JSON answer
-//! ([`crate::error`]).
+//! [`Proxy::handle`] strings them together, keeps the metrics and starts the request's
+//! access-log line ([`crate::access`]), written once the answer is sent. Bodies are streamed
+//! both ways, never buffered; every failure becomes a JSON answer ([`crate::error`]).
 
 pub mod admit;
 pub mod client;
@@ -37,18 +37,20 @@ use std::{
 use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response, Version, header::CONNECTION};
 use http_body::Body as _;
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
 use crate::{
+    access::{AccessLog, Counted, Entry, Logged, OrDash, TunnelEntry},
     capacity::Tickets,
     error::{Capped, GatewayError},
     forward::admit::{Admission, Admitted},
     generation::Generation,
     http_ext::{
         body::{self, Body},
-        names::X_REQUEST_ID,
+        names::{X_REQUEST_ID, X_USER_ID},
     },
     listen::{
         Accepted, ConnectionSettings, Handler, OpenRequest, Remote, clients::ClientConnections,
@@ -67,11 +69,13 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     /// Open client connections, for `GATEWAY_MAX_CONNECTIONS` and `max_connections_per_client`.
     pub clients: Arc<ClientConnections>,
+    /// Where each request's line goes (`GATEWAY_ACCESS_LOG`).
+    pub access_log: Arc<AccessLog>,
     tunnels: TaskTracker,
     close_tunnels: CancellationToken,
 }
 
-/// What the access log says about a request besides its status.
+/// What the access log and the metrics say about a request besides its status.
 #[derive(Debug, Default)]
 pub struct Served<'g> {
     pub route: Option<&'g Route>,
@@ -80,6 +84,12 @@ pub struct Served<'g> {
     pub attempts: usize,
     /// The client's address (see [`client`]), once the request was admitted.
     pub client: Option<IpAddr>,
+    /// The user a door check vouched for (its `X-User-Id`).
+    pub user: Option<HeaderValue>,
+    /// With an access log: the counter of request body bytes (see [`Counted`]).
+    pub bytes_in: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// A protocol switch: where its tunnel takes the access-log line, to write it on closing.
+    pub tunnel: Option<TunnelEntry>,
 }
 
 impl Proxy {
@@ -90,6 +100,7 @@ impl Proxy {
         metrics: Arc<Metrics>,
         workers: usize,
         max_connections: usize,
+        access_log: Arc<AccessLog>,
     ) -> Self {
         let registry = Arc::new(Registry::new(workers));
         let generation = Generation::new(1, table, &registry, None).await;
@@ -100,6 +111,7 @@ impl Proxy {
             registry,
             metrics,
             clients,
+            access_log,
             tunnels: TaskTracker::new(),
             close_tunnels: CancellationToken::new(),
         }
@@ -154,12 +166,16 @@ impl Proxy {
             otel.kind = tracing::field::Empty,
         );
         trace::continue_from_client(&span, &request);
+        let mut entry = Entry::start(&self.access_log, &request, started, &span);
         // HTTP/1.x: a request whose body the gateway fails on may leave part of it unread, and
         // then hyper closes the client connection after the answer (see below).
         let body_pending = request.version() <= Version::HTTP_11 && !request.body().is_end_stream();
         async {
             let generation = self.current();
-            let mut served = Served::default();
+            let mut served = Served {
+                bytes_in: entry.as_ref().and_then(|entry| entry.bytes_in()),
+                ..Served::default()
+            };
             let result = self
                 .forward(
                     worker,
@@ -172,7 +188,7 @@ impl Proxy {
                 .await;
             let latency = started.elapsed();
             let failed = result.is_err();
-            let mut response = log_outcome(result, &served, &request_id, latency);
+            let mut response = outcome(result, &served, &request_id, latency, entry.as_deref_mut());
             if failed && body_pending {
                 // The upstream failed (or the request was refused) with its body perhaps half
                 // read: the rest cannot be forwarded, so hyper will not keep this connection.
@@ -185,7 +201,15 @@ impl Proxy {
             let route = served.route.map_or("-", |route| route.path.as_str());
             self.metrics
                 .observe(worker, route, response.status(), latency);
-            response
+            match (entry, served.tunnel) {
+                (None, _) => response,
+                // The tunnel writes the line when it closes, with the bytes it carried.
+                (Some(entry), Some(tunnel)) => {
+                    *tunnel.lock().unwrap_or_else(|e| e.into_inner()) = Some(entry);
+                    response
+                }
+                (Some(entry), None) => response.map(|body| Logged::new(body, entry).boxed()),
+            }
         }
         .instrument(span)
         .await
@@ -217,6 +241,10 @@ impl Proxy {
         let route = outgoing.route;
         served.route = Some(route);
         served.client = Some(client);
+        if let Some(read) = served.bytes_in.clone() {
+            let body = std::mem::replace(&mut outgoing.body, body::empty());
+            outgoing.body = Counted::new(body, read).boxed();
+        }
         // A limit kept per client or route is taken before the door check, one per user after.
         let limited = |stage, headers: &http::HeaderMap| {
             limit::take(generation, &self.metrics, route, stage, client, headers)
@@ -234,11 +262,11 @@ impl Proxy {
                         .door_refused(&route.path, DoorRefusal::Unavailable)
                 })?;
             match verdict {
-                door::Verdict::Pass => {}
+                door::Verdict::Pass => served.user = outgoing.headers.get(&X_USER_ID).cloned(),
                 door::Verdict::Refuse(answer) => {
                     self.metrics.door_refused(&route.path, DoorRefusal::Denied);
                     return Ok(respond::respond(
-                        self, answer, returning, request_id, tickets,
+                        self, answer, returning, request_id, tickets, served,
                     ));
                 }
                 door::Verdict::Forbidden => {
@@ -250,7 +278,9 @@ impl Proxy {
             limited(limit::Stage::AfterCheck, &outgoing.headers)?;
         }
         let sent = send::send(worker, generation, outgoing, served).await?;
-        Ok(respond::respond(self, sent, returning, request_id, tickets))
+        Ok(respond::respond(
+            self, sent, returning, request_id, tickets, served,
+        ))
     }
 
     /// A ticket of each cap on `route` and on its upstream (`pool`), or 503 overloaded (and
@@ -322,56 +352,48 @@ fn request_id(request: &Request<Incoming>) -> HeaderValue {
     HeaderValue::from_bytes(&fresh).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
-/// Writes the access-log line of a finished request and turns an error into its JSON answer.
-fn log_outcome(
+/// Turns an error into its JSON answer (an upstream that failed is logged at warn level, with
+/// the cause), and fills in what the access log says of the outcome.
+fn outcome(
     result: Result<Response<Body>, GatewayError>,
     served: &Served<'_>,
     request_id: &HeaderValue,
     latency: Duration,
+    entry: Option<&mut Entry>,
 ) -> Response<Body> {
-    let latency_ms = latency.as_secs_f64() * 1000.0;
-    let route = served.route.map_or("-", |route| route.path.as_str());
-    let upstream = served
-        .route
-        .map_or("-", |route| route.upstream.name.as_str());
-    let address = tracing::field::display(OrDash(served.address));
-    let client = tracing::field::display(OrDash(served.client));
-    let attempts = served.attempts;
-    match result {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            tracing::info!(
-                route, upstream, address, client, attempts, status, latency_ms, "proxied"
-            );
-            response
-        }
+    let (response, error) = match result {
+        Ok(response) => (response, None),
         Err(err) => {
-            let status = err.status().as_u16();
-            match &err {
-                GatewayError::UpstreamUnavailable { cause, .. } => tracing::warn!(
-                    route, upstream, address, client, attempts, status, latency_ms,
-                    cause = %cause, "upstream unavailable"
-                ),
-                _ => tracing::info!(
-                    route, upstream, address, client, attempts, status, latency_ms,
-                    error = %err, "refused"
-                ),
+            let mut error = entry.is_some().then(|| err.to_string());
+            if let GatewayError::UpstreamUnavailable { cause, .. } = &err {
+                let route = served.route.map_or("-", |route| route.path.as_str());
+                let upstream = served
+                    .route
+                    .map_or("-", |route| route.upstream.name.as_str());
+                let address = tracing::field::display(OrDash(served.address));
+                tracing::warn!(route, upstream, address, attempts = served.attempts, cause = %cause, "upstream unavailable");
+                if let Some(error) = &mut error {
+                    *error = format!("{error}: {cause}");
+                }
             }
-            err.into_response(request_id)
+            (err.into_response(request_id), error)
         }
+    };
+    if let Some(entry) = entry {
+        let outcome = entry.outcome_mut();
+        outcome.request_id = Some(request_id.clone());
+        outcome.client = served.client;
+        outcome.route = served.route.map(|route| route.path.clone());
+        outcome.upstream = served.route.map(|route| route.upstream.name.clone());
+        outcome.address = served.address;
+        outcome.attempts = served.attempts;
+        outcome.status = response.status().as_u16();
+        outcome.latency = latency;
+        outcome.error = error;
+        outcome.trace_id = common::traces::trace_id(&tracing::Span::current());
+        outcome.user.clone_from(&served.user);
     }
-}
-
-/// A value for a log field, `-` when there is none (formatted only if the line is logged).
-struct OrDash<T>(Option<T>);
-
-impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Some(value) => value.fmt(f),
-            None => f.write_str("-"),
-        }
-    }
+    response
 }
 
 /// The proxy as seen by one worker: requests it accepts use the worker's own upstream

@@ -10,8 +10,9 @@ use hyper_util::rt::TokioIo;
 use tracing::Instrument;
 
 use crate::{
+    access::TunnelEntry,
     capacity::Tickets,
-    forward::{Proxy, admit::Returning, compress, cors, headers, send::Sent},
+    forward::{Proxy, Served, admit::Returning, compress, cors, headers, send::Sent},
     http_ext::body::{self, Body, BoxError},
     upstream::{endpoint::InFlight, streamed::Streamed},
 };
@@ -24,6 +25,7 @@ pub fn respond(
     returning: Returning,
     request_id: &HeaderValue,
     tickets: Tickets,
+    served: &mut Served<'_>,
 ) -> Response<Body> {
     let Sent {
         mut response,
@@ -47,7 +49,9 @@ pub fn respond(
         cors::decorate(&mut parts.headers, origin.as_ref());
     }
     if let (Some(client), Some(upstream)) = (returning.client_upgrade, upstream_upgrade) {
-        proxy.spawn_tunnel(client, upstream, (in_flight, tickets));
+        let entry = proxy.access_log.enabled().then(TunnelEntry::default);
+        served.tunnel.clone_from(&entry);
+        proxy.spawn_tunnel(client, upstream, (in_flight, tickets), entry);
         return Response::from_parts(parts, body::empty());
     }
     let mut body = Streamed::new(body, connection, in_flight, tickets)
@@ -63,7 +67,15 @@ impl Proxy {
     /// Splices the client's and the upstream's upgraded connections until either side closes,
     /// or until shutdown closes all tunnels. The tunnel counts as a request in flight (on its
     /// address, and against the caps its request passed) for as long as it is open.
-    fn spawn_tunnel(&self, client: OnUpgrade, upstream: OnUpgrade, held: (InFlight, Tickets)) {
+    /// Splices the two upgraded connections; when they close, writes the access-log line
+    /// `entry` holds by then, with the bytes each way.
+    fn spawn_tunnel(
+        &self,
+        client: OnUpgrade,
+        upstream: OnUpgrade,
+        held: (InFlight, Tickets),
+        entry: Option<TunnelEntry>,
+    ) {
         let closing = self.close_tunnels.clone();
         self.tunnels.spawn(
             async move {
@@ -75,15 +87,22 @@ impl Proxy {
                     }
                 };
                 let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+                let mut copied = (0, 0);
                 tokio::select! {
-                    copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
-                        if let Ok((up, down)) = copied {
+                    result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                        if let Ok((up, down)) = result {
                             tracing::debug!(bytes_up = up, bytes_down = down, "tunnel closed");
+                            copied = (up, down);
                         }
                     }
                     () = closing.cancelled() => tracing::debug!("tunnel closed at shutdown"),
                 }
                 drop(held);
+                let line =
+                    entry.and_then(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).take());
+                if let Some(line) = line {
+                    line.finish(copied.1, Some(copied.0));
+                }
             }
             .in_current_span(),
         );

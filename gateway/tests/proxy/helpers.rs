@@ -398,6 +398,7 @@ impl TestGateway {
             workers: std::num::NonZeroUsize::new(2).expect("two"),
             max_connections: gateway::config::default_max_connections(),
             tls: None,
+            access_log: gateway::access::Destination::Stderr,
         };
         configure(&mut config);
         let gateway = Gateway::build(config).await.expect("gateway starts");

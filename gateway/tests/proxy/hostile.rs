@@ -21,7 +21,7 @@ use crate::helpers::{Probe, TestGateway, raw, received};
 /// request carrying the session `ok` (cookie `sid=ok` or `Authorization: Session ok`), with
 /// `X-User-Id: boss` and `X-User-Groups: staff, admins` for the session `admin`, with
 /// `X-User-Id: loner` and no groups for `nobody`; else 401.
-async fn voucher() -> SocketAddr {
+pub(crate) async fn voucher() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {

@@ -29,7 +29,7 @@ async fn http2_clients_are_served_on_the_same_port() {
     assert_eq!(received(&echo, "via"), ["2 gateway"]);
 }
 
-async fn open_tunnel(gateway: &TestGateway) -> tokio::net::TcpStream {
+pub(crate) async fn open_tunnel(gateway: &TestGateway) -> tokio::net::TcpStream {
     let mut stream = tokio::net::TcpStream::connect(gateway.addr)
         .await
         .expect("connect");
@@ -54,7 +54,7 @@ async fn open_tunnel(gateway: &TestGateway) -> tokio::net::TcpStream {
     stream
 }
 
-async fn echo(stream: &mut tokio::net::TcpStream, text: &str) -> String {
+pub(crate) async fn echo(stream: &mut tokio::net::TcpStream, text: &str) -> String {
     stream.write_all(text.as_bytes()).await.expect("write");
     let mut buf = vec![0u8; text.len()];
     tokio::time::timeout(Duration::from_secs(3), stream.read_exact(&mut buf))

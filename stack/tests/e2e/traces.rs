@@ -2,8 +2,11 @@
 //! the writer and the reader export their spans to a collector (the test's own, on loopback),
 //! one request making one trace across the three processes and Redis.
 
+use std::time::Duration;
+
 use crate::helpers::{
     Options, OtlpReceiver, ReceivedSpan, RefusingPort, TestStack, login, reroute, session_cookie,
+    wait,
 };
 
 /// OTLP's span kinds.
@@ -25,6 +28,29 @@ fn of_trace<'a>(spans: &'a [ReceivedSpan], trace_id: &str) -> Vec<&'a ReceivedSp
         .iter()
         .filter(|span| span.trace_id == trace_id)
         .collect()
+}
+
+/// Whether the trace `trace_id` holds a span of `service` named `name` (by prefix). Spans
+/// arrive in batches from three processes, a parent often after its children: tests wait for
+/// every span they look at.
+fn has(spans: &[ReceivedSpan], trace_id: &str, service: &str, name: &str) -> bool {
+    spans.iter().any(|span| {
+        span.trace_id == trace_id && span.service == service && span.name.starts_with(name)
+    })
+}
+
+/// Whether the trace holds a whole chain (see [`assert_one_chain`]).
+fn chain_arrived(
+    spans: &[ReceivedSpan],
+    trace_id: &str,
+    service: &str,
+    handled: &str,
+    redis: &str,
+) -> bool {
+    has(spans, trace_id, "gateway", handled)
+        && has(spans, trace_id, "gateway", "upstream")
+        && has(spans, trace_id, service, handled)
+        && has(spans, trace_id, service, redis)
 }
 
 /// The one span of `trace` that `service` named `name` (by prefix), or a panic listing them all.
@@ -100,9 +126,12 @@ async fn one_request_is_one_trace_across_gateway_service_and_redis() {
         .wait_for(
             "spans of the login and the read from all three processes",
             |spans| {
-                let services =
-                    |service: &str| spans.iter().filter(|span| span.service == service).count();
-                of_trace(spans, login_trace).len() >= 4 && services("reader") >= 2
+                chain_arrived(spans, login_trace, "writer", "POST /login", "EVALSHA login")
+                    && spans.iter().any(|span| {
+                        span.service == "reader"
+                            && span.name == "GET /"
+                            && chain_arrived(spans, &span.trace_id, "reader", "GET /", "GETEX")
+                    })
             },
         )
         .await;
@@ -151,7 +180,12 @@ async fn a_malformed_traceparent_is_ignored() {
     let is_read = |span: &&ReceivedSpan| span.service == "reader" && span.name == "GET /";
     let spans = receiver
         .wait_for("four reads, each traced from the gateway", |spans| {
-            spans.iter().filter(is_read).count() >= malformed.len()
+            let reads: Vec<_> = spans.iter().filter(is_read).collect();
+            reads.len() >= malformed.len()
+                && reads.iter().all(|read| {
+                    has(spans, &read.trace_id, "gateway", "GET /")
+                        && has(spans, &read.trace_id, "gateway", "upstream")
+                })
         })
         .await;
     for handled in spans.iter().filter(is_read) {
@@ -210,12 +244,31 @@ async fn retries_and_the_door_check_are_spans_of_their_own() {
 
     let spans = receiver
         .wait_for("a retried request and a door-checked one", |spans| {
-            let named = |name: &str| spans.iter().any(|span| span.name == name);
-            named("GET /private/healthz")
-                && named("GET /session")
-                && spans
+            let retried = spans
+                .iter()
+                .find(|span| span.attribute("attempt") == Some("2"));
+            let checked = spans
+                .iter()
+                .find(|span| span.service == "gateway" && span.name == "GET /private/healthz");
+            let (Some(retried), Some(checked)) = (retried, checked) else {
+                return false;
+            };
+            let upstreams = |trace_id: &str| {
+                of_trace(spans, trace_id)
                     .iter()
-                    .any(|span| span.attribute("attempt") == Some("2"))
+                    .filter(|span| span.name.starts_with("upstream"))
+                    .count()
+            };
+            has(spans, &retried.trace_id, "gateway", "GET /flaky/healthz")
+                && has(spans, &retried.trace_id, "reader", "GET /healthz")
+                && upstreams(&retried.trace_id) == 2
+                && ["door check", "GET /session", "GETEX", "GET /healthz"]
+                    .iter()
+                    .all(|name| {
+                        has(spans, &checked.trace_id, "gateway", name)
+                            || has(spans, &checked.trace_id, "reader", name)
+                    })
+                && upstreams(&checked.trace_id) == 2
         })
         .await;
 
@@ -276,5 +329,84 @@ async fn retries_and_the_door_check_are_spans_of_their_own() {
     assert_eq!(
         read.parent_span_id, asked.span_id,
         "the check read the session"
+    );
+}
+
+/// The gateway's access log in a file (`GATEWAY_ACCESS_LOG`): each line carries the trace id
+/// of its request, and SIGHUP reopens the file after logrotate renamed it.
+#[tokio::test]
+async fn the_access_log_names_the_trace_and_is_reopened_on_sighup() {
+    let receiver = OtlpReceiver::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("access.log");
+    let mut options = Options::default()
+        .env_all("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint())
+        .env_all("OTEL_BSP_SCHEDULE_DELAY", "100");
+    options.gateway_env.push((
+        "GATEWAY_ACCESS_LOG".to_owned(),
+        log.to_str().expect("utf-8").to_owned(),
+    ));
+    let stack = TestStack::start_with(options);
+    let lines = |path: &std::path::Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect()
+    };
+    let read = |id: &str| {
+        let request = stack
+            .client()
+            .get(stack.url("/"))
+            .header("x-request-id", id);
+        async move { request.send().await.expect("read").status() }
+    };
+    let logged = |path: &std::path::Path, id: &str| {
+        lines(path)
+            .into_iter()
+            .find(|line| line["request_id"] == id)
+    };
+
+    assert_eq!(read("before-rotation").await, 401);
+    wait::until("the first line", Duration::from_secs(5), || async {
+        logged(&log, "before-rotation").is_some()
+    })
+    .await;
+    let line = logged(&log, "before-rotation").expect("the line");
+    let trace_id = line["trace_id"].as_str().expect("a trace id").to_owned();
+    let spans = receiver
+        .wait_for("the request's gateway span", |spans| {
+            spans.iter().any(|span| {
+                span.service == "gateway" && span.trace_id == trace_id && span.name == "GET /"
+            })
+        })
+        .await;
+    let request = spans
+        .iter()
+        .find(|span| span.service == "gateway" && span.trace_id == trace_id && span.name == "GET /")
+        .expect("the span");
+    assert_eq!(request.attribute("request_id"), Some("before-rotation"));
+
+    // logrotate: rename, then SIGHUP; the gateway writes on in a new file of the old name.
+    let rotated = dir.path().join("access.log.1");
+    std::fs::rename(&log, &rotated).expect("rename");
+    stack.gateway.signal(nix::sys::signal::Signal::SIGHUP);
+    wait::until(
+        "the gateway to reopen its access log",
+        Duration::from_secs(5),
+        || async { log.exists() },
+    )
+    .await;
+    assert_eq!(read("after-rotation").await, 401);
+    wait::until(
+        "the line in the new file",
+        Duration::from_secs(5),
+        || async { logged(&log, "after-rotation").is_some() },
+    )
+    .await;
+    assert!(logged(&rotated, "before-rotation").is_some());
+    assert!(
+        logged(&rotated, "after-rotation").is_none(),
+        "nothing more in the old file"
     );
 }
