@@ -4,7 +4,9 @@
 //! - `GET /readyz`: 200 when a routing table is loaded and every upstream has a usable address,
 //!   else 503 naming the upstreams without one;
 //! - `GET /metrics`: Prometheus text format (see [`crate::metrics`]);
-//! - `GET /routes`: the active table as JSON, with its generation and reload counts.
+//! - `GET /routes`: the active table as JSON, with its generation and reload counts;
+//! - `GET /`: the live dashboard (with `/dashboard.js` and `/dashboard.css`), fed by `GET /stats`
+//!   (see [`crate::dashboard`]).
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::{
+    dashboard::{self, Window},
     error::json_response,
     forward::Proxy,
     generation::Generation,
@@ -24,6 +27,8 @@ use crate::{
 #[derive(Debug)]
 pub struct Admin {
     pub proxy: Arc<Proxy>,
+    /// The last minute of requests, for `/stats`.
+    pub window: Arc<Window>,
 }
 
 impl Handler for Admin {
@@ -43,6 +48,14 @@ impl Handler for Admin {
             "/readyz" => readyz(&generation),
             "/metrics" => self.metrics(&generation),
             "/routes" => self.routes(&generation),
+            "/stats" => dashboard::stats(
+                &self.window,
+                &self.proxy.metrics,
+                &generation,
+                &self.proxy.clients,
+                &self.proxy.access_log,
+            ),
+            path if let Some(page) = dashboard::asset(path) => page,
             _ => json_response(
                 StatusCode::NOT_FOUND,
                 &json!({ "error": "not found" }),

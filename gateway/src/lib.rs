@@ -28,6 +28,7 @@ pub mod access;
 pub mod admin;
 pub mod capacity;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod forward;
 pub mod generation;

@@ -30,9 +30,9 @@ use crate::{
     access::AccessLog, error::Capped, generation::Generation, listen::clients::ClientConnections,
 };
 
-const BUCKETS: usize = 16;
+pub(crate) const BUCKETS: usize = 16;
 /// Upper bounds of the latency histogram, seconds: 0.5 ms, doubling, to ~16 s.
-const LATENCY_BOUNDS: [f64; BUCKETS] = {
+pub(crate) const LATENCY_BOUNDS: [f64; BUCKETS] = {
     let mut bounds = [0.0; BUCKETS];
     let (mut i, mut bound) = (0, 0.0005);
     while i < BUCKETS {
@@ -312,6 +312,31 @@ impl Metrics {
             .inc();
     }
 
+    /// Every route's requests so far (all workers), for the dashboard's window.
+    pub fn route_totals(&self) -> BTreeMap<String, RouteTotals> {
+        self.requests
+            .totals()
+            .into_iter()
+            .map(|(route, tally)| {
+                let count_where = |pick: fn(u16) -> bool| {
+                    tally
+                        .statuses
+                        .iter()
+                        .filter(|(status, _)| pick(*status))
+                        .map(|(_, count)| count)
+                        .sum()
+                };
+                let totals = RouteTotals {
+                    requests: tally.count,
+                    client_errors: count_where(|status| (400..500).contains(&status)),
+                    server_errors: count_where(|status| status >= 500),
+                    buckets: tally.buckets,
+                };
+                (route, totals)
+            })
+            .collect()
+    }
+
     /// (successful, failed) reloads so far.
     pub fn reload_counts(&self) -> (u64, u64) {
         let count = |result: &str| {
@@ -435,6 +460,19 @@ impl RouteTally {
         self.sum += other.sum;
         self.count += other.count;
     }
+}
+
+/// One route's requests so far, summed over workers: what the dashboard subtracts a minute ago
+/// from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteTotals {
+    pub requests: u64,
+    /// 4xx answers.
+    pub client_errors: u64,
+    /// 5xx answers.
+    pub server_errors: u64,
+    /// Requests per latency bucket ([`LATENCY_BOUNDS`], the last above them all).
+    pub buckets: [u64; BUCKETS + 1],
 }
 
 impl RequestStats {

@@ -10,6 +10,7 @@ use crate::{
     access::{AccessLog, Destination},
     admin::Admin,
     config::GatewayConfig,
+    dashboard::Window,
     forward::{HttpsPolicy, Proxy, WorkerProxy},
     listen::{self, Deadline},
     metrics::Metrics,
@@ -214,6 +215,8 @@ struct Control {
     routes_watcher: JoinHandle<()>,
     /// Reopens the access log's file on SIGHUP.
     log_reopener: JoinHandle<()>,
+    /// Samples the requests once a second for the dashboard.
+    sampler: JoinHandle<()>,
     cert_watcher: Option<JoinHandle<()>>,
 }
 
@@ -232,12 +235,15 @@ impl Control {
         });
         let routes_watcher = tokio::spawn(reload::watch(routes_path, Arc::clone(proxy)));
         let log_reopener = tokio::spawn(reload::reopen_on_hangup(Arc::clone(&proxy.access_log)));
+        let window = Arc::new(Window::default());
+        let sampler = tokio::spawn(Arc::clone(&window).keep_sampling(Arc::clone(&proxy.metrics)));
         let admin = tokio::spawn(listen::serve(
             "admin",
             admin_listener,
             None,
             Arc::new(Admin {
                 proxy: Arc::clone(proxy),
+                window,
             }),
             deadline.clone().started(),
             || Duration::from_secs(1),
@@ -246,6 +252,7 @@ impl Control {
             admin,
             routes_watcher,
             log_reopener,
+            sampler,
             cert_watcher,
         }
     }
@@ -254,6 +261,7 @@ impl Control {
     async fn stop(self) {
         self.routes_watcher.abort();
         self.log_reopener.abort();
+        self.sampler.abort();
         if let Some(cert_watcher) = self.cert_watcher {
             cert_watcher.abort();
         }

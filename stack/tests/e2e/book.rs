@@ -246,7 +246,9 @@ fn paths_the_code_answers() -> BTreeSet<String> {
             found.insert(normalize(literal));
         }
     }
-    let admin = read(&root().join("gateway/src/admin.rs"));
+    // The admin listener's paths, and its dashboard's page and assets.
+    let admin = read(&root().join("gateway/src/admin.rs"))
+        + &read(&root().join("gateway/src/dashboard.rs"));
     for line in admin.lines() {
         let line = line.trim();
         if let Some((path, _)) = line

@@ -19,7 +19,7 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// Where the screenshot of the logged-in page is kept after the run.
-fn artifact_dir() -> PathBuf {
+pub(crate) fn artifact_dir() -> PathBuf {
     stack::binaries::workspace_root()
         .expect("workspace root")
         .join("target")

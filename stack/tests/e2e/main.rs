@@ -18,6 +18,7 @@ mod browser;
 mod config;
 mod containers;
 mod cross_site;
+mod dashboard;
 mod deploy;
 mod door;
 mod flow;
