@@ -4,7 +4,14 @@ use std::{net::SocketAddr, num::NonZeroUsize, path::PathBuf};
 
 use common::{ConfigError, env};
 
-use crate::{access::Destination, listen::clients::DEFAULT_MAX_CONNECTIONS, tls::TlsFiles};
+use crate::{
+    access::Destination,
+    listen::clients::DEFAULT_MAX_CONNECTIONS,
+    tls::{
+        TlsFiles,
+        acme::{self, AcmeSettings},
+    },
+};
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9090";
@@ -39,11 +46,17 @@ pub struct TlsSettings {
     /// `GATEWAY_HTTPS_REDIRECT=true`: the plain listener answers every request with a redirect
     /// to HTTPS, and HTTPS answers carry `Strict-Transport-Security`.
     pub redirect: bool,
+    /// `GATEWAY_ACME_*`: the certificate is obtained and renewed over ACME, into `files`.
+    pub acme: Option<AcmeSettings>,
 }
 
 impl TlsSettings {
     /// All three of address, certificate and key, or none; the pair is loaded once to check it.
+    /// With `GATEWAY_ACME_DOMAINS`, the address alone: the pair is the ACME directory's.
     fn from_env() -> Result<Option<Self>, ConfigError> {
+        if let Some(acme) = acme_from_env()? {
+            return Self::with_acme(acme).map(Some);
+        }
         let addr = env::optional("GATEWAY_TLS_ADDR")?;
         let cert = env::optional("GATEWAY_TLS_CERT")?;
         let key = env::optional("GATEWAY_TLS_KEY")?;
@@ -88,8 +101,99 @@ impl TlsSettings {
             addr,
             files,
             redirect,
+            acme: None,
         }))
     }
+
+    /// The HTTPS listener of a certificate obtained over ACME: `GATEWAY_TLS_ADDR` is required,
+    /// and `GATEWAY_TLS_CERT`/`KEY` must not name other files.
+    fn with_acme(acme: AcmeSettings) -> Result<Self, ConfigError> {
+        for set in ["GATEWAY_TLS_CERT", "GATEWAY_TLS_KEY"] {
+            if env::optional(set)?.is_some() {
+                return Err(ConfigError::new(
+                    set,
+                    "is set with GATEWAY_ACME_DOMAINS: the certificate is obtained over ACME into GATEWAY_ACME_DIR; unset one or the other",
+                ));
+            }
+        }
+        let addr = env::required(
+            "GATEWAY_TLS_ADDR",
+            "the HTTPS listener for the ACME certificate, such as 0.0.0.0:443",
+        )?;
+        let addr: SocketAddr = addr.trim().parse().map_err(|_| {
+            ConfigError::new(
+                "GATEWAY_TLS_ADDR",
+                format!("{addr:?} is not a listen address like 0.0.0.0:8443"),
+            )
+        })?;
+        Ok(Self {
+            addr,
+            files: acme.files(),
+            redirect: env::flag("GATEWAY_HTTPS_REDIRECT", false)?,
+            acme: Some(acme),
+        })
+    }
+}
+
+/// `GATEWAY_ACME_*`, when `GATEWAY_ACME_DOMAINS` is set.
+fn acme_from_env() -> Result<Option<AcmeSettings>, ConfigError> {
+    let Some(domains) = env::optional("GATEWAY_ACME_DOMAINS")? else {
+        return Ok(None);
+    };
+    let domains: Vec<String> = domains
+        .split(',')
+        .map(|domain| domain.trim().to_ascii_lowercase())
+        .filter(|domain| !domain.is_empty())
+        .collect();
+    for domain in &domains {
+        let valid = domain.split('.').count() >= 2
+            && domain.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid {
+            return Err(ConfigError::new(
+                "GATEWAY_ACME_DOMAINS",
+                format!("{domain:?} is not a domain name such as app.example.com"),
+            ));
+        }
+    }
+    if domains.is_empty() {
+        return Ok(None);
+    }
+    let directory =
+        env::optional("GATEWAY_ACME_DIRECTORY")?.unwrap_or_else(|| acme::LETS_ENCRYPT.to_owned());
+    if !directory.starts_with("https://") {
+        return Err(ConfigError::new(
+            "GATEWAY_ACME_DIRECTORY",
+            format!("{directory:?} is not an https:// URL of an ACME directory"),
+        ));
+    }
+    let ca = env::optional("GATEWAY_ACME_CA")?.map(PathBuf::from);
+    if let Some(ca) = &ca
+        && std::fs::metadata(ca).is_err()
+    {
+        return Err(ConfigError::new(
+            "GATEWAY_ACME_CA",
+            format!("{}: cannot read", ca.display()),
+        ));
+    }
+    Ok(Some(AcmeSettings {
+        domains,
+        email: env::optional("GATEWAY_ACME_EMAIL")?,
+        directory,
+        dir: PathBuf::from(env::optional("GATEWAY_ACME_DIR")?.unwrap_or_else(|| "acme".into())),
+        ca,
+        renew_before: env::seconds_optional("GATEWAY_ACME_RENEW_BEFORE")?
+            .unwrap_or(acme::DEFAULT_RENEW_BEFORE),
+        check_every: env::seconds_optional("GATEWAY_ACME_CHECK_EVERY")?
+            .unwrap_or(acme::DEFAULT_CHECK_EVERY),
+    }))
 }
 
 impl GatewayConfig {

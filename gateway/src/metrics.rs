@@ -129,6 +129,7 @@ pub struct Metrics {
     connections_open: Gauge,
     connections_refused: Family<RefusedLabels, Counter>,
     access_log_dropped: Counter,
+    acme_orders: Family<ReloadLabels, Counter>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -214,6 +215,12 @@ impl Metrics {
             "Access-log lines not written because the file writer was behind (GATEWAY_ACCESS_LOG \
              is a file on a disk slower than the traffic)",
         );
+        let acme_orders = registered(
+            r,
+            "acme_orders",
+            "Certificate orders over ACME (GATEWAY_ACME_DOMAINS), by result: a failure leaves the \
+             certificate in force serving and is retried",
+        );
         Self {
             registry,
             requests,
@@ -230,6 +237,7 @@ impl Metrics {
             connections_open,
             connections_refused,
             access_log_dropped,
+            acme_orders,
         }
     }
 }
@@ -459,6 +467,17 @@ impl RouteTally {
         }
         self.sum += other.sum;
         self.count += other.count;
+    }
+}
+
+impl crate::tls::acme::OrderObserver for Metrics {
+    fn ordered(&self, succeeded: bool) {
+        let result = if succeeded { "success" } else { "failure" };
+        self.acme_orders
+            .get_or_create(&ReloadLabels {
+                result: result.to_owned(),
+            })
+            .inc();
     }
 }
 

@@ -16,7 +16,10 @@ use crate::{
     metrics::Metrics,
     reload,
     routes::{self, RoutesError},
-    tls::{CertStore, TlsError},
+    tls::{
+        CertStore, TlsError,
+        acme::{self, AcmeSettings, Challenges, OrderObserver},
+    },
 };
 
 /// Why the gateway could not start.
@@ -38,6 +41,8 @@ pub enum StartError {
     },
     #[error("GATEWAY_TLS_CERT: {0}")]
     TlsConfig(#[from] rustls::Error),
+    #[error("GATEWAY_ACME_DOMAINS: cannot make the placeholder certificate: {0}")]
+    AcmePlaceholder(String),
     #[error("GATEWAY_ACCESS_LOG: {path}: cannot open for appending: {source}", path = path.display())]
     AccessLog {
         path: PathBuf,
@@ -53,6 +58,8 @@ struct Https {
     certs: Arc<CertStore>,
     server: Arc<rustls::ServerConfig>,
     redirect: bool,
+    /// With ACME: its settings, for the manager.
+    acme: Option<AcmeSettings>,
 }
 
 /// A gateway with its routes loaded and its listeners bound, ready to run.
@@ -85,8 +92,13 @@ impl Gateway {
             .map_err(bind_error(config.admin_addr, "GATEWAY_ADMIN_ADDR"))?;
         let https = match config.tls {
             Some(tls) => {
-                let certs = CertStore::new(tls.files)?;
+                let certs = match &tls.acme {
+                    Some(acme) => CertStore::new_or_placeholder(tls.files, &acme.domains)
+                        .map_err(StartError::AcmePlaceholder)?,
+                    None => CertStore::new(tls.files)?,
+                };
                 Some(Https {
+                    acme: tls.acme,
                     listeners: listen::bind_shared(tls.addr, workers)
                         .map_err(bind_error(tls.addr, "GATEWAY_TLS_ADDR"))?,
                     server: certs.server_config()?,
@@ -163,6 +175,7 @@ impl Gateway {
             admin_listener,
             routes_path,
             https.as_ref(),
+            policy.challenges.as_ref(),
             &deadline,
         );
         let stop = async {
@@ -177,7 +190,7 @@ impl Gateway {
                 let handler = WorkerProxy {
                     proxy: Arc::clone(&proxy),
                     worker,
-                    https: policy,
+                    https: policy.clone(),
                 };
                 serve_worker(handler, sockets, acceptor.clone(), deadline.clone())
             }
@@ -197,13 +210,19 @@ impl Gateway {
         );
     }
 
-    /// What plain HTTP gets: with `GATEWAY_HTTPS_REDIRECT`, a redirect to the HTTPS port.
+    /// What plain HTTP gets: with `GATEWAY_HTTPS_REDIRECT`, a redirect to the HTTPS port; with
+    /// ACME, the answers to its challenges.
     fn https_policy(&self) -> HttpsPolicy {
         HttpsPolicy {
             redirect_port: match (&self.https, self.tls_addr()) {
                 (Some(https), Some(Ok(addr))) if https.redirect => Some(addr.port()),
                 _ => None,
             },
+            challenges: self
+                .https
+                .as_ref()
+                .and_then(|https| https.acme.as_ref())
+                .map(|acme| Arc::new(Challenges::new(&acme.dir))),
         }
     }
 }
@@ -217,6 +236,8 @@ struct Control {
     log_reopener: JoinHandle<()>,
     /// Samples the requests once a second for the dashboard.
     sampler: JoinHandle<()>,
+    /// With ACME: obtains and renews the certificate.
+    acme_manager: Option<JoinHandle<()>>,
     cert_watcher: Option<JoinHandle<()>>,
 }
 
@@ -227,8 +248,16 @@ impl Control {
         admin_listener: TcpListener,
         routes_path: PathBuf,
         https: Option<&Https>,
+        challenges: Option<&Arc<Challenges>>,
         deadline: &Deadline,
     ) -> Self {
+        let acme_manager = https
+            .and_then(|https| https.acme.clone())
+            .zip(challenges.cloned())
+            .map(|(settings, challenges)| {
+                let observer: Arc<dyn OrderObserver> = Arc::clone(&proxy.metrics) as _;
+                tokio::spawn(acme::manage(settings, challenges, observer))
+            });
         let cert_watcher = https.map(|https| {
             let metrics = Arc::clone(&proxy.metrics);
             tokio::spawn(Arc::clone(&https.certs).watch(move |ok| metrics.tls_reloaded(ok)))
@@ -254,6 +283,7 @@ impl Control {
             log_reopener,
             sampler,
             cert_watcher,
+            acme_manager,
         }
     }
 
@@ -262,6 +292,9 @@ impl Control {
         self.routes_watcher.abort();
         self.log_reopener.abort();
         self.sampler.abort();
+        if let Some(acme_manager) = self.acme_manager {
+            acme_manager.abort();
+        }
         if let Some(cert_watcher) = self.cert_watcher {
             cert_watcher.abort();
         }

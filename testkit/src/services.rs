@@ -39,7 +39,7 @@ pub fn output(dir: &Path, name: &str) -> Output {
 }
 
 /// Variables a developer's shell could leak into the services.
-const LEAKY: [&str; 40] = [
+const LEAKY: [&str; 48] = [
     "REDIS_URL",
     "SESSION_SECRET",
     "SESSION_COOKIE_NAME",
@@ -64,6 +64,14 @@ const LEAKY: [&str; 40] = [
     "GATEWAY_TLS_CERT",
     "GATEWAY_TLS_KEY",
     "GATEWAY_HTTPS_REDIRECT",
+    "GATEWAY_ACME_DOMAINS",
+    "GATEWAY_ACME_EMAIL",
+    "GATEWAY_ACME_DIRECTORY",
+    "GATEWAY_ACME_DIR",
+    "GATEWAY_ACME_CA",
+    "GATEWAY_ACME_RENEW_BEFORE",
+    "GATEWAY_ACME_CHECK_EVERY",
+    "GATEWAY_ACCESS_LOG",
     "REDIS_WAIT_REPLICAS",
     "REDIS_CA",
     "REDIS_CLIENT_CERT",

@@ -57,6 +57,7 @@ use crate::{
     },
     metrics::{DoorRefusal, Metrics},
     routes::{Route, RouteTable},
+    tls::acme::{self, Challenges},
     upstream::pool::{Pool, Registry},
 };
 
@@ -406,11 +407,31 @@ pub struct WorkerProxy {
 }
 
 /// What plain HTTP gets when the gateway also serves HTTPS.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct HttpsPolicy {
     /// `GATEWAY_HTTPS_REDIRECT=true`: the HTTPS port plain requests are sent to (308), and
     /// HTTPS answers carry `Strict-Transport-Security`.
     pub redirect_port: Option<u16>,
+    /// With ACME: the HTTP-01 answers, given on the plain port before any routing or redirect.
+    pub challenges: Option<Arc<Challenges>>,
+}
+
+/// The answer to an ACME server's `GET /.well-known/acme-challenge/<token>`: the key
+/// authorization as plain text, or 404.
+fn challenge_answer(challenges: &Challenges, token: &str) -> Response<Body> {
+    let mut response = match challenges.answer(token) {
+        Some(answer) => Response::new(body::full(answer)),
+        None => {
+            let mut response = Response::new(body::full("no such challenge"));
+            *response.status_mut() = http::StatusCode::NOT_FOUND;
+            response
+        }
+    };
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
+    response
 }
 
 /// One year: browsers then use HTTPS for the host without asking plain HTTP first.
@@ -420,6 +441,12 @@ impl Handler for WorkerProxy {
     async fn call(self: Arc<Self>, request: Request<Incoming>, remote: Remote) -> Response<Body> {
         // HTTP/2: the connection is not idle while the answer streams.
         let open = remote.begin(&request);
+        if let Some(challenges) = &self.https.challenges
+            && !remote.https
+            && let Some(token) = request.uri().path().strip_prefix(acme::CHALLENGE_PREFIX)
+        {
+            return OpenRequest::keep_until_sent(open, challenge_answer(challenges, token));
+        }
         let response = match self.https.redirect_port {
             Some(port) if !remote.https => to_https(&request, port),
             Some(_) => {

@@ -1,7 +1,8 @@
 //! TLS, both sides, with rustls and its ring provider: [`server`] serves the public HTTPS port
 //! (the certificate pair, replaced while the gateway runs), [`upstream`] secures and verifies
-//! the connections to `https://` upstreams.
+//! the connections to `https://` upstreams; [`acme`] obtains and renews the public certificate.
 
+pub mod acme;
 pub mod server;
 pub mod upstream;
 

@@ -125,6 +125,27 @@ impl CertStore {
         }))
     }
 
+    /// The pair of `files` when it loads, else a self-signed certificate for `domains` until
+    /// the files arrive (an ACME certificate not obtained yet): the watcher swaps them in.
+    pub fn new_or_placeholder(files: TlsFiles, domains: &[String]) -> Result<Arc<Self>, String> {
+        let pair = match files.load() {
+            Ok(pair) => pair,
+            Err(_) => {
+                let (cert, key) = super::acme::placeholder(domains)?;
+                let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|err| err.to_string())?;
+                let key =
+                    PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|err| err.to_string())?;
+                CertifiedKey::from_der(chain, key, &provider()).map_err(|err| err.to_string())?
+            }
+        };
+        Ok(Arc::new(Self {
+            files,
+            current: ArcSwap::from_pointee(pair),
+        }))
+    }
+
     /// The server side of TLS: this store's certificate, HTTP/2 and HTTP/1.1 by ALPN.
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, rustls::Error> {
         let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))

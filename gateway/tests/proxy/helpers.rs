@@ -376,6 +376,7 @@ impl TestGateway {
                 addr: "127.0.0.1:0".parse().expect("addr"),
                 files,
                 redirect,
+                acme: None,
             });
         })
         .await

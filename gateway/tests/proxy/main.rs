@@ -4,6 +4,7 @@
 mod helpers;
 
 mod access_log;
+mod acme;
 mod compression;
 mod connections;
 mod cors;

@@ -198,6 +198,53 @@ fn bad_tls_settings_stop_the_gateway_with_one_line() {
             ],
             "GATEWAY_TLS_ADDR: \"localhost\" is not a listen address",
         ),
+        // Certificates over ACME.
+        (
+            &[("GATEWAY_ACME_DOMAINS", "app.example.com")],
+            "GATEWAY_TLS_ADDR: is required (the HTTPS listener for the ACME certificate",
+        ),
+        (
+            &[
+                ("GATEWAY_ACME_DOMAINS", "app.example.com"),
+                addr,
+                ("GATEWAY_TLS_CERT", cert),
+            ],
+            "GATEWAY_TLS_CERT: is set with GATEWAY_ACME_DOMAINS",
+        ),
+        (
+            &[
+                ("GATEWAY_ACME_DOMAINS", "app.example.com, app example.com"),
+                addr,
+            ],
+            "GATEWAY_ACME_DOMAINS: \"app example.com\" is not a domain name",
+        ),
+        (
+            &[
+                ("GATEWAY_ACME_DOMAINS", "app.example.com"),
+                addr,
+                (
+                    "GATEWAY_ACME_DIRECTORY",
+                    "http://acme.example.com/directory",
+                ),
+            ],
+            "GATEWAY_ACME_DIRECTORY: \"http://acme.example.com/directory\" is not an https:// URL",
+        ),
+        (
+            &[
+                ("GATEWAY_ACME_DOMAINS", "app.example.com"),
+                addr,
+                ("GATEWAY_ACME_CA", "/nonexistent/ca.pem"),
+            ],
+            "GATEWAY_ACME_CA: /nonexistent/ca.pem: cannot read",
+        ),
+        (
+            &[
+                ("GATEWAY_ACME_DOMAINS", "app.example.com"),
+                addr,
+                ("GATEWAY_ACME_RENEW_BEFORE", "a month"),
+            ],
+            "GATEWAY_ACME_RENEW_BEFORE: \"a month\" is not a whole number of seconds",
+        ),
     ];
     for (env, expected) in cases {
         let mut all = vec![
