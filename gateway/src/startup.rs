@@ -87,8 +87,10 @@ impl Gateway {
         };
         let listeners = listen::bind_shared(config.addr, workers)
             .map_err(bind_error(config.addr, "GATEWAY_ADDR"))?;
-        let admin_listener = TcpListener::bind(config.admin_addr)
-            .await
+        // SO_REUSEPORT like the public port: a new gateway taking over from this one (an
+        // upgrade, see listen::bind_shared) binds the same admin address beside it.
+        let admin_listener = listen::bind_shared(config.admin_addr, 1)
+            .and_then(|mut listeners| TcpListener::from_std(listeners.remove(0)))
             .map_err(bind_error(config.admin_addr, "GATEWAY_ADMIN_ADDR"))?;
         let https = match config.tls {
             Some(tls) => {

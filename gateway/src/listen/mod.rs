@@ -31,6 +31,12 @@ const BACKLOG: u32 = 1024;
 /// Binds `addr` once per worker, every socket with `SO_REUSEPORT` on the same port (with port
 /// 0, the port the kernel picked for the first). Only sockets of the same user can join the
 /// group; a port held by anything else is "in use" as usual.
+///
+/// The group is also how a gateway is replaced without dropping a connection (see the book's
+/// Upgrades chapter): the new process binds the same addresses and joins, then the old one,
+/// on SIGTERM, closes its sockets and drains. With `net.ipv4.tcp_migrate_req=1` the kernel
+/// hands the connections still queued on the closed sockets to the new process's, instead of
+/// resetting them.
 pub fn bind_shared(addr: SocketAddr, workers: usize) -> io::Result<Vec<std::net::TcpListener>> {
     let first = bind_one(addr)?;
     let addr = first.local_addr()?;

@@ -27,3 +27,4 @@ mod redis_slow;
 mod slow_clients;
 mod soak;
 mod store_failover;
+mod upgrade;
