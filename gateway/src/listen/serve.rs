@@ -87,6 +87,13 @@ const PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// GOAWAY), before it is dropped: a client that does not read cannot keep it open either.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// How long, once shutdown starts, a connection accepted just before gets for its first request
+/// to begin (it is usually in the socket already) before it is closed: closing it at once would
+/// lose a request the client had sent. Bounded by the shutdown grace too.
+const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(2);
+/// How often a draining connection looks whether its first request has begun.
+const FIRST_REQUEST_POLL: Duration = Duration::from_millis(10);
+
 /// A connection the handler accepts, with what it holds while it is open.
 #[derive(Debug)]
 pub struct Accepted {
@@ -273,6 +280,8 @@ async fn serve_io<H, I>(
     tokio::pin!(connection);
     let mut timer = IdleTimer::new(&activity, settings.idle_timeout);
     let mut draining = false;
+    // Shutdown came before the connection's first request: until when that may still begin.
+    let mut first_request_by: Option<Instant> = None;
     let result = loop {
         tokio::select! {
             // In this order, without drawing a random number on every poll.
@@ -281,10 +290,24 @@ async fn serve_io<H, I>(
             () = closing.cancelled(), if !draining => {
                 draining = true;
                 if timer.watch != Watch::Closing {
-                    connection.as_mut().graceful_shutdown();
+                    if activity.any_request() {
+                        connection.as_mut().graceful_shutdown();
+                    } else {
+                        first_request_by = Some(Instant::now() + FIRST_REQUEST_WAIT);
+                    }
                 }
                 // The drain's own deadline (the shutdown grace) ends it if need be.
                 timer.watch = Watch::Off;
+            }
+            // A connection accepted just before shutdown: its request is served (and the
+            // connection closed after it), not dropped unanswered.
+            () = tokio::time::sleep(FIRST_REQUEST_POLL), if first_request_by.is_some() => {
+                if activity.any_request()
+                    || first_request_by.is_some_and(|by| Instant::now() >= by)
+                {
+                    first_request_by = None;
+                    connection.as_mut().graceful_shutdown();
+                }
             }
             () = &mut timer, if timer.watch != Watch::Off => match timer.fired(settings.idle_timeout) {
                 Fired::Wait => {}
@@ -445,6 +468,11 @@ impl Activity {
         self.open.fetch_add(1, Relaxed);
         self.touch();
         Some(OpenRequest(Arc::clone(self)))
+    }
+
+    /// Whether any request has begun on the connection.
+    fn any_request(&self) -> bool {
+        self.http1.load(Relaxed) || self.open.load(Relaxed) > 0 || self.last_ms.load(Relaxed) > 0
     }
 
     fn touch(&self) {
