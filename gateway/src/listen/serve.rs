@@ -28,6 +28,7 @@ use hyper_util::{
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpStream},
+    sync::Notify,
     time::Instant,
 };
 use tokio_rustls::TlsAcceptor;
@@ -91,8 +92,6 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// to begin (it is usually in the socket already) before it is closed: closing it at once would
 /// lose a request the client had sent. Bounded by the shutdown grace too.
 const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(2);
-/// How often a draining connection looks whether its first request has begun.
-const FIRST_REQUEST_POLL: Duration = Duration::from_millis(10);
 
 /// A connection the handler accepts, with what it holds while it is open.
 #[derive(Debug)]
@@ -299,15 +298,12 @@ async fn serve_io<H, I>(
                 // The drain's own deadline (the shutdown grace) ends it if need be.
                 timer.watch = Watch::Off;
             }
-            // A connection accepted just before shutdown: its request is served (and the
-            // connection closed after it), not dropped unanswered.
-            () = tokio::time::sleep(FIRST_REQUEST_POLL), if first_request_by.is_some() => {
-                if activity.any_request()
-                    || first_request_by.is_some_and(|by| Instant::now() >= by)
-                {
-                    first_request_by = None;
-                    connection.as_mut().graceful_shutdown();
-                }
+            // A connection accepted just before shutdown: told to close once its first request
+            // has begun (that request is answered, with `Connection: close`), or when it is
+            // still silent after the wait; not dropped unanswered.
+            () = first_request(&activity, first_request_by), if first_request_by.is_some() => {
+                first_request_by = None;
+                connection.as_mut().graceful_shutdown();
             }
             () = &mut timer, if timer.watch != Watch::Off => match timer.fired(settings.idle_timeout) {
                 Fired::Wait => {}
@@ -325,6 +321,15 @@ async fn serve_io<H, I>(
     if let Err(err) = result {
         tracing::debug!(listener = name, %peer, error = %err, "connection ended with an error");
     }
+}
+
+/// Resolves when the connection's first request has begun, or at `by`.
+async fn first_request(activity: &Activity, by: Option<Instant>) {
+    if activity.any_request() {
+        return;
+    }
+    let Some(by) = by else { return };
+    let _ = tokio::time::timeout_at(by, activity.first.notified()).await;
 }
 
 /// hyper's connection settings for `settings`, both protocols.
@@ -436,6 +441,8 @@ struct Activity {
     /// When a request last began or ended, in milliseconds since `opened`.
     last_ms: AtomicU64,
     http1: AtomicBool,
+    /// Told when the first request begins (a draining connection waits for it).
+    first: Notify,
 }
 
 /// What [`Activity::idle_until`] found.
@@ -453,6 +460,7 @@ impl Activity {
             open: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
             http1: AtomicBool::new(false),
+            first: Notify::new(),
         }
     }
 
@@ -462,10 +470,13 @@ impl Activity {
         if version < Version::HTTP_2 {
             if !self.http1.load(Relaxed) {
                 self.http1.store(true, Relaxed);
+                self.first.notify_one();
             }
             return None;
         }
-        self.open.fetch_add(1, Relaxed);
+        if self.open.fetch_add(1, Relaxed) == 0 && self.last_ms.load(Relaxed) == 0 {
+            self.first.notify_one();
+        }
         self.touch();
         Some(OpenRequest(Arc::clone(self)))
     }
