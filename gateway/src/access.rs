@@ -441,6 +441,14 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     )
 }
 
+/// The bytes of data a polled frame carries (0 for trailers, errors, the end, pending).
+fn data_len<E>(polled: &Poll<Option<Result<Frame<bytes::Bytes>, E>>>) -> u64 {
+    match polled {
+        Poll::Ready(Some(Ok(frame))) => frame.data_ref().map_or(0, |data| data.len() as u64),
+        _ => 0,
+    }
+}
+
 /// A response body that counts what it sends and writes the access-log line when it is done
 /// (sent, or dropped because the client went away).
 #[derive(Debug)]
@@ -480,11 +488,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.sent += data.len() as u64;
-        }
+        self.sent += data_len(&polled);
         polled
     }
 
@@ -522,11 +526,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.read.fetch_add(data.len() as u64, Relaxed);
-        }
+        self.read.fetch_add(data_len(&polled), Relaxed);
         polled
     }
 

@@ -417,16 +417,16 @@ pub struct HttpsPolicy {
 }
 
 /// The answer to an ACME server's `GET /.well-known/acme-challenge/<token>`: the key
-/// authorization as plain text, or 404.
+/// authorization as plain text (RFC 8555 §8.3), or 404 JSON like every other refusal.
 fn challenge_answer(challenges: &Challenges, token: &str) -> Response<Body> {
-    let mut response = match challenges.answer(token) {
-        Some(answer) => Response::new(body::full(answer)),
-        None => {
-            let mut response = Response::new(body::full("no such challenge"));
-            *response.status_mut() = http::StatusCode::NOT_FOUND;
-            response
-        }
+    let Some(answer) = challenges.answer(token) else {
+        return crate::error::json_response(
+            http::StatusCode::NOT_FOUND,
+            &serde_json::json!({ "error": "not found" }),
+            None,
+        );
     };
+    let mut response = Response::new(body::full(answer));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain"),

@@ -268,6 +268,17 @@ async fn a_certificate_is_obtained_renewed_and_kept_when_the_acme_server_dies() 
     })
     .await;
     let https = gateway.tls.expect("an HTTPS listener");
+    // A token no challenge is pending for (or a hostile one) gets 404 JSON, never a route.
+    for token in ["unknown-token", "..%2Flock"] {
+        let response = crate::helpers::client()
+            .get(gateway.url(&format!("{}{token}", acme::CHALLENGE_PREFIX)))
+            .send()
+            .await
+            .expect("challenge");
+        assert_eq!(response.status(), 404, "{token}");
+        let body: serde_json::Value = response.json().await.expect("JSON");
+        assert_eq!(body, serde_json::json!({ "error": "not found" }));
+    }
 
     // Obtained: with no file placed by hand, a client trusting pebble's root gets through.
     let cert = acme_dir.join("cert.pem");
